@@ -1,0 +1,91 @@
+"""slurmscope: run Python functions as Slurm jobs and array jobs, eagerly, with scoped,
+debuggable dependencies.
+
+    import slurmscope
+
+    cluster = slurmscope.Cluster()            # pyslurm -> sbatch CLI -> embedded local
+
+    @slurmscope.task(time="00:10:00", mem="1G")
+    def prep(path): ...
+
+    p = prep("data.csv")                      # submitted before it returns
+    with cluster.dependencies(p):             # every submission inside depends on p
+        results = work.map(items).get_results()
+
+The public names are loaded on first use, so that the worker that runs inside every job
+(``python -m slurmscope.worker``) imports only what it needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Cluster": "slurmscope.cluster",
+    "DependencyRequest": "slurmscope.cluster",
+    "default_cluster": "slurmscope.cluster",
+    "depend": "slurmscope.cluster",
+    "Task": "slurmscope.task",
+    "task": "slurmscope.task",
+    "Job": "slurmscope.jobs",
+    "ArrayJob": "slurmscope.jobs",
+    "Dependency": "slurmscope.dependency",
+    "Provenance": "slurmscope.dependency",
+    "CallSite": "slurmscope.dependency",
+    "KINDS": "slurmscope.dependency",
+    "carry_scope": "slurmscope.scope",
+    "Resources": "slurmscope.spec",
+    "TaskState": "slurmscope.backends.base",
+    "configure_logging": "slurmscope.log",
+    "SlurmscopeError": "slurmscope.errors",
+    "InvalidInputError": "slurmscope.errors",
+    "DependencyError": "slurmscope.errors",
+    "ArrayAlreadySubmittedError": "slurmscope.errors",
+    "SubmissionError": "slurmscope.errors",
+    "BackendUnavailableError": "slurmscope.errors",
+    "JobError": "slurmscope.errors",
+    "TaskFailedError": "slurmscope.errors",
+    "JobNotCompletedError": "slurmscope.errors",
+    "JobNotFoundError": "slurmscope.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'slurmscope' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:
+    from .backends.base import TaskState
+    from .cluster import Cluster, DependencyRequest, default_cluster, depend
+    from .dependency import KINDS, CallSite, Dependency, Provenance
+    from .errors import (
+        ArrayAlreadySubmittedError,
+        BackendUnavailableError,
+        DependencyError,
+        InvalidInputError,
+        JobError,
+        JobNotCompletedError,
+        JobNotFoundError,
+        SlurmscopeError,
+        SubmissionError,
+        TaskFailedError,
+    )
+    from .jobs import ArrayJob, Job
+    from .log import configure_logging
+    from .scope import carry_scope
+    from .spec import Resources
+    from .task import Task, task

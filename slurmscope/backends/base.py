@@ -1,0 +1,88 @@
+"""The backend seam: plain specs in, plain ids and states out.
+
+A backend never sees a job handle, a scope or a provenance: it submits a
+:class:`~slurmscope.spec.JobSpec`, answers the states of many jobs in one call, cancels,
+and reports its limits. Everything above it is the same for every backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..spec import JobSpec
+
+#: Slurm job states after which a job never runs again.
+TERMINAL_STATES = frozenset(
+    {
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "PREEMPTED",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "LOST",
+    }
+)
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """The scheduler's view of one task (an array task, or the one task of a job)."""
+
+    state: str
+    reason: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "COMPLETED"
+
+
+#: job id -> {task index: state}; a single job has the one index 0.
+StateMap = Mapping[str, Mapping[int, TaskState]]
+
+
+class Backend(ABC):
+    """One way to reach a scheduler."""
+
+    #: ``"local"``, ``"sbatch"`` or ``"pyslurm"``.
+    kind: str = ""
+    #: The scheduler's cluster name; job ids are unique within it.
+    cluster_name: str = ""
+    #: Bounds of the poll interval in seconds (the poller backs off between them).
+    poll_interval: tuple[float, float] = (0.5, 10.0)
+
+    @abstractmethod
+    def submit(self, spec: JobSpec) -> str:
+        """Submit ``spec`` and return the scheduler's job id. Raises ``SubmissionError``."""
+
+    @abstractmethod
+    def states(self, job_ids: Sequence[str]) -> StateMap:
+        """States of all tasks of the given jobs, in one query.
+
+        Jobs the scheduler no longer knows are absent from the answer; so are array tasks
+        it has forgotten. The caller falls back on the job directory for those.
+        """
+
+    @abstractmethod
+    def cancel(self, job_id: str, index: int | None = None) -> None:
+        """Cancel a job, or one task of an array."""
+
+    @property
+    def max_array_size(self) -> int | None:
+        """How many tasks one array may hold (Slurm's ``MaxArraySize``); ``None``: no limit."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the backend holds. Submitted jobs are not cancelled."""
+
+    def describe(self) -> Mapping[str, object]:
+        return {"backend": self.kind, "cluster": self.cluster_name}

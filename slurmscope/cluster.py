@@ -1,0 +1,653 @@
+"""``Cluster``: where submissions go, the dependency scopes, and the one eager submit path."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
+
+from . import scope
+from .backends.base import Backend
+from .dependency import (
+    KINDS,
+    VIA_ARGUMENT_AFTER,
+    VIA_DATA,
+    VIA_SCOPE,
+    CallSite,
+    Dependency,
+    Provenance,
+    caller_site,
+    check_kind,
+    clauses_for_part,
+    merge,
+)
+from .errors import (
+    BackendUnavailableError,
+    DependencyError,
+    InvalidInputError,
+    JobNotFoundError,
+    SubmissionError,
+)
+from .jobs import ArrayJob, Job, Part, Submission, _Handle
+from .log import log
+from .payload import JobDirectory, ResultRef
+from .spec import ArraySpec, JobSpec, Resources
+
+if TYPE_CHECKING:
+    from .task import Task
+
+_default_lock = threading.Lock()
+_default: Cluster | None = None  # the explicit default-cluster registry
+
+_PLAIN = (int, float, str, bytes, bool, type(None), complex)
+
+
+@dataclass(frozen=True)
+class DependencyRequest:
+    """A job with a dependency kind other than ``afterok``, for ``after=[...]``.
+
+    Made by :func:`depend`: ``task.map(items, after=[depend(prep, "afterany")])``.
+    """
+
+    kind: str
+    job: Any
+
+
+def depend(job: Any = None, kind: str = "afterok") -> DependencyRequest:
+    """Say a dependency with a kind, for ``after=[...]`` lists."""
+    check_kind(kind)
+    if kind != "singleton":
+        _check_handle(job)
+    return DependencyRequest(kind, job)
+
+
+def _check_handle(job: Any) -> None:
+    if not isinstance(job, _Handle):
+        raise DependencyError(
+            f"a dependency must be a Job or ArrayJob (what a task call or .map() returns), "
+            f"not {type(job).__name__} {job!r}."
+        )
+
+
+def default_cluster() -> Cluster:
+    """The most recently created ``Cluster`` (unless made with ``set_as_default=False``);
+    created with ``Cluster()`` on first use when there is none."""
+    global _default
+    with _default_lock:
+        if _default is None or _default._closed:
+            _default = Cluster(set_as_default=False)
+        return _default
+
+
+def _set_default(cluster: Cluster | None) -> None:
+    global _default
+    with _default_lock:
+        _default = cluster
+
+
+def _choose_backend(requested: str | Backend, cluster: Cluster, options: dict[str, Any]) -> tuple[Backend, str]:
+    if isinstance(requested, Backend):
+        return requested, "given as an object"
+    name = requested
+    reason = f"asked for {name!r}"
+    if name == "auto":
+        env = os.environ.get("SLURMSCOPE_BACKEND")
+        if env:
+            name, reason = env, f"SLURMSCOPE_BACKEND={env}"
+        else:
+            name, reason = _detect()
+    if name == "local":
+        from .backends.local import LocalBackend
+
+        return (
+            LocalBackend(
+                cluster.root / ".local",
+                cpus=options.pop("cpus", None),
+                max_array_size=options.pop("max_array_size", None),
+            ),
+            reason,
+        )
+    if name in ("sbatch", "pyslurm"):
+        try:
+            module = __import__(f"slurmscope.backends.{name}", fromlist=["create"])
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                f"the {name} backend is not available in this version of slurmscope ({exc}); "
+                "use Cluster('local') meanwhile."
+            ) from exc
+        return module.create(**options), reason
+    raise InvalidInputError(
+        f"unknown backend {name!r}: use 'auto', 'local', 'sbatch' or 'pyslurm'."
+    )
+
+
+def _detect() -> tuple[str, str]:
+    """Auto-detection: pyslurm, then the sbatch CLI, then the embedded local scheduler."""
+    import importlib.util
+
+    candidates = []
+    if importlib.util.find_spec("slurmscope.backends.pyslurm") and importlib.util.find_spec("pyslurm"):
+        candidates.append("pyslurm")
+    if importlib.util.find_spec("slurmscope.backends.sbatch") and shutil.which("sbatch"):
+        candidates.append("sbatch")
+    for name in candidates:
+        module = __import__(f"slurmscope.backends.{name}", fromlist=["reachable"])
+        ok, why = module.reachable()
+        if ok:
+            return name, why
+    if shutil.which("sbatch"):
+        return "local", "sbatch is on PATH but no Slurm backend answered; using the embedded scheduler"
+    return "local", "no Slurm cluster reachable (no sbatch on PATH); using the embedded scheduler"
+
+
+class _DependencyBlock:
+    """The context manager ``cluster.dependencies(...)`` returns. One per ``with``."""
+
+    def __init__(self, cluster: Cluster, requests: list[DependencyRequest], site: CallSite) -> None:
+        self._cluster = cluster
+        self._requests = requests
+        self._site = site
+        self._token: Any = None
+
+    def __enter__(self) -> _DependencyBlock:
+        if self._token is not None:
+            raise RuntimeError("this dependencies() block is already entered; make a new one")
+        depth = len(scope.frames_of(self._cluster)) + 1
+        provenance = Provenance(VIA_SCOPE, self._site, depth=depth)
+        deps = tuple(
+            Dependency(r.kind, _target_id(r), provenance, r.job) for r in self._requests
+        )
+        frame = scope.Frame(self._cluster, deps, self._site, depth)
+        self._token = scope.push(frame)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        scope.pop(self._token)
+        self._token = None
+
+
+def _target_id(request: DependencyRequest) -> str | None:
+    return None if request.kind == "singleton" else request.job._target_id()
+
+
+class Cluster:
+    """A place to run tasks: one backend, one job-directory root, one poller.
+
+    ``backend`` is ``"auto"`` (pyslurm, then the sbatch CLI, then the embedded local
+    scheduler; ``$SLURMSCOPE_BACKEND`` overrides), ``"local"``, ``"sbatch"`` or
+    ``"pyslurm"``. ``root`` is where job directories live (default ``$SLURMSCOPE_ROOT``,
+    else ``~/.slurmscope/jobs``); on a real cluster it must be on a filesystem that every
+    node sees. Other keyword arguments are default resources for every task submitted here
+    (``partition=``, ``account=``, ``time=``...), or options of the backend (``cpus=`` and
+    ``max_array_size=`` for the local one).
+
+    The newest ``Cluster`` becomes the default target unless ``set_as_default=False``.
+    """
+
+    def __init__(
+        self,
+        backend: str | Backend = "auto",
+        *,
+        root: str | os.PathLike[str] | None = None,
+        set_as_default: bool = True,
+        **options: Any,
+    ) -> None:
+        self._closed = False
+        self.root = Path(
+            root or os.environ.get("SLURMSCOPE_ROOT") or Path.home() / ".slurmscope" / "jobs"
+        ).expanduser().absolute()
+        resource_names = set(Resources.__dataclass_fields__)
+        defaults = {k: options.pop(k) for k in list(options) if k in resource_names}
+        self.defaults = Resources.from_kwargs(defaults)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidInputError(
+                f"cannot create the job directory root {self.root}: {exc}. Pass "
+                "Cluster(root=...) or set SLURMSCOPE_ROOT to a writable directory."
+            ) from exc
+        if not os.access(self.root, os.W_OK):
+            raise InvalidInputError(
+                f"the job directory root {self.root} is not writable. Pass Cluster(root=...) "
+                "or set SLURMSCOPE_ROOT to a writable directory."
+            )
+        self.backend, why = _choose_backend(backend, self, options)
+        if options:
+            raise InvalidInputError(
+                f"unknown Cluster option(s) {', '.join(sorted(options))}: give resources "
+                f"({', '.join(sorted(resource_names))}) or backend options."
+            )
+        self._poller_obj: Any = None
+        log.info(
+            "slurmscope.backend.chosen",
+            backend=self.backend.kind,
+            cluster=self.backend.cluster_name,
+            reason=why,
+            root=str(self.root),
+        )
+        if set_as_default:
+            _set_default(self)
+
+    @property
+    def _poller(self) -> Any:
+        if self._poller_obj is None:
+            from .jobs import Poller
+
+            with _default_lock:
+                if self._poller_obj is None:
+                    self._poller_obj = Poller(self.backend)
+        return self._poller_obj
+
+    @property
+    def name(self) -> str:
+        return self.backend.cluster_name
+
+    def __repr__(self) -> str:
+        return f"<Cluster {self.backend.kind}:{self.name} root={self.root}>"
+
+    # -- scopes ------------------------------------------------------------------------------
+    def dependencies(self, *jobs: Any, kind: str = "afterok") -> _DependencyBlock:
+        """A ``with`` block whose every submission to this cluster depends on ``jobs``.
+
+        Blocks nest; a submission merges the dependencies of every enclosing block of the
+        same cluster, outermost first. ``kind`` is one of ``afterok`` (default),
+        ``afterany``, ``afternotok``, ``after``, ``aftercorr`` or ``singleton`` (no jobs).
+        """
+        check_kind(kind)
+        site = caller_site()
+        requests = self._requests(jobs, kind)
+        return _DependencyBlock(self, requests, site)
+
+    def _requests(self, jobs: Iterable[Any], kind: str) -> list[DependencyRequest]:
+        check_kind(kind)
+        jobs = list(jobs)
+        if kind == "singleton":
+            if jobs:
+                raise DependencyError(
+                    "singleton takes no jobs: it waits for earlier jobs of the same name. "
+                    "Use dependencies(kind='singleton') or task.after(kind='singleton')."
+                )
+            return [DependencyRequest("singleton", None)]
+        out = []
+        for job in jobs:
+            if isinstance(job, DependencyRequest):
+                out.append(job)
+                continue
+            _check_handle(job)
+            out.append(DependencyRequest(kind, job))
+        for request in out:
+            if request.job is not None and request.job.cluster is not self:
+                raise DependencyError(
+                    f"job {request.job._target_id()} belongs to {request.job.cluster!r}, not "
+                    f"to {self!r}; Slurm cannot express a dependency across clusters. Wait for "
+                    "it (job.wait()) and pass its result instead."
+                )
+        return out
+
+    def __enter__(self) -> Cluster:
+        """``with cluster:`` sends every submission in the block here."""
+        scope.push(scope.Frame(self, (), caller_site(), len(scope.frames_of(self)) + 1))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stack = scope.current()
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i].cluster is self and not stack[i].dependencies:
+                scope._STACK.set(stack[:i] + stack[i + 1 :])
+                return
+
+    # -- tasks -------------------------------------------------------------------------------
+    def task(self, fn: Callable[..., Any] | None = None, **resources: Any) -> Any:
+        """``@cluster.task(...)``: a task bound to this cluster."""
+        from .task import task
+
+        return task(fn, cluster=self, **resources)
+
+    # -- reattach ----------------------------------------------------------------------------
+    def attach(self, job: str | os.PathLike[str]) -> Job | ArrayJob:
+        """A handle for a job submitted earlier, maybe by another process: give its id
+        (``"12"``, ``"12_3"``) or its job directory."""
+        text = os.fspath(job)
+        index: int | None = None
+        if os.sep in text or Path(text).is_dir():
+            directory = JobDirectory(Path(text))
+        else:
+            found = JobDirectory.find(self.root, self.name, text)
+            if found is None:
+                raise JobNotFoundError(
+                    f"no job directory for job {text} of cluster {self.name} under {self.root}; "
+                    "pass the job directory instead, or the root it was submitted with."
+                )
+            directory = found
+            if "_" in text:
+                index = int(text.split("_", 1)[1])
+        try:
+            manifest = directory.read_manifest()
+        except FileNotFoundError as exc:
+            raise JobNotFoundError(f"{directory.path} holds no manifest.json") from exc
+        parts = [Part(p["job_id"], p["offset"], p["count"]) for p in manifest["parts"]]
+        deps = [Dependency.from_json(d) for d in manifest["dependencies"]]
+        submission = Submission(
+            self, directory, manifest["name"], manifest["size"], manifest["array"], parts, deps
+        )
+        self._poller.watch(submission)
+        if not submission.is_array:
+            return Job(submission)
+        if index is not None:
+            part_id = text.split("_", 1)[0]
+            part = next(p for p in parts if p.job_id == part_id)
+            return Job(submission, part.offset + index)
+        return ArrayJob(submission)
+
+    def close(self) -> None:
+        """Stop using this cluster. The local backend cancels what it still runs."""
+        self._closed = True
+        self.backend.close()
+        if _default is self:
+            _set_default(None)
+
+    # -- the one submit path -----------------------------------------------------------------
+    def _submit(
+        self,
+        task: Task[..., Any],
+        calls: Sequence[Any],
+        *,
+        array: bool,
+        max_concurrent: int | None,
+        explicit: Sequence[Dependency],
+        site: CallSite,
+    ) -> Job | ArrayJob:
+        if self._closed:
+            raise SubmissionError(f"{self!r} is closed; create a new Cluster.")
+        if max_concurrent is not None and (
+            not isinstance(max_concurrent, int) or isinstance(max_concurrent, bool) or max_concurrent < 1
+        ):
+            raise InvalidInputError(
+                f"max_concurrent must be a whole number of at least 1, not {max_concurrent!r}."
+            )
+        size = len(calls)
+        # 1. Every dependency, in merge order: scopes outermost first, then explicit ones.
+        gathered: list[Dependency] = []
+        for frame in scope.frames_of(self):
+            gathered.extend(frame.dependencies)
+        gathered.extend(explicit)
+        # 2. Pickle the payload; handles inside arguments become data dependencies.
+        function_blob = _pickle_function(task)
+        item_blobs: list[bytes] = []
+        for index, call in enumerate(calls):
+            found: list[tuple[Any, str]] = []
+            args, kwargs = _split_call(call, array)
+            args = _extract(args, found, "args")
+            kwargs = _extract(kwargs, found, "kwargs")
+            for handle, path in found:
+                detail = f"item {index} {path}" if array else path
+                prov = Provenance(VIA_DATA, site, detail=detail)
+                gathered.append(Dependency("afterok", handle._target_id(), prov, handle))
+            item_blobs.append(_pickle_item(args, kwargs, index if array else None))
+        # 3. Merge, check, and drop what is already satisfied.
+        kept, dropped = merge(gathered)
+        for dup in dropped:
+            log.info(
+                "slurmscope.dependency.merged",
+                task=task.name,
+                kind=dup.kind,
+                target=dup.target_id,
+                dropped=dup.provenance.describe(),
+                kept=next(k for k in kept if k.key == dup.key).provenance.describe(),
+            )
+        for dep in kept:
+            self._check_dependency(dep, size, array)
+        active = self._drop_satisfied(kept, task.name)
+        # 4. Write the job directory, then submit part by part.
+        resources = self.defaults.updated(task.resources.to_json())
+        directory = JobDirectory.create(self.root, task.name)
+        try:
+            directory.write_payload(function_blob, item_blobs)
+            manifest = self._manifest(task, size, array, kept, resources, site, max_concurrent)
+            directory.write_manifest(manifest)
+            parts = self._submit_parts(directory, task, size, array, active, resources, max_concurrent)
+        except BaseException:
+            shutil.rmtree(directory.path, ignore_errors=True)
+            raise
+        manifest["parts"] = [p.__dict__ for p in parts]
+        manifest["state"] = "submitted"
+        directory.write_manifest(manifest)
+        for part in parts:
+            directory.register_id(self.root, self.name, part.job_id)
+        submission = Submission(self, directory, task.name, size, array, parts, kept)
+        log.info(
+            "slurmscope.submit",
+            task=task.name,
+            job_ids=[p.job_id for p in parts],
+            items=size if array else None,
+            backend=self.backend.kind,
+            cluster=self.name,
+            directory=str(directory.path),
+            submitted_from=str(site),
+            dependencies=[_event_dep(d) for d in kept],
+            duplicates_dropped=len(dropped),
+        )
+        self._poller.watch(submission)
+        return ArrayJob(submission) if array else Job(submission)
+
+    def _check_dependency(self, dep: Dependency, size: int, array: bool) -> None:
+        if dep.target is None:
+            return
+        if dep.target.cluster is not self:
+            raise DependencyError(
+                f"job {dep.target_id} belongs to {dep.target.cluster!r}, not to {self!r}; "
+                "Slurm cannot express a dependency across clusters "
+                f"(given by {dep.provenance.describe()})."
+            )
+        if dep.kind == "aftercorr":
+            if not isinstance(dep.target, ArrayJob) or not array:
+                raise DependencyError(
+                    "aftercorr pairs the tasks of two arrays element by element: both the "
+                    "dependency and the submission must be task.map() arrays "
+                    f"(given by {dep.provenance.describe()})."
+                )
+            if len(dep.target) != size:
+                raise DependencyError(
+                    f"aftercorr needs arrays of equal length: array {dep.target_id} has "
+                    f"{len(dep.target)} tasks and this map has {size} items "
+                    f"(given by {dep.provenance.describe()})."
+                )
+
+    def _drop_satisfied(self, deps: list[Dependency], name: str) -> list[Dependency]:
+        """Dependencies already decided are resolved here, before the scheduler sees them:
+        Slurm forgets finished jobs, and a dependency on a forgotten job fails."""
+        active = []
+        for dep in deps:
+            if dep.target is None:
+                active.append(dep)
+                continue
+            outcome = dep.target._known_outcome()  # an empty array counts as succeeded
+            if outcome is None or (dep.kind == "aftercorr" and outcome is False):
+                # Undecided, or decided task by task: the scheduler pairs the tasks.
+                active.append(dep)
+                continue
+            never = (dep.kind == "afterok" and outcome is False) or (
+                dep.kind == "afternotok" and outcome is True
+            )
+            if never:
+                raise DependencyError(
+                    f"{dep.kind}:{dep.target_id} can never be satisfied: job {dep.target_id} "
+                    f"already {'failed' if outcome is False else 'succeeded'}. Nothing was "
+                    f"submitted for {name}. The dependency came from "
+                    f"{dep.provenance.describe()}."
+                )
+            log.info(
+                "slurmscope.dependency.satisfied",
+                task=name,
+                kind=dep.kind,
+                target=dep.target_id,
+                provenance=dep.provenance.describe(),
+            )
+        return active
+
+    def _submit_parts(
+        self,
+        directory: JobDirectory,
+        task: Task[..., Any],
+        size: int,
+        array: bool,
+        deps: list[Dependency],
+        resources: Resources,
+        max_concurrent: int | None,
+    ) -> list[Part]:
+        if array and size == 0:
+            return []
+        limit = self.backend.max_array_size or size or 1
+        bounds = [(o, min(limit, size - o)) for o in range(0, size, limit)] if array else [(0, 1)]
+        if any(d.kind == "aftercorr" for d in deps):
+            for dep in deps:
+                if dep.kind == "aftercorr" and len(dep.target._part_ids()) != len(bounds):
+                    raise DependencyError(
+                        f"aftercorr on {dep.target_id}: its parts do not line up with this map's "
+                        "(the two arrays were split at different MaxArraySize)."
+                    )
+        logs = directory.path / "logs"
+        parts: list[Part] = []
+        try:
+            for number, (offset, count) in enumerate(bounds):
+                command = (sys.executable, "-m", "slurmscope.worker", str(directory.path))
+                if offset:
+                    command += (str(offset),)
+                spec = JobSpec(
+                    name=resources.job_name or task.name,
+                    command=command,
+                    workdir=os.getcwd(),
+                    stdout=str(logs / ("%A_%a.out" if array else "%j.out")),
+                    stderr=str(logs / ("%A_%a.err" if array else "%j.err")),
+                    resources=resources,
+                    array=ArraySpec(count, max_concurrent) if array else None,
+                    dependencies=clauses_for_part(deps, number),
+                    environment={"SLURMSCOPE_JOB_DIR": str(directory.path)},
+                )
+                parts.append(Part(self.backend.submit(spec), offset, count))
+        except BaseException:
+            for part in parts:
+                try:
+                    self.backend.cancel(part.job_id)
+                except Exception as exc:  # pragma: no cover - best effort
+                    log.warning("slurmscope.cancel.failed", job_id=part.job_id, error=str(exc))
+            raise
+        return parts
+
+    def _manifest(
+        self,
+        task: Task[..., Any],
+        size: int,
+        array: bool,
+        deps: list[Dependency],
+        resources: Resources,
+        site: CallSite,
+        max_concurrent: int | None,
+    ) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "state": "submitting",
+            "name": task.name,
+            "function": f"{getattr(task.fn, '__module__', '?')}.{getattr(task.fn, '__qualname__', '?')}",
+            "size": size,
+            "array": array,
+            "max_concurrent": max_concurrent,
+            "parts": [],
+            "backend": self.backend.kind,
+            "cluster": self.name,
+            "resources": resources.to_json(),
+            "dependencies": [d.to_json() for d in deps],
+            "submitted_from": {
+                "file": site.file,
+                "line": site.line,
+                "function": site.function,
+                "thread": site.thread,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+            },
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
+
+def _event_dep(dep: Dependency) -> dict[str, Any]:
+    p = dep.provenance
+    return {
+        "kind": dep.kind,
+        "target": dep.target_id,
+        "via": p.via,
+        "file": p.site.file,
+        "line": p.site.line,
+        "function": p.site.function,
+        "depth": p.depth,
+        "thread": p.site.thread,
+        "detail": p.detail,
+    }
+
+
+def _split_call(call: Any, array: bool) -> tuple[Any, Any]:
+    if not array:
+        return call
+    if type(call) is tuple:
+        return call, {}
+    if type(call) is dict:
+        if not all(isinstance(k, str) for k in call):
+            return (call,), {}
+        return (), call
+    return (call,), {}
+
+
+def _extract(value: Any, found: list[tuple[Any, str]], path: str) -> Any:
+    """Replace job handles in nested lists, tuples and dicts by result references."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if isinstance(value, _Handle):
+        found.append((value, path))
+        return value._result_ref()
+    if kind is list:
+        return [_extract(v, found, f"{path}[{i}]") for i, v in enumerate(value)]
+    if kind is tuple:
+        return tuple(_extract(v, found, f"{path}[{i}]") for i, v in enumerate(value))
+    if kind is dict:
+        return {k: _extract(v, found, f"{path}[{k!r}]") for k, v in value.items()}
+    return value
+
+
+def _pickle_function(task: Task[..., Any]) -> bytes:
+    try:
+        return cloudpickle.dumps(task.fn, protocol=5)
+    except Exception as exc:
+        raise InvalidInputError(
+            f"the function of task {task.name} cannot be pickled ({type(exc).__name__}: {exc}). "
+            "It must not capture locks, open files, sockets or similar; pass such things' "
+            "names or paths and open them inside the task. Nothing was submitted."
+        ) from exc
+
+
+def _pickle_item(args: Any, kwargs: Any, index: int | None) -> bytes:
+    try:
+        return cloudpickle.dumps((args, kwargs), protocol=5)
+    except Exception as exc:
+        what = "the arguments" if index is None else f"item {index}"
+        raise InvalidInputError(
+            f"{what} cannot be pickled ({type(exc).__name__}: {exc}). Pass plain data, or "
+            "paths to what the task should open itself. Nothing was submitted."
+        ) from exc
+
+
+__all__ = ["Cluster", "DependencyRequest", "default_cluster", "depend", "KINDS", "ResultRef"]

@@ -1,0 +1,198 @@
+"""Dependency value types: kinds, provenance, merging, and rendering to Slurm syntax."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import DependencyError
+
+#: The dependency kinds Slurm has. ``afterok`` is the default everywhere.
+KINDS: tuple[str, ...] = ("afterok", "afterany", "afternotok", "after", "aftercorr", "singleton")
+
+#: How a dependency was given.
+VIA_SCOPE = "scope"
+VIA_AFTER = "after()"
+VIA_ARGUMENT_AFTER = "after="
+VIA_DATA = "argument"
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_SKIP_PREFIXES = (_PACKAGE_DIR, os.path.dirname(os.path.abspath(__import__("contextlib").__file__)))
+
+
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise DependencyError(
+            f"unknown dependency kind {kind!r}; use one of {', '.join(KINDS)} "
+            "(afterok is the default)."
+        )
+    return kind
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """Where in the user's code something happened."""
+
+    file: str
+    line: int
+    function: str
+    thread: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line} in {self.function}() [thread {self.thread}]"
+
+
+def caller_site() -> CallSite:
+    """The first frame outside slurmscope (and contextlib) on the current stack."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_SKIP_PREFIXES):
+        frame = frame.f_back  # type: ignore[assignment]
+    thread = threading.current_thread().name
+    if frame is None:  # pragma: no cover - only when called from slurmscope itself
+        return CallSite("<unknown>", 0, "<unknown>", thread)
+    return CallSite(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name, thread)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a dependency came from.
+
+    ``via`` is ``"scope"`` (a ``with cluster.dependencies()`` block), ``"after()"``
+    (``task.after(...)``), ``"after="`` (the ``after=`` argument) or ``"argument"`` (a job
+    handle passed as an argument or inside an item: a data dependency).
+    """
+
+    via: str
+    site: CallSite
+    depth: int | None = None
+    detail: str | None = None
+
+    def describe(self) -> str:
+        what = {
+            VIA_SCOPE: "with cluster.dependencies() block",
+            VIA_AFTER: "explicit .after()",
+            VIA_ARGUMENT_AFTER: "after= argument",
+            VIA_DATA: "job passed as argument",
+        }.get(self.via, self.via)
+        extra = []
+        if self.depth is not None:
+            extra.append(f"depth {self.depth}")
+        if self.detail:
+            extra.append(self.detail)
+        tail = f" ({', '.join(extra)})" if extra else ""
+        return f"{what}{tail} at {self.site}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "via": self.via,
+            "file": self.site.file,
+            "line": self.site.line,
+            "function": self.site.function,
+            "thread": self.site.thread,
+            "depth": self.depth,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Provenance:
+        site = CallSite(data["file"], data["line"], data["function"], data["thread"])
+        return cls(data["via"], site, data.get("depth"), data.get("detail"))
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """One dependency of a submission: a kind, a target job and where it came from.
+
+    ``target`` is the job handle (a ``Job`` or ``ArrayJob``), ``None`` for ``singleton``.
+    ``target_id`` is its id as Slurm shows it (``"12"``, ``"12_3"`` for one array task).
+    """
+
+    kind: str
+    target_id: str | None
+    provenance: Provenance = field(compare=False)
+    target: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        return (self.kind, self.target_id)
+
+    def describe(self) -> str:
+        on = f"{self.kind}:{self.target_id}" if self.target_id else self.kind
+        return f"{on}  <- {self.provenance.describe()}"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "kind": self.kind,
+            "target": self.target_id,
+            "provenance": self.provenance.to_json(),
+        }
+        if self.target is not None:
+            data["target_dir"] = str(self.target.directory)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Dependency:
+        return cls(data["kind"], data["target"], Provenance.from_json(data["provenance"]))
+
+
+def merge(dependencies: Iterable[Dependency]) -> tuple[list[Dependency], list[Dependency]]:
+    """Merge dependencies: order kept, duplicates dropped, the first provenance wins.
+
+    Returns ``(kept, dropped)``; every dropped duplicate is returned so it can be logged.
+    """
+    kept: list[Dependency] = []
+    dropped: list[Dependency] = []
+    seen: set[tuple[str, str | None]] = set()
+    for dep in dependencies:
+        if dep.key in seen:
+            dropped.append(dep)
+        else:
+            seen.add(dep.key)
+            kept.append(dep)
+    return kept, dropped
+
+
+#: A backend-neutral dependency expression: every clause must hold (Slurm's ``,``).
+DependencyClauses = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def render(clauses: DependencyClauses) -> str:
+    """Render clauses in Slurm's ``--dependency`` syntax (``afterok:1:2,afterany:3``)."""
+    parts = []
+    for kind, ids in clauses:
+        parts.append(":".join((kind, *ids)) if ids else kind)
+    return ",".join(parts)
+
+
+def parse(text: str) -> DependencyClauses:
+    """Parse Slurm's ``--dependency`` syntax (``,``-joined clauses only)."""
+    if not text.strip():
+        return ()
+    clauses = []
+    for clause in text.split(","):
+        kind, *ids = clause.strip().split(":")
+        check_kind(kind)
+        clauses.append((kind, tuple(i.split("(")[0] for i in ids)))
+    return tuple(clauses)
+
+
+def clauses_for_part(dependencies: Sequence[Dependency], part: int) -> DependencyClauses:
+    """The dependency clauses of one part of a (possibly split) submission.
+
+    Each target knows its scheduler ids; an ``aftercorr`` on a split array depends part by
+    part, since ``aftercorr`` pairs task ``i`` with task ``i`` of the same Slurm array.
+    """
+    grouped: dict[str, list[str]] = {}
+    for dep in dependencies:
+        ids = grouped.setdefault(dep.kind, [])
+        if dep.kind == "singleton":
+            continue
+        if dep.kind == "aftercorr":
+            ids.append(dep.target._part_ids()[part])
+        else:
+            ids.extend(dep.target._scheduler_ids())
+    return tuple((kind, tuple(dict.fromkeys(ids))) for kind, ids in grouped.items())

@@ -1,0 +1,77 @@
+"""Every error slurmscope raises. Each message says what happened and what to do."""
+
+from __future__ import annotations
+
+
+class SlurmscopeError(Exception):
+    """Base class of all slurmscope errors."""
+
+
+class InvalidInputError(SlurmscopeError, ValueError):
+    """Bad input caught before anything was submitted; nothing was left behind."""
+
+
+class DependencyError(InvalidInputError):
+    """A dependency cannot be expressed or can never be satisfied."""
+
+
+class ArrayAlreadySubmittedError(SlurmscopeError):
+    """`.after()` was called on an array that has already been submitted."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"array {job_id} is already submitted, and Slurm fixes a job's dependencies at "
+            "submit time, so dependencies cannot be added to it afterwards. Give them before "
+            "the map runs, in one of the two forms that work:\n"
+            "    task.after(prep).map(items)          # explicit, fluent\n"
+            "    task.map(items, after=[prep])        # explicit, as an argument\n"
+            "or wrap the map in `with cluster.dependencies(prep): task.map(items)`."
+        )
+
+
+class SubmissionError(SlurmscopeError):
+    """The scheduler refused a submission. Nothing of it was left behind."""
+
+
+class BackendUnavailableError(SlurmscopeError):
+    """The requested backend cannot be used on this machine."""
+
+
+class JobError(SlurmscopeError):
+    """A job did not produce a result."""
+
+
+class TaskFailedError(JobError):
+    """The task raised an exception; carries the index and the remote traceback."""
+
+    def __init__(
+        self, job_id: str, index: int | None, exc_type: str, message: str, remote_traceback: str
+    ) -> None:
+        where = f"job {job_id}" if index is None else f"task {index} of array {job_id}"
+        super().__init__(
+            f"{where} raised {exc_type}: {message}\n\nRemote traceback:\n{remote_traceback}"
+        )
+        self.job_id = job_id
+        self.index = index
+        self.exc_type = exc_type
+        self.remote_traceback = remote_traceback
+
+
+class JobNotCompletedError(JobError):
+    """The job ended without a result (cancelled, timed out, killed, dependency failed)."""
+
+    def __init__(self, job_id: str, index: int | None, state: str, reason: str | None) -> None:
+        where = f"job {job_id}" if index is None else f"task {index} of array {job_id}"
+        because = f" ({reason})" if reason else ""
+        hint = ""
+        if reason and "Dependency" in reason:
+            hint = " Run `job.explain()` or `slurmscope explain` to see which dependency failed."
+        super().__init__(f"{where} ended in state {state}{because} without a result.{hint}")
+        self.job_id = job_id
+        self.index = index
+        self.state = state
+        self.reason = reason
+
+
+class JobNotFoundError(SlurmscopeError, LookupError):
+    """No job directory is known for this job id."""

@@ -1,0 +1,480 @@
+"""Job handles and the one poller per cluster that watches them.
+
+A :class:`Submission` is the shared record of one ``task(...)`` or ``task.map(...)``: its
+job directory, its scheduler ids (one per part when a large map was split over several
+arrays), its dependencies, and the last known state of every task. :class:`Job` and
+:class:`ArrayJob` are thin views of it; array elements are made on access, never up front.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
+
+from .backends.base import Backend, TaskState
+from .dependency import Dependency
+from .errors import (
+    ArrayAlreadySubmittedError,
+    JobError,
+    JobNotCompletedError,
+    TaskFailedError,
+)
+from .log import log
+from .payload import JobDirectory
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
+
+_COMPLETED = TaskState("COMPLETED", "None")
+_FAILED = TaskState("FAILED", "NonZeroExitCode")
+_LOST = TaskState("LOST", "not known to the scheduler and no result was written")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One scheduler job behind a submission: items ``offset .. offset+count-1``."""
+
+    job_id: str
+    offset: int
+    count: int
+
+
+class Submission:
+    """Shared state of one submission. Thread-safe through the poller's condition."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        directory: JobDirectory,
+        name: str,
+        size: int,
+        is_array: bool,
+        parts: Sequence[Part],
+        dependencies: Sequence[Dependency],
+    ) -> None:
+        self.cluster = cluster
+        self.directory = directory
+        self.name = name
+        self.size = size
+        self.is_array = is_array
+        self.parts = tuple(parts)
+        self.dependencies = tuple(dependencies)
+        self.states: list[TaskState | None] = [None] * size
+        self.remaining = size
+
+    def locate(self, index: int) -> tuple[Part, int]:
+        """The part holding global item ``index``, and the index within that part."""
+        for part in self.parts:
+            if part.offset <= index < part.offset + part.count:
+                return part, index - part.offset
+        raise IndexError(index)
+
+    def task_id(self, index: int) -> str:
+        part, local = self.locate(index)
+        return f"{part.job_id}_{local}" if self.is_array else part.job_id
+
+    def update(self, answer: Any) -> bool:
+        """Apply a backend answer; returns True when anything changed."""
+        changed = False
+        for part in self.parts:
+            known = answer.get(part.job_id)
+            for local in range(part.count):
+                index = part.offset + local
+                old = self.states[index]
+                if old is not None and old.terminal:
+                    continue
+                new = known.get(local) if known is not None else None
+                if new is None:
+                    new = self._from_directory(index, job_known=known is not None)
+                if new is None or new == old:
+                    continue
+                self.states[index] = new
+                changed = True
+                if new.terminal:
+                    self.remaining -= 1
+        return changed
+
+    def _from_directory(self, index: int, *, job_known: bool) -> TaskState | None:
+        """A task the scheduler did not mention: its outcome file tells, if there is one."""
+        outcome = self.directory.read_outcome(index)
+        if outcome is not None:
+            return _COMPLETED if outcome["ok"] else _FAILED
+        return None if job_known else _LOST
+
+
+class Poller:
+    """Asks the backend about all unfinished jobs of one cluster in one call, with backoff."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.cond = threading.Condition()
+        self._watched: list[Submission] = []
+        self._thread: threading.Thread | None = None
+        self._interval = backend.poll_interval[0]
+        self._last_poll = 0.0
+        self.polls = 0
+
+    def watch(self, submission: Submission) -> None:
+        if submission.remaining == 0:
+            return
+        with self.cond:
+            self._watched.append(submission)
+            self._interval = self.backend.poll_interval[0]
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._loop, name="slurmscope-poller", daemon=True
+                )
+                self._thread.start()
+            self.cond.notify_all()
+
+    def poll_now(self) -> None:
+        """One poll of everything watched, unless one happened moments ago."""
+        with self.cond:
+            if time.monotonic() - self._last_poll < self.backend.poll_interval[0]:
+                return
+            self._poll_locked()
+
+    def _poll_locked(self) -> bool:
+        watched = [s for s in self._watched if s.remaining > 0]
+        self._watched = watched
+        if not watched:
+            return False
+        ids = [part.job_id for s in watched for part in s.parts]
+        self._last_poll = time.monotonic()
+        self.polls += 1
+        try:
+            answer = self.backend.states(ids)
+        except Exception as exc:  # the scheduler may be restarting: keep waiting
+            log.warning("slurmscope.poll.failed", error=str(exc), retry_in=self._interval)
+            return False
+        changed = False
+        for submission in watched:
+            changed |= submission.update(answer)
+        self._watched = [s for s in watched if s.remaining > 0]
+        self.cond.notify_all()
+        return changed
+
+    def _loop(self) -> None:
+        low, high = self.backend.poll_interval
+        with self.cond:
+            while self._watched:
+                changed = self._poll_locked()
+                self._interval = low if changed else min(high, self._interval * 1.5)
+                if self._watched:
+                    self.cond.wait(timeout=self._interval)
+            self._thread = None
+
+    def wait(self, submission: Submission, indices: range | None, timeout: float | None) -> bool:
+        """Wait until the given tasks (all when ``None``) are terminal; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def done() -> bool:
+            if indices is None:
+                return submission.remaining == 0
+            return all((s := submission.states[i]) is not None and s.terminal for i in indices)
+
+        with self.cond:
+            while not done():
+                if submission.remaining > 0 and submission not in self._watched:
+                    self._watched.append(submission)
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(
+                        target=self._loop, name="slurmscope-poller", daemon=True
+                    )
+                    self._thread.start()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self.cond.wait(timeout=remaining if remaining is not None else 1.0)
+        return True
+
+
+class _Handle:
+    """What a Job and an ArrayJob share."""
+
+    _submission: Submission
+
+    @property
+    def cluster(self) -> Cluster:
+        return self._submission.cluster
+
+    @property
+    def directory(self) -> Path:
+        """The job directory (manifest, payload, results, logs)."""
+        return self._submission.directory.path
+
+    @property
+    def dependencies(self) -> tuple[Dependency, ...]:
+        """Every dependency this job was submitted with, each with its provenance."""
+        return self._submission.dependencies
+
+    def explain(self) -> str:
+        """Where each dependency of this job came from, one line each."""
+        lines = [f"{self!r}"]
+        if not self.dependencies:
+            lines.append("  (no dependencies)")
+        for dep in self.dependencies:
+            lines.append(f"  {dep.describe()}")
+        return "\n".join(lines)
+
+    def after(self, *jobs: Any, **kwargs: Any) -> Any:
+        raise ArrayAlreadySubmittedError(self._target_id())
+
+    def _target_id(self) -> str:
+        raise NotImplementedError
+
+    def _raise_outcome(self, index: int) -> Any:
+        """The result of task ``index``, or the error that explains why there is none."""
+        sub = self._submission
+        outcome = sub.directory.read_outcome(index)
+        job_id = sub.locate(index)[0].job_id
+        position = index if sub.is_array else None
+        if outcome is not None:
+            if outcome["ok"]:
+                return outcome["value"]
+            error = TaskFailedError(
+                job_id, position, outcome["type"], outcome["message"], outcome["traceback"]
+            )
+            cause = None
+            if outcome.get("exception") is not None:
+                try:
+                    cause = pickle.loads(outcome["exception"])
+                except Exception:
+                    cause = None
+            raise error from cause
+        state = sub.states[index] or TaskState("UNKNOWN")
+        reason = state.reason if state.reason not in (None, "None") else None
+        error2 = JobNotCompletedError(job_id, position, state.state, reason)
+        if reason and "Dependency" in reason:
+            detail = "\n".join(f"  {d.describe()}" for d in self.dependencies)
+            error2.args = (f"{error2.args[0]}\nIts dependencies:\n{detail}",)
+        raise error2
+
+
+class Job(_Handle):
+    """One submitted job, or one task of an array (``array[i]``)."""
+
+    def __init__(self, submission: Submission, index: int = 0) -> None:
+        self._submission = submission
+        self.index = index
+
+    @property
+    def job_id(self) -> str:
+        """The scheduler's id: ``"12"``, or ``"12_3"`` for a task of an array."""
+        return self._submission.task_id(self.index)
+
+    def _target_id(self) -> str:
+        return self.job_id
+
+    def _scheduler_ids(self) -> tuple[str, ...]:
+        return (self.job_id,)
+
+    def _part_ids(self) -> tuple[str, ...]:
+        return (self.job_id,)
+
+    def _result_ref(self) -> Any:
+        from .payload import ResultRef
+
+        return ResultRef(str(self.directory), self.index)
+
+    def _known_outcome(self) -> bool | None:
+        state = self._submission.states[self.index]
+        if state is None or not state.terminal:
+            return None
+        return state.succeeded
+
+    @property
+    def state(self) -> str:
+        """The scheduler's state name (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, ...)."""
+        return self.status.state
+
+    @property
+    def status(self) -> TaskState:
+        """State and reason, refreshed from the scheduler when it may have changed."""
+        state = self._submission.states[self.index]
+        if state is None or not state.terminal:
+            self.cluster._poller.poll_now()
+            state = self._submission.states[self.index]
+        return state or TaskState("PENDING", "None")
+
+    def done(self) -> bool:
+        return self.status.terminal
+
+    def wait(self, timeout: float | None = None) -> Job:
+        """Block until the job has ended; raises ``TimeoutError`` after ``timeout`` seconds."""
+        ok = self.cluster._poller.wait(
+            self._submission, range(self.index, self.index + 1), timeout
+        )
+        if not ok:
+            raise TimeoutError(f"job {self.job_id} did not end within {timeout} s")
+        return self
+
+    def get_result(self, timeout: float | None = None) -> Any:
+        """Wait, then return the function's result or re-raise its error."""
+        self.wait(timeout)
+        return self._raise_outcome(self.index)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """``concurrent.futures``-style alias of :meth:`get_result`."""
+        return self.get_result(timeout)
+
+    def cancel(self) -> None:
+        sub = self._submission
+        part, local = sub.locate(self.index)
+        self.cluster.backend.cancel(part.job_id, local if sub.is_array else None)
+        self.cluster._poller.poll_now()
+
+    def log_paths(self) -> tuple[Path, Path]:
+        """The stdout and stderr files of this task."""
+        sub = self._submission
+        part, local = sub.locate(self.index)
+        stem = f"{part.job_id}_{local}" if sub.is_array else part.job_id
+        logs = self.directory / "logs"
+        return logs / f"{stem}.out", logs / f"{stem}.err"
+
+    def __repr__(self) -> str:
+        state = self._submission.states[self.index]
+        shown = state.state if state else "SUBMITTED"
+        return f"<Job {self.job_id} {self._submission.name} {shown}>"
+
+
+class ArrayJob(_Handle):
+    """One ``task.map(items)``: an array job (several when it exceeded MaxArraySize)."""
+
+    def __init__(self, submission: Submission) -> None:
+        self._submission = submission
+
+    @property
+    def job_id(self) -> str:
+        """The scheduler id of the (first) array; ``job_ids`` has every part's."""
+        parts = self._submission.parts
+        return parts[0].job_id if parts else ""
+
+    @property
+    def job_ids(self) -> tuple[str, ...]:
+        return tuple(p.job_id for p in self._submission.parts)
+
+    def _target_id(self) -> str:
+        return "+".join(self.job_ids) or "<empty array>"
+
+    def _scheduler_ids(self) -> tuple[str, ...]:
+        return self.job_ids
+
+    def _part_ids(self) -> tuple[str, ...]:
+        return self.job_ids
+
+    def _result_ref(self) -> Any:
+        from .payload import ResultRef
+
+        return ResultRef(str(self.directory), 0, size=len(self))
+
+    def _known_outcome(self) -> bool | None:
+        states = self._submission.states
+        if self._submission.remaining:
+            return None
+        return all(s is not None and s.succeeded for s in states)
+
+    def __len__(self) -> int:
+        return self._submission.size
+
+    @overload
+    def __getitem__(self, index: int) -> Job: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Job]: ...
+
+    def __getitem__(self, index: int | slice) -> Job | list[Job]:
+        size = self._submission.size
+        if isinstance(index, slice):
+            return [Job(self._submission, i) for i in range(*index.indices(size))]
+        if index < 0:
+            index += size
+        if not 0 <= index < size:
+            raise IndexError(f"array has {size} tasks; index {index} is out of range")
+        return Job(self._submission, index)
+
+    def __iter__(self) -> Iterator[Job]:
+        for i in range(self._submission.size):
+            yield Job(self._submission, i)
+
+    @property
+    def states(self) -> list[str]:
+        """Every task's state, in item order."""
+        self.cluster._poller.poll_now()
+        return [s.state if s else "PENDING" for s in self._submission.states]
+
+    @property
+    def state(self) -> str:
+        """One word for the whole array: PENDING, RUNNING, COMPLETED, or the worst ending."""
+        states = set(self.states)
+        if not states:
+            return "COMPLETED"
+        if states == {"COMPLETED"}:
+            return "COMPLETED"
+        if states & {"RUNNING", "COMPLETING"}:
+            return "RUNNING"
+        if "PENDING" in states or "SUBMITTED" in states:
+            return "PENDING" if states <= {"PENDING", "SUBMITTED"} else "RUNNING"
+        for bad in ("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "CANCELLED", "LOST"):
+            if bad in states:
+                return bad
+        return sorted(states)[0]
+
+    def counts(self) -> dict[str, int]:
+        """How many tasks are in each state."""
+        counts: dict[str, int] = {}
+        for state in self.states:
+            counts[state] = counts.get(state, 0) + 1
+        return counts
+
+    def done(self) -> bool:
+        self.cluster._poller.poll_now()
+        return self._submission.remaining == 0
+
+    def wait(self, timeout: float | None = None) -> ArrayJob:
+        """Block until every task has ended; one ``timeout`` for the whole array."""
+        if not self.cluster._poller.wait(self._submission, None, timeout):
+            raise TimeoutError(
+                f"array {self._target_id()} did not end within {timeout} s "
+                f"({self._submission.remaining} of {len(self)} tasks unfinished)"
+            )
+        return self
+
+    def get_results(
+        self, timeout: float | None = None, *, return_exceptions: bool = False
+    ) -> list[Any]:
+        """Every task's result in item order.
+
+        The first failed task re-raises (``TaskFailedError`` with its index and remote
+        traceback); with ``return_exceptions=True`` errors are returned in place instead.
+        """
+        self.wait(timeout)
+        results = []
+        for i in range(len(self)):
+            try:
+                results.append(self._raise_outcome(i))
+            except JobError as exc:
+                if not return_exceptions:
+                    raise
+                results.append(exc)
+        return results
+
+    def get_results_dir(self) -> Path:
+        """The directory holding one ``<index>.pkl`` outcome file per task."""
+        return self._submission.directory.results_dir
+
+    def cancel(self) -> None:
+        for part in self._submission.parts:
+            self.cluster.backend.cancel(part.job_id)
+        self.cluster._poller.poll_now()
+
+    def __repr__(self) -> str:
+        return (
+            f"<ArrayJob {self._target_id()} {self._submission.name} "
+            f"{len(self)} tasks, {self._submission.remaining} unfinished>"
+        )

@@ -1,0 +1,66 @@
+"""structlog events, without ever configuring logging on import.
+
+Where the application configured structlog, slurmscope's events go through that
+configuration. Where it did not, they go to the standard-library logger ``"slurmscope"``
+(rendered as ``event key=value ...``), so they are silent below WARNING until the
+application turns them on, for example with :func:`configure_logging`.
+
+Event names are stable: ``slurmscope.backend.chosen``, ``slurmscope.submit``,
+``slurmscope.dependency.merged``, ``slurmscope.dependency.satisfied``,
+``slurmscope.poll.failed``, ``slurmscope.local.waiting_at_exit``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+_STDLIB = logging.getLogger("slurmscope")
+_fallback = structlog.wrap_logger(
+    _STDLIB,
+    processors=[
+        structlog.stdlib.filter_by_level,
+        structlog.processors.KeyValueRenderer(key_order=["event"], sort_keys=False),
+    ],
+    wrapper_class=structlog.stdlib.BoundLogger,
+)
+
+
+class _Logger:
+    """Resolves the target at each call, so configuring structlog later takes effect."""
+
+    def __getattr__(self, name: str) -> Any:
+        target = structlog.get_logger("slurmscope") if structlog.is_configured() else _fallback
+        return getattr(target, name)
+
+
+log = _Logger()
+
+
+def configure_logging(*, json: bool = False, level: int | str = "INFO") -> None:
+    """A good default for applications: readable console lines, or JSON lines.
+
+    Configures structlog (process-wide) and the ``"slurmscope"`` standard-library logger.
+    Call it from your application, never from a library.
+    """
+    numeric = logging.getLevelName(level) if isinstance(level, str) else level
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    _STDLIB.setLevel(numeric)

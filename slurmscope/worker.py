@@ -1,0 +1,93 @@
+"""Runs one task inside a job: ``python -m slurmscope.worker JOBDIR [OFFSET]``.
+
+The task's index is ``OFFSET + $SLURM_ARRAY_TASK_ID`` (0 for a single job). The worker
+loads the function and its own item only, replaces job handles in the arguments by their
+results, runs the function and writes the outcome atomically. It exits 0 on success and
+1 when the function raised, so that the scheduler records the failure too.
+
+It imports the standard library and ``slurmscope.payload`` only (cloudpickle is imported
+by ``pickle`` itself when the function needs it).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import traceback
+from typing import Any
+
+from .payload import JobDirectory, ResultRef
+
+
+def _resolve(value: Any) -> Any:
+    """Replace every :class:`ResultRef` in nested lists, tuples and dicts by its result."""
+    if isinstance(value, ResultRef):
+        return value.load()
+    if isinstance(value, list):
+        return [_resolve(v) for v in value]
+    if isinstance(value, tuple) and type(value) is tuple:
+        return tuple(_resolve(v) for v in value)
+    if isinstance(value, dict) and type(value) is dict:
+        return {k: _resolve(v) for k, v in value.items()}
+    return value
+
+
+def _error_outcome(exc: BaseException) -> dict[str, Any]:
+    try:
+        pickled: bytes | None = pickle.dumps(exc, protocol=5)
+        pickle.loads(pickled)
+    except Exception:
+        pickled = None
+    return {
+        "ok": False,
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": str(exc),
+        "traceback": traceback.format_exc(),
+        "exception": pickled,
+    }
+
+
+def run(directory: str, index: int) -> int:
+    jobdir = JobDirectory(directory)
+    print(f"slurmscope worker: task {index} of {directory} on {os.uname().nodename}", flush=True)
+    try:
+        function = pickle.loads(jobdir.read_function_bytes())
+        args, kwargs = pickle.loads(jobdir.read_item_bytes(index))
+        args, kwargs = _resolve(args), _resolve(kwargs)
+        value = function(*args, **kwargs)
+    except BaseException as exc:  # noqa: BLE001 - everything the task raised is reported
+        traceback.print_exc()
+        jobdir.write_outcome(index, _error_outcome(exc))
+        return 1
+    try:
+        jobdir.write_outcome(index, {"ok": True, "value": value})
+    except Exception as exc:
+        try:
+            import cloudpickle  # values such as lambdas need it
+
+            blob = cloudpickle.dumps({"ok": True, "value": value}, protocol=5)
+            from .payload import atomic_write
+
+            atomic_write(jobdir.result_path(index), blob)
+        except Exception:
+            traceback.print_exc()
+            outcome = _error_outcome(exc)
+            outcome["message"] = f"the task's return value could not be pickled: {exc}"
+            jobdir.write_outcome(index, outcome)
+            return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or len(argv) > 2:
+        print("usage: python -m slurmscope.worker JOBDIR [OFFSET]", file=sys.stderr)
+        return 2
+    offset = int(argv[1]) if len(argv) == 2 else 0
+    index = offset + int(os.environ.get("SLURM_ARRAY_TASK_ID") or 0)
+    return run(argv[0], index)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
