@@ -52,7 +52,35 @@ _EXPORTS = {
     "JobNotFoundError": "slurmscope.errors",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "ArrayAlreadySubmittedError",
+    "ArrayJob",
+    "BackendUnavailableError",
+    "CallSite",
+    "Cluster",
+    "Dependency",
+    "DependencyError",
+    "DependencyRequest",
+    "InvalidInputError",
+    "Job",
+    "JobError",
+    "JobNotCompletedError",
+    "JobNotFoundError",
+    "KINDS",
+    "Provenance",
+    "Resources",
+    "SlurmscopeError",
+    "SubmissionError",
+    "Task",
+    "TaskFailedError",
+    "TaskState",
+    "carry_scope",
+    "configure_logging",
+    "default_cluster",
+    "depend",
+    "task",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -20,7 +20,6 @@ from . import scope
 from .backends.base import Backend
 from .dependency import (
     KINDS,
-    VIA_ARGUMENT_AFTER,
     VIA_DATA,
     VIA_SCOPE,
     CallSite,
@@ -95,7 +94,9 @@ def _set_default(cluster: Cluster | None) -> None:
         _default = cluster
 
 
-def _choose_backend(requested: str | Backend, cluster: Cluster, options: dict[str, Any]) -> tuple[Backend, str]:
+def _choose_backend(
+    requested: str | Backend, cluster: Cluster, options: dict[str, Any]
+) -> tuple[Backend, str]:
     if isinstance(requested, Backend):
         return requested, "given as an object"
     name = requested
@@ -136,7 +137,9 @@ def _detect() -> tuple[str, str]:
     import importlib.util
 
     candidates = []
-    if importlib.util.find_spec("slurmscope.backends.pyslurm") and importlib.util.find_spec("pyslurm"):
+    if importlib.util.find_spec("slurmscope.backends.pyslurm") and importlib.util.find_spec(
+        "pyslurm"
+    ):
         candidates.append("pyslurm")
     if importlib.util.find_spec("slurmscope.backends.sbatch") and shutil.which("sbatch"):
         candidates.append("sbatch")
@@ -146,7 +149,10 @@ def _detect() -> tuple[str, str]:
         if ok:
             return name, why
     if shutil.which("sbatch"):
-        return "local", "sbatch is on PATH but no Slurm backend answered; using the embedded scheduler"
+        return (
+            "local",
+            "sbatch is on PATH but no Slurm backend answered; using the embedded scheduler",
+        )
     return "local", "no Slurm cluster reachable (no sbatch on PATH); using the embedded scheduler"
 
 
@@ -164,9 +170,7 @@ class _DependencyBlock:
             raise RuntimeError("this dependencies() block is already entered; make a new one")
         depth = len(scope.frames_of(self._cluster)) + 1
         provenance = Provenance(VIA_SCOPE, self._site, depth=depth)
-        deps = tuple(
-            Dependency(r.kind, _target_id(r), provenance, r.job) for r in self._requests
-        )
+        deps = tuple(Dependency(r.kind, _target_id(r), provenance, r.job) for r in self._requests)
         frame = scope.Frame(self._cluster, deps, self._site, depth)
         self._token = scope.push(frame)
         return self
@@ -208,9 +212,11 @@ class Cluster:
         **options: Any,
     ) -> None:
         self._closed = False
-        self.root = Path(
-            root or os.environ.get("SLURMSCOPE_ROOT") or Path.home() / ".slurmscope" / "jobs"
-        ).expanduser().absolute()
+        self.root = (
+            Path(root or os.environ.get("SLURMSCOPE_ROOT") or Path.home() / ".slurmscope" / "jobs")
+            .expanduser()
+            .absolute()
+        )
         resource_names = set(Resources.__dataclass_fields__)
         defaults = {k: options.pop(k) for k in list(options) if k in resource_names}
         self.defaults = Resources.from_kwargs(defaults)
@@ -375,7 +381,9 @@ class Cluster:
         if self._closed:
             raise SubmissionError(f"{self!r} is closed; create a new Cluster.")
         if max_concurrent is not None and (
-            not isinstance(max_concurrent, int) or isinstance(max_concurrent, bool) or max_concurrent < 1
+            not isinstance(max_concurrent, int)
+            or isinstance(max_concurrent, bool)
+            or max_concurrent < 1
         ):
             raise InvalidInputError(
                 f"max_concurrent must be a whole number of at least 1, not {max_concurrent!r}."
@@ -420,7 +428,9 @@ class Cluster:
             directory.write_payload(function_blob, item_blobs)
             manifest = self._manifest(task, size, array, kept, resources, site, max_concurrent)
             directory.write_manifest(manifest)
-            parts = self._submit_parts(directory, task, size, array, active, resources, max_concurrent)
+            parts = self._submit_parts(
+                directory, task, size, array, active, resources, max_concurrent
+            )
         except BaseException:
             shutil.rmtree(directory.path, ignore_errors=True)
             raise

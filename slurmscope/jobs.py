@@ -307,9 +307,7 @@ class Job(_Handle):
 
     def wait(self, timeout: float | None = None) -> Job:
         """Block until the job has ended; raises ``TimeoutError`` after ``timeout`` seconds."""
-        ok = self.cluster._poller.wait(
-            self._submission, range(self.index, self.index + 1), timeout
-        )
+        ok = self.cluster._poller.wait(self._submission, range(self.index, self.index + 1), timeout)
         if not ok:
             raise TimeoutError(f"job {self.job_id} did not end within {timeout} s")
         return self

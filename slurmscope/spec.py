@@ -46,9 +46,12 @@ def _check_time(value: Any) -> str | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return str(value)
-    if isinstance(value, str) and any(f.match(value) for f in _TIME_FORMATS):
-        if time_to_seconds(value) > 0:
-            return value
+    if (
+        isinstance(value, str)
+        and any(f.match(value) for f in _TIME_FORMATS)
+        and time_to_seconds(value) > 0
+    ):
+        return value
     raise InvalidInputError(
         f"invalid time limit {value!r}: give minutes as an int (30) or a Slurm time string "
         "such as '45', '1:30:00', '2-00:00:00' (days-hours:minutes:seconds), greater than zero."

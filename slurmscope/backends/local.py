@@ -16,6 +16,7 @@ ask for them. At interpreter exit the scheduler waits for submitted work, as
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import json
 import os
@@ -143,9 +144,7 @@ class LocalBackend(Backend):
                 if job is None:
                     missing.append(job_id)
                     continue
-                answer[job_id] = {
-                    i: TaskState(t.state, t.reason) for i, t in job.tasks.items()
-                }
+                answer[job_id] = {i: TaskState(t.state, t.reason) for i, t in job.tasks.items()}
         for job_id in missing:
             recorded = self._read_accounting(job_id)
             if recorded is not None:
@@ -219,7 +218,11 @@ class LocalBackend(Backend):
                     continue
                 code = task.proc.poll()
                 if code is None:
-                    if job.time_limit and now - task.started > job.time_limit and not task.timed_out:
+                    if (
+                        job.time_limit
+                        and now - task.started > job.time_limit
+                        and not task.timed_out
+                    ):
                         task.timed_out = True
                         _kill(task.proc)
                     continue
@@ -291,8 +294,8 @@ class LocalBackend(Backend):
         out_path = _expand(spec.stdout, job, task.index)
         err_path = _expand(spec.stderr, job, task.index)
         try:
-            out = open(out_path, "ab")
-            err = out if err_path == out_path else open(err_path, "ab")
+            out = open(out_path, "ab")  # noqa: SIM115 - closed below, after Popen
+            err = out if err_path == out_path else open(err_path, "ab")  # noqa: SIM115
             try:
                 task.proc = subprocess.Popen(
                     list(spec.command),
@@ -308,7 +311,9 @@ class LocalBackend(Backend):
                 if err is not out:
                     err.close()
         except OSError as exc:
-            log.error("slurmscope.local.launch_failed", job_id=job.task_id(task.index), error=str(exc))
+            log.error(
+                "slurmscope.local.launch_failed", job_id=job.task_id(task.index), error=str(exc)
+            )
             task.state, task.reason = "FAILED", f"LaunchFailed: {exc}"
             return
         task.state, task.reason = "RUNNING", "None"
@@ -440,15 +445,9 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 def _hard_kill(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def _expand(pattern: str, job: _Job, index: int) -> str:
-    return (
-        pattern.replace("%A", job.id)
-        .replace("%a", str(index))
-        .replace("%j", job.task_id(index))
-    )
+    return pattern.replace("%A", job.id).replace("%a", str(index)).replace("%j", job.task_id(index))

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cloudpickle
+import pytest
+import tasks
+
+import slurmscope
+from slurmscope import cluster as cluster_module
+
+# The worker runs outside pytest's sys.path: ship the test tasks by value.
+cloudpickle.register_pickle_by_value(tasks)
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Iterator[slurmscope.Cluster]:
+    """A local cluster of its own, not the default, closed afterwards."""
+    cluster = slurmscope.Cluster("local", root=tmp_path / "jobs", set_as_default=False)
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_default_cluster_leak() -> Iterator[None]:
+    """Each test starts without a default cluster, and leaves none behind."""
+    previous = cluster_module._default
+    cluster_module._set_default(None)
+    yield
+    current = cluster_module._default
+    if current is not None and current is not previous:
+        current.close()
+    cluster_module._set_default(previous)
+
+
+def job_dirs(cluster: slurmscope.Cluster) -> list[Path]:
+    return sorted(p for p in cluster.root.iterdir() if p.is_dir() and not p.name.startswith("."))
