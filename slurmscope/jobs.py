@@ -8,6 +8,7 @@ arrays), its dependencies, and the last known state of every task. :class:`Job` 
 
 from __future__ import annotations
 
+import os
 import pickle
 import threading
 import time
@@ -66,6 +67,7 @@ class Submission:
         self.dependencies = tuple(dependencies)
         self.states: list[TaskState | None] = [None] * size
         self.remaining = size
+        self._missing_since: dict[str, float] = {}
 
     def locate(self, index: int) -> tuple[Part, int]:
         """The part holding global item ``index``, and the index within that part."""
@@ -81,8 +83,18 @@ class Submission:
     def update(self, answer: Any) -> bool:
         """Apply a backend answer; returns True when anything changed."""
         changed = False
+        now = time.monotonic()
+        grace = self.cluster.backend.lost_after
         for part in self.parts:
             known = answer.get(part.job_id)
+            if known is None:
+                # Forgotten by the scheduler, or a controller restarting: only call it lost
+                # when it stays missing for a while.
+                since = self._missing_since.setdefault(part.job_id, now)
+                job_gone = now - since >= grace
+            else:
+                self._missing_since.pop(part.job_id, None)
+                job_gone = False
             for local in range(part.count):
                 index = part.offset + local
                 old = self.states[index]
@@ -90,7 +102,7 @@ class Submission:
                     continue
                 new = known.get(local) if known is not None else None
                 if new is None:
-                    new = self._from_directory(index, job_known=known is not None)
+                    new = self._from_directory(index, job_gone=job_gone)
                 if new is None or new == old:
                     continue
                 self.states[index] = new
@@ -99,12 +111,12 @@ class Submission:
                     self.remaining -= 1
         return changed
 
-    def _from_directory(self, index: int, *, job_known: bool) -> TaskState | None:
+    def _from_directory(self, index: int, *, job_gone: bool) -> TaskState | None:
         """A task the scheduler did not mention: its outcome file tells, if there is one."""
         outcome = self.directory.read_outcome(index)
         if outcome is not None:
             return _COMPLETED if outcome["ok"] else _FAILED
-        return None if job_known else _LOST
+        return _LOST if job_gone else None
 
 
 class Poller:
@@ -283,10 +295,12 @@ class Job(_Handle):
         return ResultRef(str(self.directory), self.index)
 
     def _known_outcome(self) -> bool | None:
+        """True/False once the job has ended well/badly, ``None`` while undecided."""
         state = self._submission.states[self.index]
-        if state is None or not state.terminal:
-            return None
-        return state.succeeded
+        if state is not None and state.terminal:
+            return state.succeeded
+        outcome = self._submission.directory.read_outcome(self.index)
+        return None if outcome is None else bool(outcome["ok"])
 
     @property
     def state(self) -> str:
@@ -372,10 +386,17 @@ class ArrayJob(_Handle):
         return ResultRef(str(self.directory), 0, size=len(self))
 
     def _known_outcome(self) -> bool | None:
-        states = self._submission.states
-        if self._submission.remaining:
+        """True/False once every task has ended (False if any failed), else ``None``."""
+        sub = self._submission
+        if sub.remaining == 0:
+            return all(s is not None and s.succeeded for s in sub.states)
+        # The poller may not have caught up (or the scheduler forgot the job): the
+        # result files decide once every task has written one.
+        results = sub.directory.results_dir
+        if sum(1 for n in os.listdir(results) if not n.startswith(".")) < sub.size:
             return None
-        return all(s is not None and s.succeeded for s in states)
+        outcomes = [sub.directory.read_outcome(i) for i in range(sub.size)]
+        return all(o is not None and o["ok"] for o in outcomes)
 
     def __len__(self) -> int:
         return self._submission.size

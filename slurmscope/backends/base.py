@@ -59,6 +59,9 @@ class Backend(ABC):
     cluster_name: str = ""
     #: Bounds of the poll interval in seconds (the poller backs off between them).
     poll_interval: tuple[float, float] = (0.5, 10.0)
+    #: Seconds a job must stay unknown to the scheduler, with no result written, before
+    #: it is called LOST (a restarting controller may answer with nothing for a while).
+    lost_after: float = 60.0
 
     @abstractmethod
     def submit(self, spec: JobSpec) -> str:

@@ -76,6 +76,7 @@ class LocalBackend(Backend):
     kind = "local"
     cluster_name = "local"
     poll_interval = (0.02, 0.5)
+    lost_after = 0.0
 
     def __init__(
         self,

@@ -1,0 +1,287 @@
+"""The Slurm command-line backend: ``sbatch``, ``squeue``, ``scontrol``, ``scancel``.
+
+One ``sbatch --parsable`` per submitted array (the script comes on stdin: no temporary
+files), one ``squeue`` per poll for every unfinished job of the cluster, ``scontrol show
+config`` once for ``MaxArraySize`` and the cluster's name. Transient controller errors are
+retried with backoff; permanent ones raise :class:`~slurmscope.errors.SubmissionError` with
+Slurm's own message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+
+from ..errors import BackendUnavailableError, SubmissionError
+from ..log import log
+from ..spec import JobSpec
+from .base import Backend, StateMap, TaskState
+
+#: Messages of a controller that is busy or restarting; anything else is permanent.
+TRANSIENT = (
+    "Socket timed out",
+    "temporarily unable to accept job",
+    "Unable to contact slurm controller",
+    "Slurm backup controller in standby mode",
+    "Zero Bytes were transmitted or received",
+    "Connection refused",
+    "Transport endpoint is not connected",
+    "Resource temporarily unavailable",
+)
+
+_RANGE = re.compile(r"^(\d+)_\[(.+)\]$")
+
+
+def reachable(timeout: float = 10.0) -> tuple[bool, str]:
+    """Whether the Slurm CLI is here and the controller answers ``scontrol ping``."""
+    if not shutil.which("sbatch") or not shutil.which("scontrol"):
+        return False, "sbatch or scontrol is not on PATH"
+    try:
+        out = subprocess.run(
+            ["scontrol", "ping"], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"scontrol ping failed: {exc}"
+    text = (out.stdout + out.stderr).strip()
+    if out.returncode == 0 and "UP" in text:
+        return True, f"sbatch on PATH and the controller answers ({text.splitlines()[0]})"
+    return False, f"the Slurm controller does not answer: {text or out.returncode}"
+
+
+def create(**options: object) -> SbatchBackend:
+    return SbatchBackend(**options)  # type: ignore[arg-type]
+
+
+def sbatch_arguments(spec: JobSpec) -> list[str]:
+    """The ``sbatch`` command line for ``spec`` (the script comes on stdin)."""
+    r = spec.resources
+    args = [
+        "sbatch",
+        "--parsable",
+        f"--job-name={r.job_name or spec.name}",
+        f"--output={spec.stdout}",
+        f"--error={spec.stderr}",
+        f"--chdir={spec.workdir}",
+        "--export=ALL",
+    ]
+    if spec.kill_on_invalid_dep:
+        args.append("--kill-on-invalid-dep=yes")
+    if spec.array is not None:
+        args.append(f"--array={spec.array.render()}")
+    if spec.dependencies:
+        from ..dependency import render
+
+        args.append(f"--dependency={render(spec.dependencies)}")
+    for flag, value in (
+        ("--time", r.time),
+        ("--mem", r.mem),
+        ("--cpus-per-task", r.cpus_per_task),
+        ("--gpus", r.gpus),
+        ("--partition", r.partition),
+        ("--account", r.account),
+        ("--qos", r.qos),
+        ("--constraint", r.constraint),
+    ):
+        if value is not None:
+            args.append(f"{flag}={value}")
+    args.extend(r.extra)
+    return args
+
+
+def batch_script(spec: JobSpec) -> str:
+    return "#!/bin/sh\n" + f"exec {shlex.join(spec.command)}\n"
+
+
+class SbatchBackend(Backend):
+    """Talks to Slurm through its command-line tools."""
+
+    kind = "sbatch"
+    poll_interval = (0.25, 5.0)
+
+    def __init__(self, *, retries: int = 6, command_timeout: float = 60.0) -> None:
+        ok, why = reachable()
+        if not ok:
+            raise BackendUnavailableError(
+                f"the sbatch backend cannot reach Slurm: {why}. Start the cluster (for tests: "
+                "scripts/slurm-cluster start), set SLURM_CONF, or use Cluster('local')."
+            )
+        self.retries = retries
+        self.command_timeout = command_timeout
+        self.calls: dict[str, int] = {"sbatch": 0, "squeue": 0, "scancel": 0, "scontrol": 0}
+        self._config: dict[str, str] | None = None
+        self._lock = threading.Lock()
+        self.cluster_name = self.config().get("ClusterName", "slurm")
+
+    # -- configuration ------------------------------------------------------------------------
+    def config(self) -> dict[str, str]:
+        """``scontrol show config``, read once."""
+        with self._lock:
+            if self._config is None:
+                out = self._run(["scontrol", "show", "config"], what="scontrol")
+                config = {}
+                for line in out.splitlines():
+                    key, sep, value = line.partition("=")
+                    if sep:
+                        config[key.strip()] = value.strip()
+                self._config = config
+            return self._config
+
+    @property
+    def max_array_size(self) -> int | None:
+        value = self.config().get("MaxArraySize", "1001").split()[0]
+        return int(value) if value.isdigit() else 1001
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "backend": self.kind,
+            "cluster": self.cluster_name,
+            "max_array_size": self.max_array_size,
+        }
+
+    # -- the seam -----------------------------------------------------------------------------
+    def submit(self, spec: JobSpec) -> str:
+        args = sbatch_arguments(spec)
+        env = dict(os.environ)
+        env.update(spec.environment)
+        out = self._run(args, what="sbatch", stdin=batch_script(spec), env=env, submit=True)
+        job_id = out.strip().split(";")[0]
+        if not job_id.isdigit():
+            raise SubmissionError(f"sbatch printed {out!r} instead of a job id")
+        return job_id
+
+    def states(self, job_ids: Sequence[str]) -> StateMap:
+        if not job_ids:
+            return {}
+        wanted = set(job_ids)
+        proc = self._call(
+            [
+                "squeue",
+                "--noheader",
+                "--array",
+                "--states=all",
+                "--format=%i|%T|%r",
+                f"--jobs={','.join(job_ids)}",
+            ],
+            what="squeue",
+        )
+        if proc.returncode != 0:
+            if "Invalid job id" in proc.stderr:  # every one of them is forgotten
+                return {}
+            raise SubmissionError(f"squeue failed: {proc.stderr.strip()}")
+        answer: dict[str, dict[int, TaskState]] = {}
+        for line in proc.stdout.splitlines():
+            fields = line.strip().split("|")
+            if len(fields) != 3:
+                continue
+            ident, state, reason = fields
+            state = state.split()[0].rstrip("+")
+            task = TaskState(state, reason)
+            job_id, _, index = ident.partition("_")
+            if job_id not in wanted:
+                continue
+            tasks = answer.setdefault(job_id, {})
+            if not index:
+                tasks[0] = task
+            elif (m := _RANGE.match(ident)) is not None:
+                for i in _expand_range(m.group(2)):
+                    tasks[i] = task
+            else:
+                tasks[int(index)] = task
+        return answer
+
+    def cancel(self, job_id: str, index: int | None = None) -> None:
+        target = job_id if index is None else f"{job_id}_{index}"
+        proc = self._call(["scancel", target], what="scancel")
+        if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
+            if "already completing or completed" in proc.stderr:
+                return
+            raise SubmissionError(f"scancel {target} failed: {proc.stderr.strip()}")
+
+    # -- introspection for tests and the CLI ------------------------------------------------
+    def show_job(self, job_id: str) -> dict[str, str]:
+        """``scontrol show job`` of one job (or array task) as a dict of its fields."""
+        out = self._run(["scontrol", "show", "job", "--oneliner", job_id], what="scontrol")
+        fields: dict[str, str] = {}
+        for token in out.split():
+            key, sep, value = token.partition("=")
+            if sep and key not in fields:
+                fields[key] = value
+        return fields
+
+    def recorded_dependencies(self, job_id: str) -> str:
+        """The dependency expression Slurm holds for a job (``scontrol show job``)."""
+        value = self.show_job(job_id).get("Dependency", "(null)")
+        return "" if value == "(null)" else value
+
+    # -- running commands ---------------------------------------------------------------------
+    def _call(
+        self,
+        args: list[str],
+        *,
+        what: str,
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        delay = 0.5
+        for attempt in range(self.retries + 1):
+            self.calls[what] = self.calls.get(what, 0) + 1
+            try:
+                proc = subprocess.run(
+                    args,
+                    input=stdin,
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    timeout=self.command_timeout,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                proc = subprocess.CompletedProcess(args, 1, "", "Socket timed out (command)")
+            if proc.returncode == 0 or not any(t in proc.stderr for t in TRANSIENT):
+                return proc
+            if attempt < self.retries:
+                log.warning(
+                    "slurmscope.slurm.retry",
+                    command=what,
+                    error=proc.stderr.strip(),
+                    attempt=attempt + 1,
+                    retry_in=delay,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 15.0)
+        return proc
+
+    def _run(
+        self,
+        args: list[str],
+        *,
+        what: str,
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
+        submit: bool = False,
+    ) -> str:
+        proc = self._call(args, what=what, stdin=stdin, env=env)
+        if proc.returncode != 0:
+            message = proc.stderr.strip() or proc.stdout.strip()
+            if submit:
+                raise SubmissionError(f"Slurm refused the job: {message}")
+            raise SubmissionError(f"{' '.join(args[:3])} failed: {message}")
+        return proc.stdout
+
+
+def _expand_range(text: str) -> list[int]:
+    """``0-3,7,9-10%2`` -> [0, 1, 2, 3, 7, 9, 10]."""
+    text = text.split("%")[0]
+    out: list[int] = []
+    for piece in text.split(","):
+        lo, _, hi = piece.partition("-")
+        if not lo.isdigit():
+            continue
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out

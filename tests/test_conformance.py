@@ -1,0 +1,177 @@
+"""Behaviour every backend must show, run on each backend (the real Slurm cluster included).
+
+The local backend runs with the same MaxArraySize as the test cluster (101), so that the
+splitting of large maps is exercised on both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import slurm_cluster
+import tasks
+
+import slurmscope
+from slurmscope.errors import JobNotCompletedError, TaskFailedError
+
+add = slurmscope.task(tasks.add)
+boom = slurmscope.task(tasks.boom)
+fail_on = slurmscope.task(tasks.fail_on)
+stamp = slurmscope.task(tasks.stamp)
+sleep = slurmscope.task(tasks.sleep)
+
+BACKENDS = ["local", pytest.param("sbatch", marks=pytest.mark.slurm)]
+
+
+@pytest.fixture(params=BACKENDS)
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[slurmscope.Cluster]:
+    if request.param == "local":
+        c = slurmscope.Cluster("local", root=tmp_path, max_array_size=101, set_as_default=False)
+    else:
+        slurm_cluster.require()
+        c = slurmscope.Cluster(request.param, root=tmp_path, set_as_default=False)
+    yield c
+    c.close()
+
+
+def recorded(cluster: slurmscope.Cluster, job_id: str) -> set[tuple[str, str]]:
+    """The dependencies the scheduler holds for ``job_id``, as (kind, target id) pairs."""
+    text = cluster.backend.recorded_dependencies(job_id)  # type: ignore[attr-defined]
+    pairs = set()
+    for clause in filter(None, text.split(",")):
+        kind, *ids = clause.split(":")
+        for ident in ids or [""]:
+            ident = ident.split("(")[0]
+            pairs.add((kind, ident.removesuffix("_*")))
+    return pairs
+
+
+def expected(job: slurmscope.Job | slurmscope.ArrayJob) -> set[tuple[str, str]]:
+    pairs = set()
+    for dep in job.dependencies:
+        if dep.target is None:
+            continue
+        for ident in dep.target._scheduler_ids():
+            pairs.add((dep.kind, ident))
+    return pairs
+
+
+def test_submission_is_eager(cluster: slurmscope.Cluster) -> None:
+    array = add.on(cluster).map([1, 2, 3])
+    assert array.job_id in cluster.backend.states([array.job_id])
+    job = add.on(cluster)(1)
+    assert job.job_id in cluster.backend.states([job.job_id])
+    assert array.get_results(timeout=120) == [2, 3, 4]
+    assert job.get_result(timeout=120) == 2
+
+
+def test_nested_scopes_are_merged_and_recorded(cluster: slurmscope.Cluster) -> None:
+    gate = sleep.on(cluster)(3)
+    other = sleep.on(cluster).map([3, 3])
+    with cluster.dependencies(gate):
+        with cluster.dependencies(other, kind="afterany"):
+            inner = add.map([1, 2])
+            element = add.after(other[1], kind="afterok")(5)
+        outer = add(7)
+    assert expected(inner) == {("afterok", gate.job_id), ("afterany", other.job_id)}
+    assert recorded(cluster, inner.job_id) == expected(inner)
+    assert recorded(cluster, element.job_id) == expected(element) == {
+        ("afterok", gate.job_id),
+        ("afterany", other.job_id),
+        ("afterok", other[1].job_id),
+    }
+    assert recorded(cluster, outer.job_id) == {("afterok", gate.job_id)}
+    assert [d.provenance.depth for d in inner.dependencies] == [1, 2]
+    assert inner.get_results(timeout=120) == [2, 3]
+    assert element.get_result(timeout=120) == 6
+    assert outer.get_result(timeout=120) == 8
+
+
+@pytest.mark.parametrize("kind", ["afterok", "afterany", "afternotok", "after"])
+def test_dependency_kinds(cluster: slurmscope.Cluster, kind: str) -> None:
+    good = stamp.on(cluster)("good", 1.0)
+    bad = boom.on(cluster)("bad")
+    on_good = stamp.on(cluster).after(good, kind=kind)("x", 0.0)
+    on_bad = stamp.on(cluster).after(bad, kind=kind)("y", 0.0)
+    assert recorded(cluster, on_good.job_id) <= expected(on_good)
+    _, good_start, good_end = good.get_result(timeout=120)
+    runs = {"afterok": (True, False), "afterany": (True, True), "afternotok": (False, True), "after": (True, True)}
+    for job, should_run in zip((on_good, on_bad), runs[kind], strict=True):
+        if should_run:
+            _, start, _ = job.get_result(timeout=120)
+            if job is on_good:
+                assert start >= (good_start if kind == "after" else good_end) - 0.01
+        else:
+            with pytest.raises(JobNotCompletedError) as info:
+                job.get_result(timeout=120)
+            assert info.value.state == "CANCELLED"
+
+
+def test_aftercorr_pairs_tasks(cluster: slurmscope.Cluster) -> None:
+    upstream = fail_on.on(cluster).map([0, 1, 2, 3])
+    downstream = add.on(cluster).after(upstream, kind="aftercorr").map([10, 20, 30, 40])
+    assert recorded(cluster, downstream.job_id) <= {("aftercorr", upstream.job_id)}
+    results = downstream.get_results(timeout=120, return_exceptions=True)
+    assert [results[i] for i in (0, 2, 3)] == [11, 31, 41]
+    assert isinstance(results[1], JobNotCompletedError)
+    assert results[1].state == "CANCELLED"
+
+
+def test_throttle(cluster: slurmscope.Cluster) -> None:
+    array = stamp.on(cluster).map([1, 2, 3], max_concurrent=1)
+    spans = sorted((s, e) for _, s, e in array.get_results(timeout=120))
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert start >= end - 0.01
+
+
+def test_map_larger_than_max_array_size(cluster: slurmscope.Cluster) -> None:
+    limit = cluster.backend.max_array_size
+    assert limit == 101
+    items = list(range(limit * 2 + 3))
+    first = add.on(cluster).map(items)
+    assert len(first.job_ids) == 3
+    second = add.on(cluster).after(first, kind="aftercorr").map(items)
+    third = add.on(cluster).after(first)(0)
+    assert recorded(cluster, third.job_id) <= expected(third)
+    assert expected(third) == {("afterok", i) for i in first.job_ids}
+    assert second.get_results(timeout=600) == [i + 1 for i in items]
+    assert first.get_results() == [i + 1 for i in items]
+    assert third.get_result(timeout=120) == 1
+
+
+def test_failure_traceback_and_dependents_end(cluster: slurmscope.Cluster) -> None:
+    failing = fail_on.on(cluster).map([0, 1])
+    with cluster.dependencies(failing):
+        later = add.map([1, 2])
+    last = add.on(cluster)(later)
+    with pytest.raises(TaskFailedError) as info:
+        failing.get_results(timeout=120)
+    assert info.value.index == 1 and "item 1 is bad" in info.value.remote_traceback
+    for job in (later, last):
+        job.wait(timeout=120)
+    assert set(later.states) == {"CANCELLED"}
+    assert last.state == "CANCELLED"
+    with pytest.raises(JobNotCompletedError, match="DependencyNeverSatisfied"):
+        last.get_result()
+
+
+def test_cancel(cluster: slurmscope.Cluster) -> None:
+    long = sleep.on(cluster).map([120, 120])
+    single = sleep.on(cluster)(120)
+    deadline = time.monotonic() + 60
+    while long[0].state == "PENDING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    long.cancel()
+    single.cancel()
+    long.wait(timeout=120)
+    single.wait(timeout=120)
+    assert set(long.states) == {"CANCELLED"}
+    assert single.state == "CANCELLED"
+
+
+def test_results_in_item_order(cluster: slurmscope.Cluster) -> None:
+    array = stamp.on(cluster).map([(i, 0.3 - 0.05 * i) for i in range(6)])
+    assert [r[0] for r in array.get_results(timeout=120)] == list(range(6))
