@@ -28,8 +28,8 @@ _EXPORTS = {
     "DependencyRequest": "slurmscope.cluster",
     "default_cluster": "slurmscope.cluster",
     "depend": "slurmscope.cluster",
-    "Task": "slurmscope.task",
-    "task": "slurmscope.task",
+    "Task": "slurmscope._task",
+    "task": "slurmscope._task",
     "Job": "slurmscope.jobs",
     "ArrayJob": "slurmscope.jobs",
     "Dependency": "slurmscope.dependency",
@@ -97,6 +97,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from ._task import Task, task
     from .backends.base import TaskState
     from .cluster import Cluster, DependencyRequest, default_cluster, depend
     from .dependency import KINDS, CallSite, Dependency, Provenance
@@ -116,4 +117,3 @@ if TYPE_CHECKING:
     from .log import configure_logging
     from .scope import carry_scope
     from .spec import Resources
-    from .task import Task, task

@@ -43,7 +43,7 @@ from .payload import JobDirectory, ResultRef
 from .spec import ArraySpec, JobSpec, Resources
 
 if TYPE_CHECKING:
-    from .task import Task
+    from ._task import Task
 
 _default_lock = threading.Lock()
 _default: Cluster | None = None  # the explicit default-cluster registry
@@ -168,7 +168,7 @@ class _DependencyBlock:
     def __enter__(self) -> _DependencyBlock:
         if self._token is not None:
             raise RuntimeError("this dependencies() block is already entered; make a new one")
-        depth = len(scope.frames_of(self._cluster)) + 1
+        depth = scope.next_depth(self._cluster)
         provenance = Provenance(VIA_SCOPE, self._site, depth=depth)
         deps = tuple(Dependency(r.kind, _target_id(r), provenance, r.job) for r in self._requests)
         frame = scope.Frame(self._cluster, deps, self._site, depth)
@@ -307,20 +307,17 @@ class Cluster:
 
     def __enter__(self) -> Cluster:
         """``with cluster:`` sends every submission in the block here."""
-        scope.push(scope.Frame(self, (), caller_site(), len(scope.frames_of(self)) + 1))
+        frame = scope.Frame(self, (), caller_site(), 0, is_dependency_block=False)
+        scope.push(frame)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        stack = scope.current()
-        for i in range(len(stack) - 1, -1, -1):
-            if stack[i].cluster is self and not stack[i].dependencies:
-                scope._STACK.set(stack[:i] + stack[i + 1 :])
-                return
+        scope.remove_innermost(lambda f: f.cluster is self and not f.is_dependency_block)
 
     # -- tasks -------------------------------------------------------------------------------
     def task(self, fn: Callable[..., Any] | None = None, **resources: Any) -> Any:
         """``@cluster.task(...)``: a task bound to this cluster."""
-        from .task import task
+        from ._task import task
 
         return task(fn, cluster=self, **resources)
 

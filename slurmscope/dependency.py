@@ -21,7 +21,12 @@ VIA_ARGUMENT_AFTER = "after="
 VIA_DATA = "argument"
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_SKIP_PREFIXES = (_PACKAGE_DIR, os.path.dirname(os.path.abspath(__import__("contextlib").__file__)))
+_CONTEXTLIB = __import__("contextlib").__file__
+
+
+def _internal(filename: str) -> bool:
+    """Frames of slurmscope itself, and of contextlib (``with`` plumbing), are skipped."""
+    return filename.startswith(_PACKAGE_DIR) or filename == _CONTEXTLIB
 
 
 def check_kind(kind: str) -> str:
@@ -49,7 +54,7 @@ class CallSite:
 def caller_site() -> CallSite:
     """The first frame outside slurmscope (and contextlib) on the current stack."""
     frame = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_SKIP_PREFIXES):
+    while frame is not None and _internal(frame.f_code.co_filename):
         frame = frame.f_back  # type: ignore[assignment]
     thread = threading.current_thread().name
     if frame is None:  # pragma: no cover - only when called from slurmscope itself

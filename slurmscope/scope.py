@@ -34,6 +34,8 @@ class Frame:
     dependencies: tuple[Dependency, ...]
     site: CallSite
     depth: int
+    #: ``False`` for a ``with cluster:`` block, which only routes submissions.
+    is_dependency_block: bool = True
 
 
 Stack = tuple[Frame, ...]
@@ -54,6 +56,16 @@ def pop(token: Token[Stack]) -> None:
     _STACK.reset(token)
 
 
+def remove_innermost(match: Callable[[Frame], bool]) -> None:
+    """Pop the innermost frame that ``match`` accepts (for ``with cluster:``, which is
+    shared between threads and so cannot keep a token of its own)."""
+    stack = _STACK.get()
+    for i in range(len(stack) - 1, -1, -1):
+        if match(stack[i]):
+            _STACK.set(stack[:i] + stack[i + 1 :])
+            return
+
+
 def depth() -> int:
     return len(_STACK.get())
 
@@ -61,6 +73,11 @@ def depth() -> int:
 def frames_of(cluster: Any, stack: Stack | None = None) -> tuple[Frame, ...]:
     """The frames that belong to ``cluster``, outermost first."""
     return tuple(f for f in (current() if stack is None else stack) if f.cluster is cluster)
+
+
+def next_depth(cluster: Any) -> int:
+    """The nesting depth a new ``dependencies()`` block of ``cluster`` gets (1 = outermost)."""
+    return 1 + sum(1 for f in frames_of(cluster) if f.is_dependency_block)
 
 
 def innermost_cluster() -> Any | None:

@@ -414,3 +414,12 @@ def test_cli_explain_and_status(local: slurmscope.Cluster) -> None:
     assert f"test_api_local.py:{line}" in out.stdout
     out = subprocess.run([*cli, "status", job.job_id], capture_output=True, text=True, check=True)
     assert "succeeded: 1" in out.stdout
+
+
+def test_depth_counts_dependency_blocks_only(local: slurmscope.Cluster) -> None:
+    up = add.on(local)(1)
+    with local, local.dependencies(up):
+        job = add(1)
+    assert job.cluster is local
+    assert [d.provenance.depth for d in job.dependencies] == [1]
+    job.wait(60)

@@ -78,11 +78,15 @@ def test_nested_scopes_are_merged_and_recorded(cluster: slurmscope.Cluster) -> N
         outer = add(7)
     assert expected(inner) == {("afterok", gate.job_id), ("afterany", other.job_id)}
     assert recorded(cluster, inner.job_id) == expected(inner)
-    assert recorded(cluster, element.job_id) == expected(element) == {
-        ("afterok", gate.job_id),
-        ("afterany", other.job_id),
-        ("afterok", other[1].job_id),
-    }
+    assert (
+        recorded(cluster, element.job_id)
+        == expected(element)
+        == {
+            ("afterok", gate.job_id),
+            ("afterany", other.job_id),
+            ("afterok", other[1].job_id),
+        }
+    )
     assert recorded(cluster, outer.job_id) == {("afterok", gate.job_id)}
     assert [d.provenance.depth for d in inner.dependencies] == [1, 2]
     assert inner.get_results(timeout=120) == [2, 3]
@@ -98,7 +102,12 @@ def test_dependency_kinds(cluster: slurmscope.Cluster, kind: str) -> None:
     on_bad = stamp.on(cluster).after(bad, kind=kind)("y", 0.0)
     assert recorded(cluster, on_good.job_id) <= expected(on_good)
     _, good_start, good_end = good.get_result(timeout=120)
-    runs = {"afterok": (True, False), "afterany": (True, True), "afternotok": (False, True), "after": (True, True)}
+    runs = {
+        "afterok": (True, False),
+        "afterany": (True, True),
+        "afternotok": (False, True),
+        "after": (True, True),
+    }
     for job, should_run in zip((on_good, on_bad), runs[kind], strict=True):
         if should_run:
             _, start, _ = job.get_result(timeout=120)

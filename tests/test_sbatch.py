@@ -42,18 +42,36 @@ def test_arguments_carry_every_resource() -> None:
         stdout="/d/logs/%A_%a.out",
         stderr="/d/logs/%A_%a.err",
         resources=Resources(
-            time="1:00:00", mem="2G", cpus_per_task=2, gpus=1, partition="p", account="a",
-            qos="q", constraint="c", extra=("--nice=5",),
+            time="1:00:00",
+            mem="2G",
+            cpus_per_task=2,
+            gpus=1,
+            partition="p",
+            account="a",
+            qos="q",
+            constraint="c",
+            extra=("--nice=5",),
         ),
         array=ArraySpec(10, 3),
         dependencies=(("afterok", ("1", "2_3")), ("afterany", ("4",))),
     )
     args = sbatch_arguments(spec)
     for expected in (
-        "--parsable", "--kill-on-invalid-dep=yes", "--array=0-9%3",
-        "--dependency=afterok:1:2_3,afterany:4", "--time=1:00:00", "--mem=2G",
-        "--cpus-per-task=2", "--gpus=1", "--partition=p", "--account=a", "--qos=q",
-        "--constraint=c", "--nice=5", "--output=/d/logs/%A_%a.out", "--chdir=/w",
+        "--parsable",
+        "--kill-on-invalid-dep=yes",
+        "--array=0-9%3",
+        "--dependency=afterok:1:2_3,afterany:4",
+        "--time=1:00:00",
+        "--mem=2G",
+        "--cpus-per-task=2",
+        "--gpus=1",
+        "--partition=p",
+        "--account=a",
+        "--qos=q",
+        "--constraint=c",
+        "--nice=5",
+        "--output=/d/logs/%A_%a.out",
+        "--chdir=/w",
     ):
         assert expected in args
 
@@ -99,7 +117,9 @@ def test_reattach_from_a_new_process_and_depend(slurm: slurmscope.Cluster) -> No
         print(t.after(j)(21).get_result(timeout=120))
         """
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["2", "42"]
 
