@@ -126,7 +126,9 @@ def _choose_backend(
                 f"the {name} backend is not available in this version of slurmscope ({exc}); "
                 "use Cluster('local') meanwhile."
             ) from exc
-        return module.create(**options), reason
+        backend = module.create(**options)
+        options.clear()
+        return backend, reason
     raise InvalidInputError(
         f"unknown backend {name!r}: use 'auto', 'local', 'sbatch' or 'pyslurm'."
     )

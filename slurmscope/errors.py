@@ -33,6 +33,10 @@ class SubmissionError(SlurmscopeError):
     """The scheduler refused a submission. Nothing of it was left behind."""
 
 
+class SchedulerError(SlurmscopeError):
+    """The scheduler did not answer a query or a cancel as it should."""
+
+
 class BackendUnavailableError(SlurmscopeError):
     """The requested backend cannot be used on this machine."""
 

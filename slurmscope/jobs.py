@@ -137,49 +137,59 @@ class Poller:
         with self.cond:
             self._watched.append(submission)
             self._interval = self.backend.poll_interval[0]
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._loop, name="slurmscope-poller", daemon=True
-                )
-                self._thread.start()
+            self._ensure_thread()
             self.cond.notify_all()
+
+    def _ensure_thread(self) -> None:
+        """Start the polling thread if it is not running (call with ``cond`` held)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=self._loop, name="slurmscope-poller", daemon=True
+            )
+            self._thread.start()
 
     def poll_now(self) -> None:
         """One poll of everything watched, unless one happened moments ago."""
-        with self.cond:
-            if time.monotonic() - self._last_poll < self.backend.poll_interval[0]:
-                return
-            self._poll_locked()
+        if time.monotonic() - self._last_poll >= self.backend.poll_interval[0]:
+            self._poll()
 
-    def _poll_locked(self) -> bool:
-        watched = [s for s in self._watched if s.remaining > 0]
-        self._watched = watched
+    def _poll(self) -> bool:
+        """Ask the backend about every unfinished watched job in one call.
+
+        The scheduler is asked without holding the lock, so that submitting threads and
+        waiters are never held up by a slow or restarting controller.
+        """
+        with self.cond:
+            self._watched = [s for s in self._watched if s.remaining > 0]
+            watched = list(self._watched)
+            self._last_poll = time.monotonic()
         if not watched:
             return False
         ids = [part.job_id for s in watched for part in s.parts]
-        self._last_poll = time.monotonic()
         self.polls += 1
         try:
             answer = self.backend.states(ids)
         except Exception as exc:  # the scheduler may be restarting: keep waiting
             log.warning("slurmscope.poll.failed", error=str(exc), retry_in=self._interval)
             return False
-        changed = False
-        for submission in watched:
-            changed |= submission.update(answer)
-        self._watched = [s for s in watched if s.remaining > 0]
-        self.cond.notify_all()
+        with self.cond:
+            changed = False
+            for submission in watched:
+                changed |= submission.update(answer)
+            self._watched = [s for s in self._watched if s.remaining > 0]
+            self.cond.notify_all()
         return changed
 
     def _loop(self) -> None:
         low, high = self.backend.poll_interval
-        with self.cond:
-            while self._watched:
-                changed = self._poll_locked()
+        while True:
+            changed = self._poll()
+            with self.cond:
+                if not self._watched:
+                    self._thread = None
+                    return
                 self._interval = low if changed else min(high, self._interval * 1.5)
-                if self._watched:
-                    self.cond.wait(timeout=self._interval)
-            self._thread = None
+                self.cond.wait(timeout=self._interval)
 
     def wait(self, submission: Submission, indices: range | None, timeout: float | None) -> bool:
         """Wait until the given tasks (all when ``None``) are terminal; False on timeout."""
@@ -194,11 +204,7 @@ class Poller:
             while not done():
                 if submission.remaining > 0 and submission not in self._watched:
                     self._watched.append(submission)
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(
-                        target=self._loop, name="slurmscope-poller", daemon=True
-                    )
-                    self._thread.start()
+                self._ensure_thread()
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False

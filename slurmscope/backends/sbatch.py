@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from ..errors import BackendUnavailableError, SubmissionError
+from ..errors import BackendUnavailableError, SchedulerError, SubmissionError
 from ..log import log
 from ..spec import JobSpec
 from .base import Backend, StateMap, TaskState
@@ -38,13 +38,19 @@ TRANSIENT = (
 _RANGE = re.compile(r"^(\d+)_\[(.+)\]$")
 
 
-def reachable(timeout: float = 10.0) -> tuple[bool, str]:
+def reachable(timeout: float = 10.0, slurm_conf: str | None = None) -> tuple[bool, str]:
     """Whether the Slurm CLI is here and the controller answers ``scontrol ping``."""
+    env = _environment(slurm_conf)
     if not shutil.which("sbatch") or not shutil.which("scontrol"):
         return False, "sbatch or scontrol is not on PATH"
     try:
         out = subprocess.run(
-            ["scontrol", "ping"], capture_output=True, text=True, timeout=timeout, check=False
+            ["scontrol", "ping"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=env,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"scontrol ping failed: {exc}"
@@ -52,6 +58,13 @@ def reachable(timeout: float = 10.0) -> tuple[bool, str]:
     if out.returncode == 0 and "UP" in text:
         return True, f"sbatch on PATH and the controller answers ({text.splitlines()[0]})"
     return False, f"the Slurm controller does not answer: {text or out.returncode}"
+
+
+def _environment(slurm_conf: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if slurm_conf:
+        env["SLURM_CONF"] = str(slurm_conf)
+    return env
 
 
 def create(**options: object) -> SbatchBackend:
@@ -104,8 +117,17 @@ class SbatchBackend(Backend):
     kind = "sbatch"
     poll_interval = (0.25, 5.0)
 
-    def __init__(self, *, retries: int = 6, command_timeout: float = 60.0) -> None:
-        ok, why = reachable()
+    def __init__(
+        self,
+        *,
+        retries: int = 6,
+        command_timeout: float = 60.0,
+        slurm_conf: str | None = None,
+    ) -> None:
+        """``slurm_conf`` points at another cluster's slurm.conf (default: ``$SLURM_CONF``
+        or Slurm's own default)."""
+        self._env = _environment(slurm_conf)
+        ok, why = reachable(slurm_conf=slurm_conf)
         if not ok:
             raise BackendUnavailableError(
                 f"the sbatch backend cannot reach Slurm: {why}. Start the cluster (for tests: "
@@ -147,7 +169,7 @@ class SbatchBackend(Backend):
     # -- the seam -----------------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> str:
         args = sbatch_arguments(spec)
-        env = dict(os.environ)
+        env = dict(self._env)
         env.update(spec.environment)
         out = self._run(args, what="sbatch", stdin=batch_script(spec), env=env, submit=True)
         job_id = out.strip().split(";")[0]
@@ -169,11 +191,12 @@ class SbatchBackend(Backend):
                 f"--jobs={','.join(job_ids)}",
             ],
             what="squeue",
+            retries=0,  # the poller backs off and asks again
         )
         if proc.returncode != 0:
             if "Invalid job id" in proc.stderr:  # every one of them is forgotten
                 return {}
-            raise SubmissionError(f"squeue failed: {proc.stderr.strip()}")
+            raise SchedulerError(f"squeue failed: {proc.stderr.strip()}")
         answer: dict[str, dict[int, TaskState]] = {}
         for line in proc.stdout.splitlines():
             fields = line.strip().split("|")
@@ -201,7 +224,7 @@ class SbatchBackend(Backend):
         if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
             if "already completing or completed" in proc.stderr:
                 return
-            raise SubmissionError(f"scancel {target} failed: {proc.stderr.strip()}")
+            raise SchedulerError(f"scancel {target} failed: {proc.stderr.strip()}")
 
     # -- introspection for tests and the CLI ------------------------------------------------
     def show_job(self, job_id: str) -> dict[str, str]:
@@ -227,9 +250,12 @@ class SbatchBackend(Backend):
         what: str,
         stdin: str | None = None,
         env: dict[str, str] | None = None,
+        retries: int | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        """Run a Slurm command; retry transient controller errors with backoff."""
+        retries = self.retries if retries is None else retries
         delay = 0.5
-        for attempt in range(self.retries + 1):
+        for attempt in range(retries + 1):
             self.calls[what] = self.calls.get(what, 0) + 1
             try:
                 proc = subprocess.run(
@@ -237,7 +263,7 @@ class SbatchBackend(Backend):
                     input=stdin,
                     capture_output=True,
                     text=True,
-                    env=env,
+                    env=self._env if env is None else env,
                     timeout=self.command_timeout,
                     check=False,
                 )
@@ -245,7 +271,7 @@ class SbatchBackend(Backend):
                 proc = subprocess.CompletedProcess(args, 1, "", "Socket timed out (command)")
             if proc.returncode == 0 or not any(t in proc.stderr for t in TRANSIENT):
                 return proc
-            if attempt < self.retries:
+            if attempt < retries:
                 log.warning(
                     "slurmscope.slurm.retry",
                     command=what,
@@ -271,7 +297,7 @@ class SbatchBackend(Backend):
             message = proc.stderr.strip() or proc.stdout.strip()
             if submit:
                 raise SubmissionError(f"Slurm refused the job: {message}")
-            raise SubmissionError(f"{' '.join(args[:3])} failed: {message}")
+            raise SchedulerError(f"{' '.join(args[:3])} failed: {message}")
         return proc.stdout
 
 
