@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -101,8 +102,8 @@ class Submission:
                 if old is not None and old.terminal:
                     continue
                 new = known.get(local) if known is not None else None
-                if new is None:
-                    new = self._from_directory(index, job_gone=job_gone)
+                if new is None or new.state == "UNKNOWN":
+                    new = self._from_directory(index, job_gone=job_gone) or new
                 if new is None or new == old:
                     continue
                 self.states[index] = new
@@ -210,6 +211,25 @@ class Poller:
                     return False
                 self.cond.wait(timeout=remaining if remaining is not None else 1.0)
         return True
+
+
+def _want_progress(progress: bool | None) -> bool:
+    if progress is not None:
+        return progress
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _show_progress(array: ArrayJob, *, final: bool) -> None:
+    counts = array.progress()
+    line = (
+        f"{array._submission.name} {array._target_id()}: {counts['done']}/{len(array)} done, "
+        f"{counts['running']} running, {counts['pending']} pending, {counts['failed']} failed"
+    )
+    sys.stderr.write(f"\r{line}\x1b[K" + ("\n" if final else ""))
+    sys.stderr.flush()
 
 
 class _Handle:
@@ -461,24 +481,61 @@ class ArrayJob(_Handle):
         self.cluster._poller.poll_now()
         return self._submission.remaining == 0
 
-    def wait(self, timeout: float | None = None) -> ArrayJob:
-        """Block until every task has ended; one ``timeout`` for the whole array."""
-        if not self.cluster._poller.wait(self._submission, None, timeout):
+    def wait(self, timeout: float | None = None, *, progress: bool | None = None) -> ArrayJob:
+        """Block until every task has ended; one ``timeout`` for the whole array.
+
+        ``progress`` shows a line of counts (done, running, pending, failed) while waiting:
+        by default on a terminal (stderr is a tty) only; ``False`` turns it off.
+        """
+        poller = self.cluster._poller
+        sub = self._submission
+        show = _want_progress(progress) and sub.remaining > 0
+        if not show:
+            finished = poller.wait(sub, None, timeout)
+        else:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            finished = False
+            while not finished:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                finished = poller.wait(sub, None, 0.5 if left is None else min(0.5, left))
+                _show_progress(self, final=finished)
+        if not finished:
             raise TimeoutError(
                 f"array {self._target_id()} did not end within {timeout} s "
-                f"({self._submission.remaining} of {len(self)} tasks unfinished)"
+                f"({sub.remaining} of {len(self)} tasks unfinished)"
             )
         return self
 
+    def progress(self) -> dict[str, int]:
+        """Counts of done, running, pending and failed tasks, from the last poll."""
+        counts = {"done": 0, "running": 0, "pending": 0, "failed": 0}
+        for state in self._submission.states:
+            if state is None or state.state in ("PENDING", "UNKNOWN", "REQUEUED"):
+                counts["pending"] += 1
+            elif state.succeeded:
+                counts["done"] += 1
+            elif state.terminal:
+                counts["failed"] += 1
+            else:
+                counts["running"] += 1
+        return counts
+
     def get_results(
-        self, timeout: float | None = None, *, return_exceptions: bool = False
+        self,
+        timeout: float | None = None,
+        *,
+        return_exceptions: bool = False,
+        progress: bool | None = None,
     ) -> list[Any]:
         """Every task's result in item order.
 
         The first failed task re-raises (``TaskFailedError`` with its index and remote
-        traceback); with ``return_exceptions=True`` errors are returned in place instead.
+        traceback); with ``return_exceptions=True`` errors are returned in place instead,
+        as ``asyncio.gather`` does.
         """
-        self.wait(timeout)
+        self.wait(timeout, progress=progress)
         results = []
         for i in range(len(self)):
             try:

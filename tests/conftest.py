@@ -5,6 +5,7 @@ from pathlib import Path
 
 import cloudpickle
 import pytest
+import structlog
 import tasks
 
 import slurmscope
@@ -20,6 +21,14 @@ def local(tmp_path: Path) -> Iterator[slurmscope.Cluster]:
     cluster = slurmscope.Cluster("local", root=tmp_path / "jobs", set_as_default=False)
     yield cluster
     cluster.close()
+
+
+@pytest.fixture(autouse=True)
+def _unconfigured_structlog() -> Iterator[None]:
+    """structlog.testing.capture_logs leaves structlog 'configured'; undo that, so every
+    test sees slurmscope as an application that never configured logging would."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(autouse=True)

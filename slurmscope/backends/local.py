@@ -95,6 +95,7 @@ class LocalBackend(Backend):
         self._cond = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._cancel_dir = self.state_dir / "cancel-requests"
         atexit.register(self._drain_at_exit)
 
     # -- the seam ----------------------------------------------------------------------------
@@ -127,6 +128,7 @@ class LocalBackend(Backend):
                             "scheduler (it belongs to another process or has been forgotten)."
                         )
             job_id = self._next_id()
+            self._record(job_id, {"owner": os.getpid(), "size": size, "tasks": None})
             self._seq += 1
             job = _Job(job_id, self._seq, spec, cpus, float(time_limit) if time_limit else None)
             job.tasks = {i: _Task(i) for i in range(size)}
@@ -156,6 +158,10 @@ class LocalBackend(Backend):
         with self._cond:
             job = self._jobs.get(job_id)
             if job is None:
+                # Another process's job: leave a request its scheduler acts on.
+                name = job_id if index is None else f"{job_id}_{index}"
+                self._cancel_dir.mkdir(exist_ok=True)
+                (self._cancel_dir / name).touch()
                 return
             tasks = job.tasks.values() if index is None else [job.tasks[index]]
             for task in tasks:
@@ -203,6 +209,7 @@ class LocalBackend(Backend):
     def _loop(self) -> None:
         while True:
             with self._cond:
+                self._take_cancel_requests()
                 self._reap()
                 self._schedule()
                 self._record_ended()
@@ -210,6 +217,26 @@ class LocalBackend(Backend):
                 if not active and self._closed:
                     return
                 self._cond.wait(timeout=_TICK if active else 1.0)
+
+    def _take_cancel_requests(self) -> None:
+        """Cancel requests other processes left for jobs of this one (``slurmscope cancel``)."""
+        try:
+            names = os.listdir(self._cancel_dir)
+        except FileNotFoundError:
+            return
+        for name in names:
+            job_id, _, index = name.partition("_")
+            job = self._jobs.get(job_id)
+            if job is None:
+                continue
+            (self._cancel_dir / name).unlink(missing_ok=True)
+            tasks = job.tasks.values() if not index else [job.tasks[int(index)]]
+            for task in tasks:
+                if task.state == "PENDING":
+                    task.state, task.reason = "CANCELLED", "None"
+                elif task.state == "RUNNING" and task.proc is not None:
+                    task.cancel_requested = True
+                    _kill(task.proc)
 
     def _reap(self) -> None:
         now = time.monotonic()
@@ -399,20 +426,31 @@ class LocalBackend(Backend):
             fh.flush()
         return str(value)
 
+    def _record(self, job_id: str, data: dict[str, object]) -> None:
+        atomic_write(self.state_dir / f"job-{job_id}.json", json.dumps(data).encode())
+
     def _record_ended(self) -> None:
         for job in self._order:
             if job.recorded or not job.ended():
                 continue
             job.recorded = True
-            data = {str(i): [t.state, t.reason] for i, t in job.tasks.items()}
-            atomic_write(self.state_dir / f"job-{job.id}.json", json.dumps(data).encode())
+            tasks = {str(i): [t.state, t.reason] for i, t in job.tasks.items()}
+            self._record(job.id, {"owner": os.getpid(), "size": len(job.tasks), "tasks": tasks})
 
     def _read_accounting(self, job_id: str) -> dict[int, TaskState] | None:
+        """What this root's accounting says of a job another process submitted: its final
+        states once it ended; UNKNOWN (not terminal) while its process still runs it."""
         try:
             data = json.loads((self.state_dir / f"job-{job_id}.json").read_text())
         except (FileNotFoundError, ValueError):
             return None
-        return {int(i): TaskState(s, r) for i, (s, r) in data.items()}
+        if data.get("tasks") is not None:
+            return {int(i): TaskState(s, r) for i, (s, r) in data["tasks"].items()}
+        owner = int(data.get("owner", 0))
+        if owner and owner != os.getpid() and _alive(owner):
+            unknown = TaskState("UNKNOWN", f"run by the local scheduler of process {owner}")
+            return dict.fromkeys(range(int(data.get("size", 1))), unknown)
+        return None  # its process died before the job ended
 
     # -- interpreter exit --------------------------------------------------------------------
     def _drain_at_exit(self) -> None:
@@ -432,6 +470,16 @@ class LocalBackend(Backend):
         except KeyboardInterrupt:
             print("slurmscope: cancelling local jobs still pending or running", file=sys.stderr)
         self.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

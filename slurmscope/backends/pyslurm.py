@@ -1,0 +1,550 @@
+"""The pyslurm backend: Slurm's C API in-process, through the pyslurm bindings.
+
+One RPC per submitted array instead of a fork of ``sbatch``, and one RPC
+(``pyslurm.Jobs.load()``) for the states of every unfinished job. It submits the very batch
+script the sbatch backend submits (:func:`~slurmscope.backends.sbatch.batch_script`), built
+into a ``pyslurm.JobSubmitDescription`` from the same backend-neutral
+:class:`~slurmscope.spec.JobSpec`.
+
+**One thread.** pyslurm holds the GIL during every RPC and libslurm keeps process-wide state
+(its configuration, its connection settings, ``errno``). So every pyslurm call of a backend,
+the ``import pyslurm`` included, runs on one thread the backend owns
+(``slurmscope-pyslurm``): driver threads put a callable on its queue and wait for its
+future. Many threads may submit at once; their RPCs run one after the other, each built
+only from its own spec. Retries of transient controller errors sleep on the caller's
+thread, not on the RPC thread, so one caller backing off does not hold up the others.
+
+**What pyslurm is used for, and its quirks handled here** (pyslurm 25.11):
+
+- ``JobSubmitDescription(...).submit()`` returns the job id. Dependencies are given as
+  Slurm's string, never as a dict: a dict is modified in place by ``submit()`` (its
+  ``satisfy`` key is popped), so a retried submission would lose it. A new description is
+  built for every attempt. ``time_limit`` goes as whole minutes (an int) when the spec
+  holds plain minutes: pyslurm hands a digit *string* to a C integer and fails.
+- ``Jobs.load()`` answers every job of the cluster in one RPC. ``Job.array_task_id`` reads
+  back as ``None`` for task 0 (pyslurm maps the value 0 to "unset"), the same as for the
+  one record that holds an array's still-pending tasks; the latter is told apart by its
+  ``array_tasks_waiting`` range. ``Job.load(array_id)`` returns only the first record of
+  an array, so it is never used for states.
+- ``Job(id).cancel()`` cancels a job or a whole array. pyslurm has no call that cancels
+  one *pending* array task (they share the array's record until they start); that case
+  alone goes through ``scancel JOBID_INDEX``.
+- ``pyslurm.slurmctld.Config.load()`` is read once, for ``MaxArraySize``
+  (``Config.max_array_size``), the cluster's name and the controller's Slurm version.
+- ``pyslurm.RPCError`` carries ``errno`` and ``msg`` (``slurm_strerror``); they become
+  :class:`~slurmscope.errors.SubmissionError` with Slurm's message. Transient ones
+  (controller unreachable, busy, timed out) are retried with backoff.
+
+**Versions.** pyslurm X.Y builds only against Slurm X.Y. Installed against another Slurm
+it fails at ``import pyslurm`` (a missing or different ``libslurmfull.so``: "undefined
+symbol", "cannot open shared object file"), or its first RPC fails with "Incompatible
+versions of client and server code"; a pyslurm newer than the controller cannot talk to
+it. Each of these raises :class:`~slurmscope.errors.BackendUnavailableError` naming the
+fallback, ``Cluster('sbatch')``. Without pyslurm installed slurmscope loses nothing but
+this backend (``pip install 'slurmscope[pyslurm]'``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from queue import SimpleQueue
+from types import ModuleType
+from typing import Any, TypeVar
+
+from ..dependency import render
+from ..errors import BackendUnavailableError, SubmissionError
+from ..log import log
+from ..spec import JobSpec
+from .base import Backend, StateMap, TaskState
+from .sbatch import TRANSIENT, _expand_range, batch_script
+
+T = TypeVar("T")
+
+FALLBACK = "Cluster('sbatch')"
+INSTALL = "pip install 'slurmscope[pyslurm]'"
+
+# Slurm's error numbers (slurm/slurm_errno.h); the same in every release since 20.02.
+SLURM_ERROR = -1
+EAGAIN = 11
+SLURM_PROTOCOL_VERSION_ERROR = 1005
+SLURM_PROTOCOL_IO_STREAM_VERSION_ERROR = 1006
+ESLURM_INVALID_PARTITION_NAME = 2000
+ESLURM_ERROR_ON_DESC_TO_RECORD_COPY = 2007  # "MaxJobCount limit reached" since 23.02
+ESLURM_INVALID_JOB_ID = 2017
+ESLURM_ALREADY_DONE = 2021
+ESLURM_TRANSITION_STATE_NO_UPDATE = 2020
+ESLURM_IN_STANDBY_MODE = 2027
+ESLURM_DEPENDENCY = 2038
+ESLURM_INVALID_ARRAY = 2081
+ESLURM_IN_STANDBY_USE_BACKUP = 2131
+
+#: Errors of a controller that is busy, restarting or out of reach: retried with backoff.
+TRANSIENT_ERRNOS = frozenset(
+    {
+        EAGAIN,
+        *range(1001, 1005),  # SLURM_COMMUNICATIONS_{CONNECTION,SEND,RECEIVE,SHUTDOWN}_ERROR
+        *range(1019, 1025),  # ..._REJECTED, ..._TIMEOUT (quiesce, connect, write, read)
+        *range(1800, 1805),  # SLURMCTLD_COMMUNICATIONS_* and _BACKOFF (rate limited)
+        ESLURM_ERROR_ON_DESC_TO_RECORD_COPY,
+        ESLURM_TRANSITION_STATE_NO_UPDATE,
+        ESLURM_IN_STANDBY_MODE,
+        ESLURM_IN_STANDBY_USE_BACKUP,
+        5004,  # SLURM_PROTOCOL_SOCKET_IMPL_TIMEOUT
+        5005,  # SLURM_PROTOCOL_SOCKET_ZERO_BYTES_SENT
+    }
+)
+#: The client's libslurm and the controller cannot talk to each other.
+VERSION_ERRNOS = frozenset({SLURM_PROTOCOL_VERSION_ERROR, SLURM_PROTOCOL_IO_STREAM_VERSION_ERROR})
+
+_HINTS = {
+    ESLURM_INVALID_PARTITION_NAME: "check partition= (sinfo lists the partitions)",
+    ESLURM_DEPENDENCY: "a dependency names a job Slurm does not accept",
+    ESLURM_INVALID_ARRAY: "the array is larger than MaxArraySize or malformed",
+}
+
+#: sbatch flags an ``extra=[...]`` list may hold with this backend, and the
+#: ``JobSubmitDescription`` field each one sets (``None``: a flag without a value).
+EXTRA_FLAGS: dict[str, tuple[str, Callable[[str | None], Any]]] = {
+    "--nice": ("nice", lambda v: int(v or 0)),
+    "--comment": ("comment", str),
+    "--exclusive": ("resource_sharing", lambda v: v or "no"),
+    "--nodelist": ("required_nodes", str),
+    "-w": ("required_nodes", str),
+    "--exclude": ("excluded_nodes", str),
+    "-x": ("excluded_nodes", str),
+    "--reservation": ("reservations", str),
+    "--ntasks": ("ntasks", int),
+    "-n": ("ntasks", int),
+    "--nodes": ("nodes", str),
+    "-N": ("nodes", str),
+    "--mem-per-cpu": ("memory_per_cpu", str),
+    "--licenses": ("licenses", str),
+    "-L": ("licenses", str),
+    "--requeue": ("is_requeueable", lambda v: True),
+    "--no-requeue": ("is_requeueable", lambda v: False),
+    "--hold": ("priority", lambda v: 0),
+    "--wckey": ("wckey", str),
+}
+
+
+# -- finding pyslurm ------------------------------------------------------------------------
+def _mismatch(detail: str) -> str:
+    return (
+        f"pyslurm is installed but does not match this cluster's Slurm ({detail}). pyslurm "
+        "X.Y builds only against Slurm X.Y: install the pyslurm release of your Slurm, or use "
+        f"the Slurm command line instead: {FALLBACK} (or SLURMSCOPE_BACKEND=sbatch)."
+    )
+
+
+def _import() -> ModuleType:
+    """``import pyslurm``, with errors that say what to do."""
+    try:
+        import pyslurm
+    except ModuleNotFoundError as exc:
+        if exc.name != "pyslurm":
+            raise BackendUnavailableError(_mismatch(f"import pyslurm failed: {exc}")) from exc
+        raise BackendUnavailableError(
+            f"pyslurm is not installed: {INSTALL} (it must match your Slurm release), or use "
+            f"{FALLBACK}."
+        ) from exc
+    except (ImportError, OSError) as exc:  # a libslurm of another release: undefined symbols
+        raise BackendUnavailableError(_mismatch(f"import pyslurm failed: {exc}")) from exc
+    return pyslurm
+
+
+def _major_minor(version: str | None) -> tuple[int, int] | None:
+    try:
+        major, minor = str(version).split(".")[:2]
+        return int(major), int(minor)
+    except ValueError:
+        return None
+
+
+def _probe() -> tuple[ModuleType, dict[str, Any]]:
+    """Import pyslurm, ping the controller and read its configuration (one thread only)."""
+    pyslurm = _import()
+    try:
+        pyslurm.slurmctld.ping(0)
+        config = pyslurm.slurmctld.Config.load()
+    except pyslurm.RPCError as exc:
+        if exc.errno in VERSION_ERRNOS:
+            raise BackendUnavailableError(
+                _mismatch(f"pyslurm {pyslurm.__version__}: {exc.msg}")
+            ) from exc
+        raise BackendUnavailableError(
+            f"pyslurm cannot reach the Slurm controller: {exc.msg} (errno {exc.errno}). "
+            "Check that slurmctld runs and SLURM_CONF points at its slurm.conf."
+        ) from exc
+    ours, theirs = _major_minor(pyslurm.__version__), _major_minor(config.version)
+    if ours is not None and theirs is not None and ours > theirs:
+        raise BackendUnavailableError(
+            _mismatch(
+                f"pyslurm {pyslurm.__version__} is newer than the controller's Slurm "
+                f"{config.version}, and Slurm refuses clients newer than its controller"
+            )
+        )
+    return pyslurm, {
+        "cluster_name": config.cluster_name or "slurm",
+        "max_array_size": config.max_array_size,
+        "slurm_version": config.version,
+        "pyslurm_version": pyslurm.__version__,
+    }
+
+
+def reachable(timeout: float = 10.0) -> tuple[bool, str]:
+    """Whether pyslurm imports, matches the cluster's Slurm, and the controller answers."""
+    rpc = _RPCThread("slurmscope-pyslurm-probe")
+    try:
+        _, info = rpc.run(_probe, timeout=timeout)
+    except BackendUnavailableError as exc:
+        log.info("slurmscope.pyslurm.unusable", reason=str(exc))
+        return False, str(exc)
+    except TimeoutError:
+        return False, f"the Slurm controller did not answer pyslurm within {timeout} s"
+    finally:
+        rpc.close(wait=False)
+    return True, (
+        f"pyslurm {info['pyslurm_version']} imports and the controller answers "
+        f"(Slurm {info['slurm_version']}, cluster {info['cluster_name']})"
+    )
+
+
+def create(**options: Any) -> PyslurmBackend:
+    return PyslurmBackend(**options)
+
+
+# -- the one thread -------------------------------------------------------------------------
+class _RPCThread:
+    """The one thread that makes every pyslurm call: a queue of callables and futures.
+
+    Started on first use; :meth:`close` stops it, and a later call starts a new one.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._queue: SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = SimpleQueue()
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def run(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+        """Run ``fn(*args)`` on the thread and return its result (or raise its error)."""
+        if threading.current_thread() is self._thread:
+            return fn(*args)
+        future: Future[T] = Future()
+        with self._lock:
+            if self._thread is None:
+                self._queue = SimpleQueue()
+                self._thread = threading.Thread(
+                    target=self._loop, args=(self._queue,), name=self.name, daemon=True
+                )
+                self._thread.start()
+            self._queue.put((lambda: fn(*args), future))
+        return future.result(timeout=timeout)
+
+    @staticmethod
+    def _loop(queue: SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None]) -> None:
+        while (item := queue.get()) is not None:
+            call, future = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as exc:  # handed to the caller
+                future.set_exception(exc)
+
+    def close(self, wait: bool = True) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                self._queue.put(None)
+        if thread is not None and wait and thread is not threading.current_thread():
+            thread.join(timeout=60)
+
+
+# -- from a spec to a JobSubmitDescription ---------------------------------------------------
+def _minutes(time: str | None) -> int | str | None:
+    """pyslurm takes a Slurm time string, but plain minutes only as an int."""
+    if time is None:
+        return None
+    return int(time) if time.isdigit() else time
+
+
+def description_fields(spec: JobSpec) -> dict[str, Any]:
+    """The ``pyslurm.JobSubmitDescription`` fields for ``spec``: plain values only.
+
+    The environment is given as a dict (the submitting process's environment plus the
+    spec's), the way ``sbatch --export=ALL`` passes it; a dict makes pyslurm add only the
+    job's own variables, without ``SLURM_GET_USER_ENV``.
+    """
+    r = spec.resources
+    fields: dict[str, Any] = {
+        "name": r.job_name or spec.name,
+        "script": batch_script(spec),
+        "standard_output": spec.stdout,
+        "standard_error": spec.stderr,
+        "working_directory": spec.workdir,
+        "environment": {**os.environ, **spec.environment},
+        "kill_on_invalid_dependency": spec.kill_on_invalid_dep,
+    }
+    if spec.array is not None:
+        fields["array"] = spec.array.render()
+    if spec.dependencies:
+        fields["dependencies"] = render(spec.dependencies)  # a str: a dict is mutated
+    for name, value in (
+        ("time_limit", _minutes(r.time)),
+        ("memory_per_node", r.mem),
+        ("cpus_per_task", r.cpus_per_task),
+        ("gpus", r.gpus),
+        ("partitions", r.partition),
+        ("account", r.account),
+        ("qos", r.qos),
+        ("constraints", r.constraint),
+    ):
+        if value is not None:
+            fields[name] = value
+    for flag in r.extra:
+        name, sep, value = flag.partition("=")
+        if name not in EXTRA_FLAGS:
+            raise SubmissionError(
+                f"the pyslurm backend cannot pass the sbatch flag {flag!r}: it knows "
+                f"{', '.join(sorted(EXTRA_FLAGS))}. Use {FALLBACK} for other flags."
+            )
+        attribute, convert = EXTRA_FLAGS[name]
+        try:
+            fields[attribute] = convert(value if sep else None)
+        except ValueError as exc:
+            raise SubmissionError(f"invalid value in the sbatch flag {flag!r}: {exc}") from exc
+    return fields
+
+
+def _dependency_text(deps: dict[str, Any] | None) -> str:
+    """``Job.dependencies`` (a dict) back to Slurm's syntax, e.g. ``afterok:12_*(unfulfilled)``.
+
+    The order of the kinds is pyslurm's (after, afterany, ..., afterok), not the order they
+    were given in: pyslurm hands out a dict.
+    """
+    if not deps:
+        return ""
+    clauses = []
+    for kind, ids in deps.items():
+        if kind == "satisfy":
+            continue
+        if kind == "singleton":
+            if ids:
+                clauses.append("singleton")
+            continue
+        if ids:
+            clauses.append(":".join([kind, *map(str, ids)]))
+    joiner = "?" if deps.get("satisfy") == "any" else ","
+    return joiner.join(clauses)
+
+
+class PyslurmBackend(Backend):
+    """Talks to Slurm through pyslurm's C bindings, on one dedicated thread."""
+
+    kind = "pyslurm"
+    poll_interval = (0.25, 5.0)
+
+    def __init__(self, *, retries: int = 6, retry_delay: float = 0.5) -> None:
+        self.retries = retries
+        self.retry_delay = retry_delay
+        self.calls: dict[str, int] = {"submit": 0, "load": 0, "cancel": 0}
+        self._rpc = _RPCThread("slurmscope-pyslurm")
+        try:
+            self._pyslurm, self._info = self._rpc.run(_probe)
+        except BaseException:
+            self._rpc.close()
+            raise
+        self.cluster_name = self._info["cluster_name"]
+        self.pyslurm_version = self._info["pyslurm_version"]
+        self.slurm_version = self._info["slurm_version"]
+        log.info(
+            "slurmscope.pyslurm.ready",
+            pyslurm=self.pyslurm_version,
+            slurm=self.slurm_version,
+            cluster=self.cluster_name,
+        )
+
+    @property
+    def rpc_thread(self) -> threading.Thread | None:
+        """The thread every pyslurm call of this backend runs on (``None`` until first use)."""
+        return self._rpc.thread
+
+    @property
+    def max_array_size(self) -> int | None:
+        return self._info["max_array_size"] or 1001
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "backend": self.kind,
+            "cluster": self.cluster_name,
+            "max_array_size": self.max_array_size,
+            "pyslurm": self.pyslurm_version,
+            "slurm": self.slurm_version,
+        }
+
+    def close(self) -> None:
+        """Stop the RPC thread; a later call (a handle still waiting) starts a new one."""
+        self._rpc.close()
+
+    # -- the seam -----------------------------------------------------------------------------
+    def submit(self, spec: JobSpec) -> str:
+        fields = description_fields(spec)
+        pyslurm = self._pyslurm
+
+        def submit() -> int:
+            # A new description every attempt, and dependencies as a string: pyslurm
+            # modifies a dependency dict in place.
+            return pyslurm.JobSubmitDescription(**fields).submit()
+
+        try:
+            job_id = self._call("submit", submit)
+        except pyslurm.RPCError as exc:
+            raise self._error("Slurm refused the job", exc) from exc
+        except (ValueError, TypeError) as exc:  # pyslurm's own checks, before any RPC
+            raise SubmissionError(f"pyslurm refused the job description: {exc}") from exc
+        return str(job_id)
+
+    def states(self, job_ids: Sequence[str]) -> StateMap:
+        if not job_ids:
+            return {}
+        try:
+            records = self._call("load", self._load_all, retries=0)  # the poller backs off
+        except self._pyslurm.RPCError as exc:
+            raise self._error("pyslurm.Jobs.load() failed", exc) from exc
+        wanted = set(job_ids)
+        answer: dict[str, dict[int, TaskState]] = {}
+        for job_id, indices, state in records:
+            if job_id in wanted:
+                tasks = answer.setdefault(job_id, {})
+                for index in indices:
+                    tasks[index] = state
+        return answer
+
+    def cancel(self, job_id: str, index: int | None = None) -> None:
+        pyslurm = self._pyslurm
+        target = int(job_id)
+        if index is not None:
+            own = self._call("load", self._task_record_id, job_id, index)
+            if own is None:  # ended and forgotten: nothing to cancel
+                return
+            if own == target:  # pending inside the array's record: no pyslurm call for it
+                self._scancel(f"{job_id}_{index}")
+                return
+            target = own
+        try:
+            self._call("cancel", lambda: pyslurm.Job(target).cancel())
+        except pyslurm.RPCError as exc:
+            if exc.errno in (ESLURM_ALREADY_DONE, ESLURM_INVALID_JOB_ID):
+                return
+            raise self._error(f"cancelling job {target} failed", exc) from exc
+
+    # -- introspection for tests and the CLI ------------------------------------------------
+    def recorded_dependencies(self, job_id: str) -> str:
+        """The dependencies Slurm holds for a job, in Slurm's syntax (from ``Job.load``)."""
+        pyslurm = self._pyslurm
+        try:
+            deps = self._call("load", lambda: pyslurm.Job.load(int(job_id)).dependencies)
+        except pyslurm.RPCError as exc:
+            raise self._error(f"pyslurm.Job.load({job_id}) failed", exc) from exc
+        return _dependency_text(deps)
+
+    # -- on the RPC thread --------------------------------------------------------------------
+    def _load_all(self) -> list[tuple[str, list[int], TaskState]]:
+        """Every job record as (job id as submitted, task indices, state)."""
+        out = []
+        for job in self._pyslurm.Jobs.load().values():
+            state = TaskState(job.state, job.state_reason)
+            if job.array_id is None:  # a single job
+                out.append((str(job.id), [0], state))
+                continue
+            if job.array_task_id is not None:
+                indices = [job.array_task_id]
+            elif job.array_tasks_waiting:  # the record of the still-pending tasks
+                indices = _expand_range(job.array_tasks_waiting)
+            else:  # task 0: pyslurm reads the index 0 back as None
+                indices = [0]
+            out.append((str(job.array_id), indices, state))
+        return out
+
+    def _task_record_id(self, job_id: str, index: int) -> int | None:
+        """The job id of the record holding task ``index`` of array ``job_id``."""
+        for job in self._pyslurm.Jobs.load().values():
+            if job.array_id is None or str(job.array_id) != job_id:
+                continue
+            if job.array_task_id is not None:
+                if job.array_task_id == index:
+                    return int(job.id)
+            elif job.array_tasks_waiting:
+                if index in _expand_range(job.array_tasks_waiting):
+                    return int(job.id)
+            elif index == 0:
+                return int(job.id)
+        return None
+
+    # -- calls, retries and errors ------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, retries: int | None = None) -> T:
+        """Run ``fn`` on the RPC thread; retry transient Slurm errors with backoff."""
+        retries = self.retries if retries is None else retries
+        delay = self.retry_delay
+        for attempt in range(retries + 1):
+            self.calls[what] = self.calls.get(what, 0) + 1
+            try:
+                return self._rpc.run(fn, *args)
+            except self._pyslurm.RPCError as exc:
+                if exc.errno in VERSION_ERRNOS:
+                    raise BackendUnavailableError(
+                        _mismatch(f"pyslurm {self.pyslurm_version}: {exc.msg}")
+                    ) from exc
+                if attempt >= retries or not _transient(exc):
+                    raise
+                log.warning(
+                    "slurmscope.slurm.retry",
+                    command=f"pyslurm {what}",
+                    error=exc.msg,
+                    errno=exc.errno,
+                    attempt=attempt + 1,
+                    retry_in=delay,
+                )
+            time.sleep(delay)  # on the caller's thread: the RPC thread serves others
+            delay = min(delay * 2, 15.0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _error(self, what: str, exc: Any) -> SubmissionError:
+        hint = _HINTS.get(exc.errno)
+        if exc.errno == ESLURM_INVALID_ARRAY:
+            hint = f"{hint}; MaxArraySize is {self.max_array_size}"
+        tail = f"; {hint}" if hint else ""
+        return SubmissionError(f"{what}: {exc.msg} (Slurm errno {exc.errno}{tail})")
+
+    def _scancel(self, target: str) -> None:
+        scancel = shutil.which("scancel")
+        if scancel is None:
+            raise SubmissionError(
+                f"cannot cancel pending array task {target}: pyslurm has no call for one "
+                "pending task and scancel is not on PATH. Cancel the whole array instead."
+            )
+        log.info("slurmscope.pyslurm.cancel_task", target=target, via="scancel")
+        proc = subprocess.run(
+            [scancel, target], capture_output=True, text=True, timeout=60, check=False
+        )
+        if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
+            if "already completing or completed" in proc.stderr:
+                return
+            raise SubmissionError(f"scancel {target} failed: {proc.stderr.strip()}")
+
+
+def _transient(exc: Any) -> bool:
+    if exc.errno in TRANSIENT_ERRNOS:
+        return True
+    return any(t in str(exc.msg) for t in TRANSIENT)
