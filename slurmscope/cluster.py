@@ -219,6 +219,11 @@ class Cluster:
             .expanduser()
             .absolute()
         )
+        self.max_item_bytes = _parse_size(
+            options.pop("max_item_size", None)
+            or os.environ.get("SLURMSCOPE_MAX_ITEM_SIZE")
+            or "64M"
+        )
         resource_names = set(Resources.__dataclass_fields__)
         defaults = {k: options.pop(k) for k in list(options) if k in resource_names}
         self.defaults = Resources.from_kwargs(defaults)
@@ -234,6 +239,7 @@ class Cluster:
                 f"the job directory root {self.root} is not writable. Pass Cluster(root=...) "
                 "or set SLURMSCOPE_ROOT to a writable directory."
             )
+        check_shared = options.pop("check_shared_root", True)
         self.backend, why = _choose_backend(backend, self, options)
         if options:
             raise InvalidInputError(
@@ -241,6 +247,15 @@ class Cluster:
                 f"({', '.join(sorted(resource_names))}) or backend options."
             )
         self._poller_obj: Any = None
+        node_hosts = getattr(self.backend, "node_hosts", None)
+        if check_shared and node_hosts is not None:
+            try:
+                mounts = Path("/proc/mounts").read_text()
+            except OSError:
+                mounts = ""
+            problem = root_problem(self.root, node_hosts(), socket.gethostname(), mounts)
+            if problem:
+                raise InvalidInputError(problem)
         log.info(
             "slurmscope.backend.chosen",
             backend=self.backend.kind,
@@ -405,7 +420,16 @@ class Cluster:
                 detail = f"item {index} {path}" if array else path
                 prov = Provenance(VIA_DATA, site, detail=detail)
                 gathered.append(Dependency("afterok", handle._target_id(), prov, handle))
-            item_blobs.append(_pickle_item(args, kwargs, index if array else None))
+            blob = _pickle_item(args, kwargs, index if array else None)
+            if len(blob) > self.max_item_bytes:
+                what = f"item {index}" if array else "the arguments"
+                raise InvalidInputError(
+                    f"{what} of task {task.name} pickle to {len(blob) / 2**20:.1f} MiB, over the "
+                    f"limit of {self.max_item_bytes / 2**20:.1f} MiB. Write large data to a file "
+                    "on the shared filesystem and pass its path, or raise the limit with "
+                    "Cluster(max_item_size='1G') or SLURMSCOPE_MAX_ITEM_SIZE. Nothing was submitted."
+                )
+            item_blobs.append(blob)
         # 3. Merge, check, and drop what is already satisfied.
         kept, dropped = merge(gathered)
         for dup in dropped:
@@ -635,6 +659,63 @@ def _extract(value: Any, found: list[tuple[Any, str]], path: str) -> Any:
     if kind is dict:
         return {k: _extract(v, found, f"{path}[{k!r}]") for k, v in value.items()}
     return value
+
+
+#: Filesystems that live on one machine: job directories there are invisible to other nodes.
+LOCAL_FILESYSTEMS = frozenset(
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs", "overlay", "zfs", "f2fs", "vfat"}
+)
+
+
+def root_problem(root: Path, node_hosts: Iterable[str], this_host: str, mounts: str) -> str | None:
+    """Why job directories under ``root`` cannot be seen by the cluster's nodes, or None.
+
+    Nodes that are this machine see everything; other machines need a shared filesystem
+    (NFS, Lustre, GPFS, BeeGFS, CephFS...), told apart by the filesystem type in
+    ``/proc/mounts``.
+    """
+    local_names = {this_host, this_host.split(".")[0], "localhost", "127.0.0.1"}
+    remote = sorted({h for h in node_hosts if h and h.split(".")[0] not in local_names})
+    if not remote:
+        return None
+    best, fstype = "", ""
+    text = str(root)
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = text == point or text.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > len(best):
+            best, fstype = point, fields[2]
+    if fstype not in LOCAL_FILESYSTEMS:
+        return None
+    shown = ", ".join(remote[:5]) + (" ..." if len(remote) > 5 else "")
+    return (
+        f"the job directory root {root} is on a local {fstype} filesystem ({best}), but the "
+        f"cluster's nodes ({shown}) are other machines and would not see it. Set "
+        "Cluster(root=...) or SLURMSCOPE_ROOT to a directory on a shared filesystem (your home "
+        "or project directory, usually), or pass check_shared_root=False if it is shared."
+    )
+
+
+_SIZE = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _parse_size(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in _SIZE else (text, "")
+    try:
+        size = float(number) * _SIZE[unit]
+    except ValueError:
+        size = 0
+    if size <= 0:
+        raise InvalidInputError(
+            f"invalid size {value!r}: give bytes as an int or a string such as '64M' or '1G'."
+        )
+    return int(size)
 
 
 def _pickle_function(task: Task[..., Any]) -> bytes:

@@ -62,19 +62,25 @@ class TaskFailedError(JobError):
 
 
 class JobNotCompletedError(JobError):
-    """The job ended without a result (cancelled, timed out, killed, dependency failed)."""
+    """The job ended without a result (cancelled, timed out, killed, dependency failed).
 
-    def __init__(self, job_id: str, index: int | None, state: str, reason: str | None) -> None:
+    ``upstream`` lists the ids of the jobs whose failure made it impossible to run.
+    """
+
+    def __init__(
+        self, job_id: str, index: int | None, state: str, reason: str | None, detail: str = ""
+    ) -> None:
         where = f"job {job_id}" if index is None else f"task {index} of array {job_id}"
         because = f" ({reason})" if reason else ""
-        hint = ""
-        if reason and "Dependency" in reason:
-            hint = " Run `job.explain()` or `slurmscope explain` to see which dependency failed."
-        super().__init__(f"{where} ended in state {state}{because} without a result.{hint}")
+        text = f"{where} ended in state {state}{because} without a result."
+        if detail:
+            text += "\n" + detail
+        super().__init__(text)
         self.job_id = job_id
         self.index = index
         self.state = state
         self.reason = reason
+        self.upstream: list[str] = []
 
 
 class JobNotFoundError(SlurmscopeError, LookupError):

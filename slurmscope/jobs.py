@@ -69,6 +69,8 @@ class Submission:
         self.states: list[TaskState | None] = [None] * size
         self.remaining = size
         self._missing_since: dict[str, float] = {}
+        #: Indices of tasks the scheduler sent back to the queue after they had started.
+        self.requeued: set[int] = set()
 
     def locate(self, index: int) -> tuple[Part, int]:
         """The part holding global item ``index``, and the index within that part."""
@@ -106,6 +108,16 @@ class Submission:
                     new = self._from_directory(index, job_gone=job_gone) or new
                 if new is None or new == old:
                     continue
+                if old is not None and old.state == "RUNNING" and new.state == "PENDING":
+                    log.warning(
+                        "slurmscope.task.requeued",
+                        task=self.name,
+                        job_id=self.task_id(index),
+                        index=index,
+                        reason=new.reason,
+                        hint="the scheduler requeued it (node failure?); it will run again",
+                    )
+                    self.requeued.add(index)
                 self.states[index] = new
                 changed = True
                 if new.terminal:
@@ -287,11 +299,80 @@ class _Handle:
             raise error from cause
         state = sub.states[index] or TaskState("UNKNOWN")
         reason = state.reason if state.reason not in (None, "None") else None
-        error2 = JobNotCompletedError(job_id, position, state.state, reason)
+        upstream: list[str] = []
         if reason and "Dependency" in reason:
-            detail = "\n".join(f"  {d.describe()}" for d in self.dependencies)
-            error2.args = (f"{error2.args[0]}\nIts dependencies:\n{detail}",)
+            lines = _failed_dependencies(self, index, upstream, depth=0, seen=set())
+            detail = "It depends on a job that failed:\n" + "\n".join(lines) if lines else ""
+        else:
+            detail = _log_tail(_log_paths(sub, index)[1])
+        error2 = JobNotCompletedError(job_id, position, state.state, reason, detail)
+        error2.upstream = upstream
         raise error2
+
+
+def _log_paths(sub: Submission, index: int) -> tuple[Path, Path]:
+    part, local = sub.locate(index)
+    stem = f"{part.job_id}_{local}" if sub.is_array else part.job_id
+    logs = sub.directory.path / "logs"
+    return logs / f"{stem}.out", logs / f"{stem}.err"
+
+
+def _log_tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    if not text:
+        return ""
+    tail = "\n".join("    " + line for line in text.splitlines()[-lines:])
+    return f"Last lines of {path}:\n{tail}"
+
+
+def _never_satisfied(dep: Dependency, index: int) -> tuple[bool, str]:
+    """Whether ``dep`` can no longer be satisfied for task ``index``, and what happened."""
+    target = dep.target
+    if target is None:
+        return False, ""
+    if dep.kind == "aftercorr" and isinstance(target, ArrayJob):
+        element = target[index]
+        outcome = element._known_outcome()
+        return outcome is False, f"task {index} ({element.job_id}) {element.status.state}"
+    outcome = target._known_outcome()
+    if dep.kind == "afterok" and outcome is False:
+        if isinstance(target, ArrayJob):
+            bad = [i for i, st in enumerate(target._submission.states) if st and not st.succeeded]
+            shown = ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
+            return True, f"tasks {shown} did not complete"
+        return True, f"ended {target.status.state}"
+    if dep.kind == "afternotok" and outcome is True:
+        return True, "succeeded"
+    return False, ""
+
+
+def _failed_dependencies(
+    handle: _Handle, index: int, upstream: list[str], depth: int, seen: set[str]
+) -> list[str]:
+    """The chain of dependencies that can never be satisfied, down to the root cause."""
+    lines = []
+    pad = "  " * (depth + 1)
+    for dep in handle.dependencies:
+        never, what = _never_satisfied(dep, index)
+        if not never or dep.target_id in seen:
+            continue
+        seen.add(dep.target_id or "")
+        target = dep.target
+        upstream.append(dep.target_id or "")
+        lines.append(
+            f"{pad}{dep.kind}:{dep.target_id} ({target._submission.name}: {what}), "
+            f"given by {dep.provenance.describe()}"
+        )
+        if depth < 10:
+            lines.extend(
+                _failed_dependencies(
+                    target, getattr(target, "index", index), upstream, depth + 1, seen
+                )
+            )
+    return lines
 
 
 class Job(_Handle):
@@ -369,11 +450,7 @@ class Job(_Handle):
 
     def log_paths(self) -> tuple[Path, Path]:
         """The stdout and stderr files of this task."""
-        sub = self._submission
-        part, local = sub.locate(self.index)
-        stem = f"{part.job_id}_{local}" if sub.is_array else part.job_id
-        logs = self.directory / "logs"
-        return logs / f"{stem}.out", logs / f"{stem}.err"
+        return _log_paths(self._submission, self.index)
 
     def __repr__(self) -> str:
         state = self._submission.states[self.index]

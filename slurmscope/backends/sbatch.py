@@ -226,6 +226,11 @@ class SbatchBackend(Backend):
                 return
             raise SchedulerError(f"scancel {target} failed: {proc.stderr.strip()}")
 
+    def node_hosts(self) -> list[str]:
+        """The hostnames of the cluster's nodes (``sinfo``), to check the root is shared."""
+        proc = self._call(["sinfo", "--noheader", "--Node", "--format=%n"], what="sinfo")
+        return sorted(set(proc.stdout.split())) if proc.returncode == 0 else []
+
     # -- introspection for tests and the CLI ------------------------------------------------
     def show_job(self, job_id: str) -> dict[str, str]:
         """``scontrol show job`` of one job (or array task) as a dict of its fields."""
