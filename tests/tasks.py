@@ -39,3 +39,24 @@ def sleep(seconds: float) -> float:
 
 def env(name: str) -> str | None:
     return os.environ.get(name)
+
+
+def kill_self(x: object) -> None:
+    """Dies by SIGKILL, as an out-of-memory killer or an admin would do it."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class DiesWhilePickled:
+    """A result whose pickling kills the worker: the result file must never appear."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+        return (DiesWhilePickled, ())
+
+
+def dies_while_writing(x: object) -> DiesWhilePickled:
+    return DiesWhilePickled()
