@@ -585,6 +585,12 @@ class ArrayJob(_Handle):
             )
         return self
 
+    @property
+    def requeued(self) -> list[int]:
+        """Indices of tasks the scheduler put back in the queue after they had started
+        (a node failure, for example); each is logged as ``slurmscope.task.requeued``."""
+        return sorted(self._submission.requeued)
+
     def progress(self) -> dict[str, int]:
         """Counts of done, running, pending and failed tasks, from the last poll."""
         counts = {"done": 0, "running": 0, "pending": 0, "failed": 0}

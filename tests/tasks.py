@@ -41,6 +41,29 @@ def env(name: str) -> str | None:
     return os.environ.get(name)
 
 
+def wait_for_file(path: str, timeout: float = 600.0) -> str:
+    """A gate: ends (successfully) once ``path`` exists, so that everything submitted after
+    it is known to the scheduler before anything that depends on it can start."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.05)
+    return path
+
+
+def pipeline_step(x: int, *inputs: object) -> tuple[int, int]:
+    """A deterministic step of a generated pipeline: raises for x == 8 (ValueError) and
+    x == 9 (KeyError), else returns x and a checksum of the upstream results it was given."""
+    import zlib
+
+    if x == 8:
+        raise ValueError(f"step {x} fails on purpose")
+    if x == 9:
+        raise KeyError(f"step {x} fails on purpose")
+    return x, zlib.crc32(repr(inputs).encode())
+
+
 def kill_self(x: object) -> None:
     """Dies by SIGKILL, as an out-of-memory killer or an admin would do it."""
     import signal
@@ -60,3 +83,12 @@ class DiesWhilePickled:
 
 def dies_while_writing(x: object) -> DiesWhilePickled:
     return DiesWhilePickled()
+
+
+def record_run(i: int, folder: str, seconds: float = 8.0) -> int:
+    """Appends one line per execution to ``folder/<i>.runs``, then sleeps: a requeued task
+    shows two lines."""
+    with open(os.path.join(folder, f"{i}.runs"), "a") as fh:
+        fh.write(f"{os.environ.get('SLURMD_NODENAME', '?')} {os.environ.get('SLURM_JOB_ID')}\n")
+    time.sleep(seconds)
+    return i

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
@@ -19,6 +20,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 add = slurmscope.task(tasks.add)
 sleep = slurmscope.task(tasks.sleep)
+record_run = slurmscope.task(tasks.record_run)
 
 CHAOS_DIR = "/var/tmp/slurmscope-chaos"
 CHAOS_ENV = {
@@ -60,7 +62,7 @@ def start_controller() -> None:
 @pytest.fixture(scope="module")
 def chaos() -> Iterator[None]:
     slurm_cluster.require()
-    started = _script("start")
+    started = _script("start", "--nodes", "2")
     if started.returncode != 0:
         pytest.fail(f"could not start the chaos cluster: {started.stderr[-2000:]}")
     yield
@@ -96,3 +98,97 @@ def test_wait_survives_controller_restart(cluster: slurmscope.Cluster) -> None:
     start_controller()
     assert array.get_results(timeout=180) == [2, 2, 2]
     assert first.get_result(timeout=180) == 2
+
+
+def _descendants(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True)
+    children: dict[int, list[int]] = {}
+    for line in out.stdout.splitlines():
+        p, pp = (int(x) for x in line.split())
+        children.setdefault(pp, []).append(p)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_node(node: str) -> list[str]:
+    """SIGKILL a node's slurmd and every job step running on it, with their processes.
+    Returns the raw job ids that were running there."""
+    env = dict(os.environ, SLURM_CONF=CONF)
+    raw = subprocess.run(
+        ["squeue", "--noheader", f"--nodelist={node}", "--states=RUNNING", "--format=%A"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout.split()
+    victims = []
+    for pid in subprocess.run(
+        ["pgrep", "-f", f"slurmd -f {CONF} -N {node}$"], capture_output=True, text=True
+    ).stdout.split():
+        victims.append(int(pid))
+    steps = subprocess.run(["pgrep", "-a", "slurmstepd"], capture_output=True, text=True).stdout
+    for line in steps.splitlines():
+        pid, title = line.split(" ", 1)
+        job = title.split("[", 1)[-1].split(".", 1)[0]
+        if job in raw and os.readlink(f"/proc/{pid}/cwd").startswith(CHAOS_DIR):
+            victims.append(int(pid))
+            victims.extend(_descendants(int(pid)))
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+    return raw
+
+
+def test_node_dies_tasks_are_requeued_and_every_result_arrives_once(
+    cluster: slurmscope.Cluster, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    array = record_run.on(cluster).map([(i, str(runs)) for i in range(4)])
+    deadline = time.monotonic() + 60
+    while array.counts().get("RUNNING", 0) < 4 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    env = dict(os.environ, SLURM_CONF=CONF)
+    placed = subprocess.run(
+        ["squeue", "--noheader", "--array", f"--jobs={array.job_id}", "--format=%i %N"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout.split("\n")
+    on_n1 = sorted(int(line.split()[0].split("_")[1]) for line in placed if line.endswith(" n1"))
+    assert on_n1, f"no task ran on n1: {placed}"
+    try:
+        kill_node("n1")
+        results = array.get_results(timeout=400)
+    finally:
+        _script("start", "--nodes", "2")  # brings n1 back
+    assert results == [0, 1, 2, 3]  # every result, each once, in order
+    assert array.requeued == on_n1  # slurmscope saw and reported which tasks were requeued
+    for i in range(4):
+        lines = (runs / f"{i}.runs").read_text().splitlines()
+        assert len(lines) == (2 if i in on_n1 else 1), (i, lines)
+    assert sorted(p.name for p in array.get_results_dir().iterdir()) == [
+        f"{i}.pkl" for i in range(4)
+    ]
+
+
+def test_slurmd_restart_while_tasks_run(cluster: slurmscope.Cluster) -> None:
+    """Restarting slurmd (not the job steps) loses nothing: the steps run on."""
+    array = sleep.on(cluster).map([6, 6])
+    deadline = time.monotonic() + 60
+    while array.counts().get("RUNNING", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    for pid in subprocess.run(
+        ["pgrep", "-f", f"slurmd -f {CONF}"], capture_output=True, text=True
+    ).stdout.split():
+        os.kill(int(pid), 9)
+    time.sleep(1)
+    started = _script("start", "--nodes", "2")
+    assert started.returncode == 0, started.stderr
+    assert array.get_results(timeout=180) == [6, 6]
+    assert array.requeued == []
