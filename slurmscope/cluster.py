@@ -158,8 +158,12 @@ def _detect() -> tuple[str, str]:
     return "local", "no Slurm cluster reachable (no sbatch on PATH); using the embedded scheduler"
 
 
-class _DependencyBlock:
-    """The context manager ``cluster.dependencies(...)`` returns. One per ``with``."""
+class DependencyBlock:
+    """What ``cluster.dependencies(...)`` returns: a context manager for one ``with``.
+
+    Entering it pushes a frame with its dependencies onto the scope stack of the current
+    context (thread or asyncio task); leaving it, even by an exception, pops it.
+    """
 
     def __init__(self, cluster: Cluster, requests: list[DependencyRequest], site: CallSite) -> None:
         self._cluster = cluster
@@ -167,7 +171,7 @@ class _DependencyBlock:
         self._site = site
         self._token: Any = None
 
-    def __enter__(self) -> _DependencyBlock:
+    def __enter__(self) -> DependencyBlock:
         if self._token is not None:
             raise RuntimeError("this dependencies() block is already entered; make a new one")
         depth = scope.next_depth(self._cluster)
@@ -203,6 +207,16 @@ class Cluster:
     ``max_array_size=`` for the local one).
 
     The newest ``Cluster`` becomes the default target unless ``set_as_default=False``.
+
+    More options:
+
+    - ``max_item_size`` (default ``$SLURMSCOPE_MAX_ITEM_SIZE`` or ``"64M"``): the largest
+      pickled item (or argument set) a submission accepts.
+    - ``check_shared_root`` (default True): refuse a root on a local filesystem when the
+      cluster's nodes are other machines.
+    - sbatch backend: ``slurm_conf`` (another cluster's slurm.conf), ``retries`` (transient
+      controller errors, default 6), ``command_timeout`` (seconds per Slurm command).
+    - local backend: ``cpus`` (default: this machine's), ``max_array_size`` (default: none).
     """
 
     def __init__(
@@ -284,7 +298,7 @@ class Cluster:
         return f"<Cluster {self.backend.kind}:{self.name} root={self.root}>"
 
     # -- scopes ------------------------------------------------------------------------------
-    def dependencies(self, *jobs: Any, kind: str = "afterok") -> _DependencyBlock:
+    def dependencies(self, *jobs: Any, kind: str = "afterok") -> DependencyBlock:
         """A ``with`` block whose every submission to this cluster depends on ``jobs``.
 
         Blocks nest; a submission merges the dependencies of every enclosing block of the
@@ -294,7 +308,7 @@ class Cluster:
         check_kind(kind)
         site = caller_site()
         requests = self._requests(jobs, kind)
-        return _DependencyBlock(self, requests, site)
+        return DependencyBlock(self, requests, site)
 
     def _requests(self, jobs: Iterable[Any], kind: str) -> list[DependencyRequest]:
         check_kind(kind)

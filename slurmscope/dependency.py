@@ -21,12 +21,25 @@ VIA_ARGUMENT_AFTER = "after="
 VIA_DATA = "argument"
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_CONTEXTLIB = __import__("contextlib").__file__
+
+
+def _stdlib_plumbing() -> tuple[frozenset[str], tuple[str, ...]]:
+    """Files and folders of the standard library that only pass calls along: a ``with``
+    statement, a thread, a pool, an event loop. Provenance names the user's frame above."""
+    stdlib = os.path.dirname(os.__file__)
+    files = frozenset(
+        os.path.join(stdlib, name) for name in ("contextlib.py", "functools.py", "threading.py")
+    )
+    folders = tuple(os.path.join(stdlib, name) + os.sep for name in ("asyncio", "concurrent"))
+    return files, (_PACKAGE_DIR, *folders)
+
+
+_PLUMBING_FILES, _PLUMBING_FOLDERS = _stdlib_plumbing()
 
 
 def _internal(filename: str) -> bool:
-    """Frames of slurmscope itself, and of contextlib (``with`` plumbing), are skipped."""
-    return filename.startswith(_PACKAGE_DIR) or filename == _CONTEXTLIB
+    """Frames of slurmscope itself and of the standard library's plumbing are skipped."""
+    return filename.startswith(_PLUMBING_FOLDERS) or filename in _PLUMBING_FILES
 
 
 def check_kind(kind: str) -> str:

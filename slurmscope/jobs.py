@@ -251,6 +251,7 @@ class _Handle:
 
     @property
     def cluster(self) -> Cluster:
+        """The cluster this job was submitted to."""
         return self._submission.cluster
 
     @property
@@ -273,6 +274,8 @@ class _Handle:
         return "\n".join(lines)
 
     def after(self, *jobs: Any, **kwargs: Any) -> Any:
+        """Always raises :class:`ArrayAlreadySubmittedError`: Slurm fixes dependencies at submit
+        time. Use ``task.after(job).map(items)`` or ``task.map(items, after=[job])``."""
         raise ArrayAlreadySubmittedError(self._target_id())
 
     def _target_id(self) -> str:
@@ -424,6 +427,7 @@ class Job(_Handle):
         return state or TaskState("PENDING", "None")
 
     def done(self) -> bool:
+        """True once the job has ended (asks the scheduler if it may have changed)."""
         return self.status.terminal
 
     def wait(self, timeout: float | None = None) -> Job:
@@ -443,6 +447,7 @@ class Job(_Handle):
         return self.get_result(timeout)
 
     def cancel(self) -> None:
+        """Cancel this job (or this one task of its array). Its dependents end too."""
         sub = self._submission
         part, local = sub.locate(self.index)
         self.cluster.backend.cancel(part.job_id, local if sub.is_array else None)
@@ -472,6 +477,7 @@ class ArrayJob(_Handle):
 
     @property
     def job_ids(self) -> tuple[str, ...]:
+        """The scheduler ids of every array behind this map (several past MaxArraySize)."""
         return tuple(p.job_id for p in self._submission.parts)
 
     def _target_id(self) -> str:
@@ -502,6 +508,7 @@ class ArrayJob(_Handle):
         return all(o is not None and o["ok"] for o in outcomes)
 
     def __len__(self) -> int:
+        """The number of items (tasks) of the map."""
         return self._submission.size
 
     @overload
@@ -511,6 +518,8 @@ class ArrayJob(_Handle):
     def __getitem__(self, index: slice) -> list[Job]: ...
 
     def __getitem__(self, index: int | slice) -> Job | list[Job]:
+        """``array[i]``: a handle for task ``i`` (negative indices count from the end);
+        ``array[a:b]``: a list of them. Handles are made on access."""
         size = self._submission.size
         if isinstance(index, slice):
             return [Job(self._submission, i) for i in range(*index.indices(size))]
@@ -521,6 +530,7 @@ class ArrayJob(_Handle):
         return Job(self._submission, index)
 
     def __iter__(self) -> Iterator[Job]:
+        """Handles for every task, in item order, made one at a time."""
         for i in range(self._submission.size):
             yield Job(self._submission, i)
 
@@ -555,6 +565,7 @@ class ArrayJob(_Handle):
         return counts
 
     def done(self) -> bool:
+        """True once every task has ended."""
         self.cluster._poller.poll_now()
         return self._submission.remaining == 0
 
@@ -634,6 +645,7 @@ class ArrayJob(_Handle):
         return self._submission.directory.results_dir
 
     def cancel(self) -> None:
+        """Cancel every task of the map (every part, if it was split)."""
         for part in self._submission.parts:
             self.cluster.backend.cancel(part.job_id)
         self.cluster._poller.poll_now()

@@ -5,9 +5,10 @@ configuration. Where it did not, they go to the standard-library logger ``"slurm
 (rendered as ``event key=value ...``), so they are silent below WARNING until the
 application turns them on, for example with :func:`configure_logging`.
 
-Event names are stable: ``slurmscope.backend.chosen``, ``slurmscope.submit``,
-``slurmscope.dependency.merged``, ``slurmscope.dependency.satisfied``,
-``slurmscope.poll.failed``, ``slurmscope.local.waiting_at_exit``.
+Event names are stable; ``docs/logging.md`` lists every one with its fields. The main
+ones: ``slurmscope.backend.chosen``, ``slurmscope.submit`` (every dependency with its
+provenance), ``slurmscope.dependency.merged``, ``slurmscope.dependency.satisfied``,
+``slurmscope.task.requeued``, ``slurmscope.poll.failed``, ``slurmscope.slurm.retry``.
 """
 
 from __future__ import annotations

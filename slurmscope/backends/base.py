@@ -39,10 +39,12 @@ class TaskState:
 
     @property
     def terminal(self) -> bool:
+        """True once the task can never run again (COMPLETED, FAILED, CANCELLED, ...)."""
         return self.state in TERMINAL_STATES
 
     @property
     def succeeded(self) -> bool:
+        """True when the task COMPLETED (exit code 0, result written)."""
         return self.state == "COMPLETED"
 
 

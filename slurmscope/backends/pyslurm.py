@@ -26,9 +26,12 @@ thread, not on the RPC thread, so one caller backing off does not hold up the ot
   one record that holds an array's still-pending tasks; the latter is told apart by its
   ``array_tasks_waiting`` range. ``Job.load(array_id)`` returns only the first record of
   an array, so it is never used for states.
-- ``Job(id).cancel()`` cancels a job or a whole array. pyslurm has no call that cancels
-  one *pending* array task (they share the array's record until they start); that case
-  alone goes through ``scancel JOBID_INDEX``.
+- ``Job(id).cancel()`` cancels a job or a whole array. It takes an integer id only, and
+  slurmctld's kill RPC answers "Invalid job id" for the own id of an array task (which
+  pyslurm ignores for SIGKILL: nothing happens), while pending tasks have no id of their
+  own. So cancelling *one task* of an array goes through ``scancel JOBID_INDEX``.
+- ``pyslurm.Nodes.load()`` gives the nodes' hostnames, for the check that the job
+  directory root is shared with them (as the sbatch backend does with ``sinfo``).
 - ``pyslurm.slurmctld.Config.load()`` is read once, for ``MaxArraySize``
   (``Config.max_array_size``), the cluster's name and the controller's Slurm version.
 - ``pyslurm.RPCError`` carries ``errno`` and ``msg`` (``slurm_strerror``); they become
@@ -53,6 +56,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from queue import SimpleQueue
 from types import ModuleType
 from typing import Any, TypeVar
@@ -205,7 +209,7 @@ def reachable(timeout: float = 10.0) -> tuple[bool, str]:
     except BackendUnavailableError as exc:
         log.info("slurmscope.pyslurm.unusable", reason=str(exc))
         return False, str(exc)
-    except TimeoutError:
+    except FutureTimeout:
         return False, f"the Slurm controller did not answer pyslurm within {timeout} s"
     finally:
         rpc.close(wait=False)
@@ -432,22 +436,31 @@ class PyslurmBackend(Backend):
         return answer
 
     def cancel(self, job_id: str, index: int | None = None) -> None:
-        pyslurm = self._pyslurm
-        target = int(job_id)
         if index is not None:
-            own = self._call("load", self._task_record_id, job_id, index)
-            if own is None:  # ended and forgotten: nothing to cancel
-                return
-            if own == target:  # pending inside the array's record: no pyslurm call for it
-                self._scancel(f"{job_id}_{index}")
-                return
-            target = own
+            # pyslurm.Job takes an integer id, and slurmctld's kill RPC does not take the own
+            # id of an array task ("Invalid job id", which pyslurm ignores for SIGKILL);
+            # pending tasks have none. One task goes to scancel as JOBID_INDEX.
+            self._scancel(f"{job_id}_{index}")
+            return
+        pyslurm = self._pyslurm
         try:
-            self._call("cancel", lambda: pyslurm.Job(target).cancel())
+            self._call("cancel", lambda: pyslurm.Job(int(job_id)).cancel())
         except pyslurm.RPCError as exc:
             if exc.errno in (ESLURM_ALREADY_DONE, ESLURM_INVALID_JOB_ID):
                 return
-            raise self._error(f"cancelling job {target} failed", exc) from exc
+            raise self._error(f"cancelling job {job_id} failed", exc) from exc
+
+    def node_hosts(self) -> list[str]:
+        """The hostnames of the cluster's nodes (``pyslurm.Nodes.load()``), so that the
+        Cluster can check the job directory root is shared with them."""
+        pyslurm = self._pyslurm
+        try:
+            nodes = self._call(
+                "load", lambda: [n.hostname or n.name for n in pyslurm.Nodes.load().values()]
+            )
+        except pyslurm.RPCError:
+            return []
+        return sorted(set(nodes))
 
     # -- introspection for tests and the CLI ------------------------------------------------
     def recorded_dependencies(self, job_id: str) -> str:
@@ -476,21 +489,6 @@ class PyslurmBackend(Backend):
                 indices = [0]
             out.append((str(job.array_id), indices, state))
         return out
-
-    def _task_record_id(self, job_id: str, index: int) -> int | None:
-        """The job id of the record holding task ``index`` of array ``job_id``."""
-        for job in self._pyslurm.Jobs.load().values():
-            if job.array_id is None or str(job.array_id) != job_id:
-                continue
-            if job.array_task_id is not None:
-                if job.array_task_id == index:
-                    return int(job.id)
-            elif job.array_tasks_waiting:
-                if index in _expand_range(job.array_tasks_waiting):
-                    return int(job.id)
-            elif index == 0:
-                return int(job.id)
-        return None
 
     # -- calls, retries and errors ------------------------------------------------------------
     def _call(self, what: str, fn: Callable[..., T], *args: Any, retries: int | None = None) -> T:
@@ -531,10 +529,11 @@ class PyslurmBackend(Backend):
         scancel = shutil.which("scancel")
         if scancel is None:
             raise SubmissionError(
-                f"cannot cancel pending array task {target}: pyslurm has no call for one "
-                "pending task and scancel is not on PATH. Cancel the whole array instead."
+                f"cannot cancel array task {target}: pyslurm has no call for one task of an "
+                "array and scancel is not on PATH. Cancel the whole array instead."
             )
         log.info("slurmscope.pyslurm.cancel_task", target=target, via="scancel")
+        self.calls["scancel"] = self.calls.get("scancel", 0) + 1
         proc = subprocess.run(
             [scancel, target], capture_output=True, text=True, timeout=60, check=False
         )
