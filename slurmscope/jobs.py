@@ -308,6 +308,10 @@ class _Handle:
             detail = "It depends on a job that failed:\n" + "\n".join(lines) if lines else ""
         else:
             detail = _log_tail(_log_paths(sub, index)[1])
+            exit_status = getattr(self.cluster.backend, "exit_status", None)
+            how = exit_status(sub.task_id(index)) if exit_status and state.terminal else None
+            if how:
+                reason = f"{reason}, {how}" if reason else how
         error2 = JobNotCompletedError(job_id, position, state.state, reason, detail)
         error2.upstream = upstream
         raise error2

@@ -242,6 +242,19 @@ class SbatchBackend(Backend):
                 fields[key] = value
         return fields
 
+    def exit_status(self, job_id: str) -> str | None:
+        """How a task ended, from ``scontrol show job``: "killed by signal 9", "exit code 7"."""
+        try:
+            code = self.show_job(job_id).get("ExitCode", "")
+        except SchedulerError:
+            return None
+        status, _, sig = code.partition(":")
+        if sig.isdigit() and int(sig):
+            return f"killed by signal {sig}"
+        if status.isdigit() and int(status):
+            return f"exit code {status}"
+        return None
+
     def recorded_dependencies(self, job_id: str) -> str:
         """The dependency expression Slurm holds for a job (``scontrol show job``)."""
         value = self.show_job(job_id).get("Dependency", "(null)")
