@@ -1,15 +1,19 @@
 """Behaviour every backend must show, run on each backend (the real Slurm cluster included).
 
+The pyslurm backend runs on a real pyslurm where one imports, else through the pyslurm TEST
+DOUBLE (tests/pyslurm_double), which carries out each call on the real test cluster.
 The local backend runs with the same MaxArraySize as the test cluster (101), so that the
 splitting of large maps is exercised on both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyslurm_support
 import pytest
 import slurm_cluster
 import tasks
@@ -23,18 +27,25 @@ fail_on = slurmscope.task(tasks.fail_on)
 stamp = slurmscope.task(tasks.stamp)
 sleep = slurmscope.task(tasks.sleep)
 
-BACKENDS = ["local", pytest.param("sbatch", marks=pytest.mark.slurm)]
+BACKENDS = [
+    "local",
+    pytest.param("sbatch", marks=pytest.mark.slurm),
+    pytest.param("pyslurm", marks=pytest.mark.slurm),
+]
 
 
 @pytest.fixture(params=BACKENDS)
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[slurmscope.Cluster]:
-    if request.param == "local":
-        c = slurmscope.Cluster("local", root=tmp_path, max_array_size=101, set_as_default=False)
-    else:
-        slurm_cluster.require()
-        c = slurmscope.Cluster(request.param, root=tmp_path, set_as_default=False)
-    yield c
-    c.close()
+    with contextlib.ExitStack() as stack:
+        if request.param == "local":
+            c = slurmscope.Cluster("local", root=tmp_path, max_array_size=101, set_as_default=False)
+        else:
+            slurm_cluster.require()
+            if request.param == "pyslurm":  # a real pyslurm where it imports, else the double
+                stack.enter_context(pyslurm_support.pyslurm_importable())
+            c = slurmscope.Cluster(request.param, root=tmp_path, set_as_default=False)
+        yield c
+        c.close()
 
 
 def recorded(cluster: slurmscope.Cluster, job_id: str) -> set[tuple[str, str]]:

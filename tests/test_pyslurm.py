@@ -1,0 +1,472 @@
+"""What only the pyslurm backend does, against the real Slurm test cluster.
+
+pyslurm is a real one where it imports, else the pyslurm TEST DOUBLE (tests/pyslurm_double),
+which carries out each call on the real cluster through sbatch/scontrol/scancel. Tests that
+inject faults into pyslurm, or inspect its calls, need the double and skip on a real one.
+What Slurm recorded is always read back with ``scontrol show job``, not through pyslurm.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pyslurm_support
+import pytest
+import slurm_cluster
+import tasks
+from conftest import job_dirs
+
+import slurmscope
+from slurmscope.backends import pyslurm as backend_module
+from slurmscope.backends.pyslurm import PyslurmBackend, description_fields
+from slurmscope.backends.sbatch import batch_script
+from slurmscope.errors import BackendUnavailableError, SubmissionError
+from slurmscope.spec import ArraySpec, JobSpec, Resources
+
+pytestmark = pytest.mark.slurm
+
+add = slurmscope.task(tasks.add)
+sleep = slurmscope.task(tasks.sleep)
+
+THREADS = 16
+
+
+@pytest.fixture
+def flavour() -> Iterator[str]:
+    """``"real"`` or ``"double"``: which pyslurm ``import pyslurm`` gives in this test."""
+    slurm_cluster.require()
+    with pyslurm_support.pyslurm_importable() as which:
+        yield which
+
+
+@pytest.fixture
+def double(flavour: str) -> ModuleType:
+    """The pyslurm TEST DOUBLE, freshly imported (skips where a real pyslurm is used)."""
+    if flavour != "double":
+        pytest.skip("inspects or injects faults into the pyslurm test double")
+    import pyslurm
+
+    assert "TEST DOUBLE" in (pyslurm.__doc__ or "")
+    return pyslurm
+
+
+@pytest.fixture
+def cluster(flavour: str, tmp_path: Path) -> Iterator[slurmscope.Cluster]:
+    c = slurmscope.Cluster("pyslurm", root=tmp_path, set_as_default=False)
+    yield c
+    c.close()
+
+
+def scontrol_job(job_id: str) -> dict[str, str]:
+    """The first record ``scontrol show job`` prints for a job, as a dict of its fields."""
+    out = subprocess.run(
+        ["scontrol", "--oneliner", "show", "job", job_id],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    fields: dict[str, str] = {}
+    for token in out.splitlines()[0].split():
+        key, sep, value = token.partition("=")
+        if sep and key not in fields:
+            fields[key] = value
+    return fields
+
+
+def slurm_recorded(job_id: str) -> set[tuple[str, str]]:
+    """(kind, target id) pairs of the dependency Slurm holds for ``job_id``."""
+    text = scontrol_job(job_id).get("Dependency", "(null)")
+    pairs = set()
+    for clause in filter(None, "" if text == "(null)" else text.split(",")):
+        kind, *ids = clause.split(":")
+        for ident in ids:
+            pairs.add((kind, ident.split("(")[0].removesuffix("_*")))
+    return pairs
+
+
+def scancel(*job_ids: str) -> None:
+    subprocess.run(["scancel", *job_ids], capture_output=True, check=False)
+
+
+def spec(tmp_path: Path, **changes: Any) -> JobSpec:
+    base = JobSpec(
+        name="probe",
+        command=("true",),
+        workdir=str(tmp_path),
+        stdout=str(tmp_path / "%j.out"),
+        stderr=str(tmp_path / "%j.err"),
+    )
+    return base.with_(**changes)
+
+
+# -- the description ------------------------------------------------------------------------
+def test_description_carries_every_resource(tmp_path: Path) -> None:
+    s = spec(
+        tmp_path,
+        resources=Resources(
+            time="60",
+            mem="2G",
+            cpus_per_task=2,
+            gpus=1,
+            partition="p",
+            account="a",
+            qos="q",
+            constraint="c",
+            extra=("--nice=5", "--exclusive"),
+        ),
+        array=ArraySpec(10, 3),
+        dependencies=(("afterok", ("1", "2_3")), ("afterany", ("4",))),
+        environment={"SLURMSCOPE_JOB_DIR": "/d"},
+    )
+    fields = description_fields(s)
+    assert fields["script"] == batch_script(s)  # the very script sbatch gets
+    assert fields["array"] == "0-9%3"
+    assert fields["dependencies"] == "afterok:1:2_3,afterany:4"  # a str, never a dict
+    assert fields["time_limit"] == 60  # plain minutes as an int, not "60"
+    assert description_fields(s.with_(resources=Resources(time="1:30:00")))["time_limit"] == (
+        "1:30:00"
+    )
+    for name, value in {
+        "memory_per_node": "2G",
+        "cpus_per_task": 2,
+        "gpus": 1,
+        "partitions": "p",
+        "account": "a",
+        "qos": "q",
+        "constraints": "c",
+        "nice": 5,
+        "resource_sharing": "no",
+        "kill_on_invalid_dependency": True,
+        "standard_output": s.stdout,
+        "standard_error": s.stderr,
+        "working_directory": str(tmp_path),
+        "name": "probe",
+    }.items():
+        assert fields[name] == value, name
+    assert fields["environment"]["SLURMSCOPE_JOB_DIR"] == "/d"
+    assert fields["environment"]["PATH"] == os.environ["PATH"]
+    with pytest.raises(SubmissionError, match=r"--gres=gpu:2.*Cluster\('sbatch'\)"):
+        description_fields(s.with_(resources=Resources(extra=("--gres=gpu:2",))))
+
+
+def test_description_fields_are_pyslurm_fields(double: ModuleType, tmp_path: Path) -> None:
+    """Every field name exists on pyslurm's JobSubmitDescription (it refuses unknown ones)."""
+    fields = description_fields(spec(tmp_path, resources=Resources(time="5", extra=("-n=1",))))
+    double.JobSubmitDescription(**fields)
+    with pytest.raises(AttributeError):
+        double.JobSubmitDescription(partition="debug")  # pyslurm spells it "partitions"
+
+
+# -- many threads at once ---------------------------------------------------------------------
+def test_sixteen_threads_submit_at_once_with_their_own_dependencies(
+    cluster: slurmscope.Cluster, flavour: str
+) -> None:
+    """16 driver threads, each in its own nested scopes, submit through one backend at the
+    same moment. Every job carries exactly its own thread's dependencies as Slurm recorded
+    them, and (with the double) every pyslurm call ran on the backend's one thread."""
+    if flavour == "double":
+        import pyslurm
+
+        pyslurm._double.reset()
+    nap = sleep.on(cluster)
+    gate = nap(600)  # nothing below starts during the test
+    with cluster.dependencies(gate):
+        ups = [(nap(0), nap(0)) for _ in range(THREADS)]
+    barrier = threading.Barrier(THREADS, timeout=120)
+    results: dict[int, dict[str, Any]] = {}
+    errors: list[BaseException] = []
+
+    def driver(i: int) -> None:
+        try:
+            a, b = ups[i]
+            with cluster.dependencies(a):
+                with cluster.dependencies(b, kind="afterany"):
+                    barrier.wait()  # all 16 submit from here at once
+                    inner = [nap(0), nap.map([0, 0])]
+                outer = nap.map([0])
+            results[i] = {"inner": inner, "outer": [outer]}
+        except BaseException as exc:  # reported in the main thread
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [
+        threading.Thread(target=driver, args=(i,), name=f"driver-{i}") for i in range(THREADS)
+    ]
+    submitted = [gate.job_id] + [j.job_id for pair in ups for j in pair]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        if errors:
+            raise errors[0]
+        assert sorted(results) == list(range(THREADS))
+        for mine in results.values():
+            submitted += [j.job_id for k in ("inner", "outer") for j in mine[k]]
+        assert len(set(submitted)) == len(submitted), "two submissions got the same job id"
+        for i, mine in results.items():
+            a, b = ups[i]
+            for job in mine["inner"]:
+                want = {("afterok", a.job_id), ("afterany", b.job_id)}
+                assert slurm_recorded(job.job_id) == want, (i, job.job_id)
+                assert {(d.kind, d.target_id) for d in job.dependencies} == want
+                assert {d.provenance.site.thread for d in job.dependencies} == {f"driver-{i}"}
+            for job in mine["outer"]:
+                assert slurm_recorded(job.job_id) == {("afterok", a.job_id)}, (i, job.job_id)
+        if flavour == "double":
+            import pyslurm
+
+            rpc_thread = cluster.backend.rpc_thread  # type: ignore[attr-defined]
+            submits = [c for c in pyslurm._double.calls if c[0].endswith("submit")]
+            assert len(submits) == len(submitted)
+            assert pyslurm._double.threads() == {rpc_thread}, "a pyslurm call ran elsewhere"
+            assert rpc_thread.name == "slurmscope-pyslurm"
+    finally:
+        scancel(*submitted)
+
+
+# -- errors -----------------------------------------------------------------------------------
+def test_invalid_partition_is_refused_and_leaves_nothing(cluster: slurmscope.Cluster) -> None:
+    before = job_dirs(cluster)
+    with pytest.raises(SubmissionError, match="Invalid partition name specified"):
+        add.options(partition="nosuchpartition").on(cluster).map([1, 2])
+    assert job_dirs(cluster) == before
+
+
+def test_slurm_errors_become_submission_errors(cluster: slurmscope.Cluster, tmp_path: Path) -> None:
+    backend = cluster.backend
+    with pytest.raises(SubmissionError, match="Invalid job array specification.*MaxArraySize"):
+        backend.submit(spec(tmp_path, array=ArraySpec(500)))
+    with pytest.raises(SubmissionError, match="Job dependency problem"):
+        backend.submit(spec(tmp_path, dependencies=(("afterok", ("nosuchjob",)),)))
+
+
+def test_transient_errors_are_retried_with_the_same_dependencies(
+    double: ModuleType, tmp_path: Path
+) -> None:
+    cluster = slurmscope.Cluster(
+        PyslurmBackend(retries=3, retry_delay=0.01), root=tmp_path, set_as_default=False
+    )
+    try:
+        first = add.on(cluster)(1)
+        double._double.fail_next("JobSubmitDescription.submit", 1800, times=2)  # unreachable
+        before = cluster.backend.calls["submit"]
+        second = add.on(cluster).after(first)(2)
+        assert cluster.backend.calls["submit"] - before == 3
+        assert slurm_recorded(second.job_id) <= {("afterok", first.job_id)}
+        assert second.get_result(timeout=120) == 3
+        double._double.fail_next("JobSubmitDescription.submit", 5004, times=10)  # timeouts
+        with pytest.raises(SubmissionError, match="Socket timed out"):
+            add.on(cluster)(3)
+    finally:
+        cluster.close()
+
+
+def test_polling_rides_out_a_controller_that_does_not_answer(
+    double: ModuleType, cluster: slurmscope.Cluster
+) -> None:
+    job = add.on(cluster)(40)
+    double._double.fail_next("Jobs.load", 1800, times=3)  # the poller logs and asks again
+    assert job.get_result(timeout=120) == 41
+    assert sum(1 for name, _ in double._double.calls if name == "Jobs.load") >= 4
+
+
+def test_node_hosts_for_the_shared_root_check(cluster: slurmscope.Cluster) -> None:
+    sinfo = subprocess.run(
+        ["sinfo", "--noheader", "--Node", "--format=%n"], capture_output=True, text=True
+    ).stdout.split()
+    assert cluster.backend.node_hosts() == sorted(set(sinfo))  # type: ignore[attr-defined]
+
+
+# -- pyslurm's quirks, and the backend's handling of them ---------------------------------------
+def test_task_zero_reads_back_as_none_and_states_still_have_it(
+    double: ModuleType, cluster: slurmscope.Cluster
+) -> None:
+    array = add.on(cluster).map([1, 2])
+    assert array.get_results(timeout=120) == [2, 3]
+    records = [j for j in double.Jobs.load().values() if str(j.array_id) == array.job_id]
+    assert sorted(j.array_task_id for j in records if j.array_task_id is not None) == [1]
+    assert [j.array_task_id for j in records].count(None) == 1  # task 0
+    assert cluster.backend.states([array.job_id])[array.job_id].keys() == {0, 1}
+
+
+def test_job_load_of_an_array_returns_one_record_states_return_all(
+    double: ModuleType, cluster: slurmscope.Cluster
+) -> None:
+    gate = sleep.on(cluster)(600)
+    array = add.on(cluster).after(gate).map([1, 2, 3])
+    try:
+        one = double.Job.load(int(array.job_id))
+        assert isinstance(one, double.Job)
+        assert (one.array_task_id, one.array_tasks_waiting) == (None, "0-2")
+        states = cluster.backend.states([array.job_id])[array.job_id]
+        assert {i: s.state for i, s in states.items()} == dict.fromkeys(range(3), "PENDING")
+    finally:
+        scancel(gate.job_id, array.job_id)
+
+
+def test_a_dependency_dict_is_modified_in_place_so_strings_are_given(
+    double: ModuleType, cluster: slurmscope.Cluster, tmp_path: Path
+) -> None:
+    gate = sleep.on(cluster)(600)
+    deps = {"afterok": [int(gate.job_id)], "satisfy": "all"}
+    script = "#!/bin/sh\ntrue\n"
+    desc = double.JobSubmitDescription(
+        script=script,
+        dependencies=deps,
+        time_limit=1,
+        working_directory=str(tmp_path),
+        standard_output=str(tmp_path / "%j.out"),
+    )
+    job_id = desc.submit()
+    try:
+        assert deps == {"afterok": [int(gate.job_id)]}  # pyslurm popped "satisfy"
+        assert slurm_recorded(str(job_id)) == {("afterok", gate.job_id)}
+        later = add.on(cluster).after(gate)(1)
+        assert double._double.submitted[-1]["dependencies"] == f"afterok:{gate.job_id}"
+        scancel(later.job_id)
+    finally:
+        scancel(gate.job_id, str(job_id))
+
+
+def test_time_limit_in_minutes_goes_as_an_int(
+    double: ModuleType, cluster: slurmscope.Cluster
+) -> None:
+    with pytest.raises(TypeError):  # what pyslurm does with a digit string
+        double.JobSubmitDescription(script="#!/bin/sh\ntrue\n", time_limit="10").submit()
+    job = add.options(time="10").on(cluster)(1)
+    assert scontrol_job(job.job_id)["TimeLimit"] == "00:10:00"
+    job.cancel()
+
+
+def test_cancel_one_array_task(cluster: slurmscope.Cluster, flavour: str) -> None:
+    """pyslurm.Job(id).cancel() cannot cancel one task of an array: slurmctld refuses the own
+    id of a started task as "Invalid job id" (pyslurm ignores that for SIGKILL) and pending
+    tasks have none. The backend cancels one task with ``scancel ID_INDEX``; Slurm then
+    keeps no record of a pending task it cancelled."""
+    running = sleep.on(cluster).map([120, 120], max_concurrent=1)
+    gate = sleep.on(cluster)(600)
+    pending = add.on(cluster).after(gate).map([1, 2, 3])
+    try:
+        pending[1].cancel()
+        states = cluster.backend.states([pending.job_id])[pending.job_id]
+        assert {i: s.state for i, s in states.items()} == {0: "PENDING", 2: "PENDING"}
+        deadline = time.monotonic() + 120
+        while running[0].state != "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if flavour == "double":
+            import pyslurm
+
+            (own,) = [
+                j.id
+                for j in pyslurm.Jobs.load().values()
+                if str(j.array_id) == running.job_id and j.state == "RUNNING"
+            ]
+            pyslurm.Job(own).cancel()  # no error, and no effect
+            assert cluster.backend.states([running.job_id])[running.job_id][0].state == "RUNNING"
+        running[0].cancel()
+        running[0].wait(timeout=120)
+        assert running[0].state == "CANCELLED"
+        assert running[1].state != "CANCELLED"
+    finally:
+        scancel(gate.job_id, pending.job_id, running.job_id)
+
+
+# -- choosing the backend, and a pyslurm that does not match the cluster's Slurm -----------------
+def test_auto_detection_prefers_pyslurm(
+    flavour: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SLURMSCOPE_BACKEND", raising=False)
+    cluster = slurmscope.Cluster(root=tmp_path, set_as_default=False)
+    try:
+        assert cluster.backend.kind == "pyslurm"
+    finally:
+        cluster.close()
+
+
+def test_without_the_double_detection_goes_on_to_sbatch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slurm_cluster.require()
+    if pyslurm_support.real_pyslurm() is None:
+        pytest.skip("a real pyslurm is installed")
+    with pyslurm_support.double_on_path():
+        import pyslurm  # noqa: F401 - imported, then taken away again
+    assert "pyslurm" not in sys.modules
+    monkeypatch.delenv("SLURMSCOPE_BACKEND", raising=False)
+    cluster = slurmscope.Cluster(root=tmp_path, set_as_default=False)
+    try:
+        assert cluster.backend.kind == "sbatch"
+    finally:
+        cluster.close()
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'slurmscope\[pyslurm\]'"):
+        slurmscope.Cluster("pyslurm", root=tmp_path, set_as_default=False)
+
+
+def test_pyslurm_built_for_another_slurm_fails_at_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """How a pyslurm built against another libslurm fails: its extension modules do not load.
+
+    A stand-in package raises the ImportError the dynamic loader gives in that case."""
+    slurm_cluster.require()
+    fake = tmp_path / "mismatched" / "pyslurm"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "raise ImportError('/usr/lib/python3/dist-packages/pyslurm/core/job/"
+        "job.cpython-311-x86_64-linux-gnu.so: undefined symbol: slurm_kill_job_msg')\n"
+    )
+    monkeypatch.syspath_prepend(str(fake.parent))
+    monkeypatch.delitem(sys.modules, "pyslurm", raising=False)
+    with pytest.raises(BackendUnavailableError) as info:
+        slurmscope.Cluster("pyslurm", root=tmp_path, set_as_default=False)
+    message = str(info.value)
+    assert "does not match this cluster's Slurm" in message
+    assert "undefined symbol" in message
+    assert "Cluster('sbatch')" in message
+    ok, why = backend_module.reachable()
+    assert not ok and "Cluster('sbatch')" in why
+    monkeypatch.delenv("SLURMSCOPE_BACKEND", raising=False)
+    cluster = slurmscope.Cluster(root=tmp_path, set_as_default=False)
+    try:
+        assert cluster.backend.kind == "sbatch"  # auto-detection falls back
+    finally:
+        cluster.close()
+
+
+def test_pyslurm_of_another_protocol_fails_at_the_first_call(
+    double: ModuleType, tmp_path: Path
+) -> None:
+    """A libslurm of another release than the controller's: the first RPC fails with
+    "Incompatible versions of client and server code" (SLURM_PROTOCOL_VERSION_ERROR)."""
+    double._double.protocol_mismatch = True
+    with pytest.raises(BackendUnavailableError) as info:
+        slurmscope.Cluster("pyslurm", root=tmp_path, set_as_default=False)
+    assert "Incompatible versions of client and server code" in str(info.value)
+    assert "Cluster('sbatch')" in str(info.value)
+
+
+def test_pyslurm_newer_than_the_controller_is_refused(
+    double: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(double, "__version__", "99.11.0")
+    with pytest.raises(BackendUnavailableError, match=r"newer than the controller.*sbatch"):
+        slurmscope.Cluster("pyslurm", root=tmp_path, set_as_default=False)
+
+
+def test_a_protocol_error_later_says_so_too(
+    double: ModuleType, cluster: slurmscope.Cluster
+) -> None:
+    double._double.fail_next("JobSubmitDescription.submit", 1005)
+    with pytest.raises(
+        BackendUnavailableError, match=r"Incompatible versions.*Cluster\('sbatch'\)"
+    ):
+        add.on(cluster)(1)
