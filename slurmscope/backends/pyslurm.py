@@ -62,7 +62,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from ..dependency import render
-from ..errors import BackendUnavailableError, SubmissionError
+from ..errors import BackendUnavailableError, SchedulerError, SubmissionError
 from ..log import log
 from ..spec import JobSpec
 from .base import Backend, StateMap, TaskState
@@ -425,7 +425,7 @@ class PyslurmBackend(Backend):
         try:
             records = self._call("load", self._load_all, retries=0)  # the poller backs off
         except self._pyslurm.RPCError as exc:
-            raise self._error("pyslurm.Jobs.load() failed", exc) from exc
+            raise self._error("pyslurm.Jobs.load() failed", exc, SchedulerError) from exc
         wanted = set(job_ids)
         answer: dict[str, dict[int, TaskState]] = {}
         for job_id, indices, state in records:
@@ -448,7 +448,7 @@ class PyslurmBackend(Backend):
         except pyslurm.RPCError as exc:
             if exc.errno in (ESLURM_ALREADY_DONE, ESLURM_INVALID_JOB_ID):
                 return
-            raise self._error(f"cancelling job {job_id} failed", exc) from exc
+            raise self._error(f"cancelling job {job_id} failed", exc, SchedulerError) from exc
 
     def node_hosts(self) -> list[str]:
         """The hostnames of the cluster's nodes (``pyslurm.Nodes.load()``), so that the
@@ -469,7 +469,7 @@ class PyslurmBackend(Backend):
         try:
             deps = self._call("load", lambda: pyslurm.Job.load(int(job_id)).dependencies)
         except pyslurm.RPCError as exc:
-            raise self._error(f"pyslurm.Job.load({job_id}) failed", exc) from exc
+            raise self._error(f"pyslurm.Job.load({job_id}) failed", exc, SchedulerError) from exc
         return _dependency_text(deps)
 
     # -- on the RPC thread --------------------------------------------------------------------
@@ -518,17 +518,19 @@ class PyslurmBackend(Backend):
             delay = min(delay * 2, 15.0)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _error(self, what: str, exc: Any) -> SubmissionError:
+    def _error(
+        self, what: str, exc: Any, kind: type[SubmissionError | SchedulerError] = SubmissionError
+    ) -> SubmissionError | SchedulerError:
         hint = _HINTS.get(exc.errno)
         if exc.errno == ESLURM_INVALID_ARRAY:
             hint = f"{hint}; MaxArraySize is {self.max_array_size}"
         tail = f"; {hint}" if hint else ""
-        return SubmissionError(f"{what}: {exc.msg} (Slurm errno {exc.errno}{tail})")
+        return kind(f"{what}: {exc.msg} (Slurm errno {exc.errno}{tail})")
 
     def _scancel(self, target: str) -> None:
         scancel = shutil.which("scancel")
         if scancel is None:
-            raise SubmissionError(
+            raise SchedulerError(
                 f"cannot cancel array task {target}: pyslurm has no call for one task of an "
                 "array and scancel is not on PATH. Cancel the whole array instead."
             )
@@ -540,7 +542,7 @@ class PyslurmBackend(Backend):
         if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
             if "already completing or completed" in proc.stderr:
                 return
-            raise SubmissionError(f"scancel {target} failed: {proc.stderr.strip()}")
+            raise SchedulerError(f"scancel {target} failed: {proc.stderr.strip()}")
 
 
 def _transient(exc: Any) -> bool:
