@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,13 +163,7 @@ class LocalBackend(Backend):
                 self._cancel_dir.mkdir(exist_ok=True)
                 (self._cancel_dir / name).touch()
                 return
-            tasks = job.tasks.values() if index is None else [job.tasks[index]]
-            for task in tasks:
-                if task.state == "PENDING":
-                    task.state, task.reason = "CANCELLED", "None"
-                elif task.state == "RUNNING" and task.proc is not None:
-                    task.cancel_requested = True
-                    _kill(task.proc)
+            _cancel(job.tasks.values() if index is None else [job.tasks[index]])
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -177,12 +171,7 @@ class LocalBackend(Backend):
         with self._cond:
             self._closed = True
             for job in self._order:
-                for task in job.tasks.values():
-                    if task.state == "PENDING":
-                        task.state, task.reason = "CANCELLED", "None"
-                    elif task.state == "RUNNING" and task.proc is not None:
-                        task.cancel_requested = True
-                        _kill(task.proc)
+                _cancel(job.tasks.values())
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=30)
@@ -230,13 +219,7 @@ class LocalBackend(Backend):
             if job is None:
                 continue
             (self._cancel_dir / name).unlink(missing_ok=True)
-            tasks = job.tasks.values() if not index else [job.tasks[int(index)]]
-            for task in tasks:
-                if task.state == "PENDING":
-                    task.state, task.reason = "CANCELLED", "None"
-                elif task.state == "RUNNING" and task.proc is not None:
-                    task.cancel_requested = True
-                    _kill(task.proc)
+            _cancel(job.tasks.values() if not index else [job.tasks[int(index)]])
 
     def _reap(self) -> None:
         now = time.monotonic()
@@ -470,6 +453,16 @@ class LocalBackend(Backend):
         except KeyboardInterrupt:
             print("slurmscope: cancelling local jobs still pending or running", file=sys.stderr)
         self.close()
+
+
+def _cancel(tasks: Iterable[_Task]) -> None:
+    """Cancel pending tasks at once; kill running ones (reaped as CANCELLED)."""
+    for task in tasks:
+        if task.state == "PENDING":
+            task.state, task.reason = "CANCELLED", "None"
+        elif task.state == "RUNNING" and task.proc is not None:
+            task.cancel_requested = True
+            _kill(task.proc)
 
 
 def _alive(pid: int) -> bool:
