@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import sys
 import threading
@@ -142,6 +144,12 @@ class Dependency:
         on = f"{self.kind}:{self.target_id}" if self.target_id else self.kind
         return f"{on}  <- {self.provenance.describe()}"
 
+    @functools.cached_property
+    def json_text(self) -> str:
+        """:meth:`to_json` as JSON text, encoded once: a scope's dependency is written in
+        the manifest of every submission inside it."""
+        return json.dumps(self.to_json(), sort_keys=True, default=str)
+
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "kind": self.kind,
@@ -211,6 +219,12 @@ def clauses_for_part(dependencies: Sequence[Dependency], part: int) -> Dependenc
             continue
         if dep.kind == "aftercorr":
             ids.append(dep.target._part_ids()[part])
+        elif dep.kind == "after" and hasattr(dep.target, "job_ids"):
+            # A whole array, task by task: Slurm (22.05) never releases after:<array> once
+            # the array was cancelled while pending, though "after" means "started or
+            # cancelled"; it does release after:<array>_<i>.
+            parts = dep.target._submission.parts
+            ids.extend(f"{p.job_id}_{i}" for p in parts for i in range(p.count))
         else:
             ids.extend(dep.target._scheduler_ids())
     return tuple((kind, tuple(dict.fromkeys(ids))) for kind, ids in grouped.items())

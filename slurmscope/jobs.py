@@ -376,10 +376,22 @@ def _failed_dependencies(
         if depth < 10:
             lines.extend(
                 _failed_dependencies(
-                    target, getattr(target, "index", index), upstream, depth + 1, seen
+                    target, _upstream_index(dep, index), upstream, depth + 1, seen
                 )
             )
     return lines
+
+
+def _upstream_index(dep: Dependency, index: int) -> int:
+    """Which task of ``dep.target`` to explain next: the paired one for ``aftercorr``, the
+    task itself for one task, else the first task of the array that did not succeed."""
+    target = dep.target
+    if isinstance(target, Job):
+        return target.index
+    if dep.kind == "aftercorr":
+        return index
+    states = target._submission.states
+    return next((i for i, st in enumerate(states) if st is not None and not st.succeeded), 0)
 
 
 class Job(_Handle):

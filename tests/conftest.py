@@ -45,3 +45,18 @@ def _no_default_cluster_leak() -> Iterator[None]:
 
 def job_dirs(cluster: slurmscope.Cluster) -> list[Path]:
     return sorted(p for p in cluster.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def expected_pairs(job: slurmscope.Job | slurmscope.ArrayJob) -> set[tuple[str, str]]:
+    """The (kind, scheduler id) pairs the scheduler should hold for ``job``'s dependencies:
+    ``job.dependencies`` by target id, except ``after`` on a whole array, which is given
+    task by task (Slurm never releases ``after:<array>`` once it was cancelled pending)."""
+    pairs = set()
+    for dep in job.dependencies:
+        if dep.target_id is None:
+            continue
+        if dep.kind == "after" and isinstance(dep.target, slurmscope.ArrayJob):
+            pairs.update(("after", f"{dep.target.job_id}_{i}") for i in range(len(dep.target)))
+        else:
+            pairs.add((dep.kind, dep.target_id))
+    return pairs

@@ -162,7 +162,16 @@ def problems_of(
                 )
     if recorded is None:
         recorded = recorded_pairs(cluster, job.job_id)
-    expected = {(kind, "" if up is None else up.recorded_id) for kind, up, *_ in want}
+    expected = set()
+    for kind, up, *_ in want:
+        if up is None:
+            expected.add((kind, ""))
+        elif kind == "after" and up.length is not None:
+            # `after` on a whole array is given task by task (Slurm would never release
+            # after:<array> once the array was cancelled while pending)
+            expected.update((kind, f"{up.recorded_id}_{i}") for i in range(up.length))
+        else:
+            expected.add((kind, up.recorded_id))
     if set(recorded) != expected or len(recorded) != len(set(recorded)):
         problems.append(
             f"the scheduler recorded {sorted(recorded)}, the model says {sorted(expected)}"

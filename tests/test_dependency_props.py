@@ -306,6 +306,16 @@ def test_clauses_for_part(case: tuple[int, int, list[Dependency]]) -> None:
             continue
         if kind == "aftercorr":
             wanted = [d.target.job_ids[part] for d in of_kind]
+        elif kind == "after":  # whole arrays task by task, every part
+            wanted = [
+                i
+                for d in of_kind
+                for i in (
+                    [j.job_id for j in d.target]
+                    if isinstance(d.target, ArrayJob)
+                    else [d.target.job_id]
+                )
+            ]
         else:
             wanted = [i for d in of_kind for i in _scheduler_ids(d.target)]
         assert list(ids) == list(dict.fromkeys(wanted))

@@ -14,10 +14,11 @@ time on either side. Then every task of every job must end in the same state wit
 result or exception type. The Slurm cluster is the reference; timing is not compared (an
 ``after`` dependent may start as soon as its upstream started).
 
-One divergence is known and kept out of the generated pipelines: Slurm 22.05 never releases
-``after`` on a whole array that was cancelled while pending, although sbatch(1) says "after
-the specified jobs start or are cancelled"; the local backend follows the documentation.
-:func:`test_after_on_an_array_cancelled_while_pending` shows it (a strict xfail).
+One divergence was found this way: Slurm 22.05 never releases ``after:<array>`` once the
+array was cancelled while pending, although sbatch(1) says "after the specified jobs start
+or are cancelled"; the local backend follows the documentation. slurmscope now renders
+``after`` on a whole array task by task (``after:A_0:A_1:...``), which Slurm does release;
+:func:`test_after_on_an_array_cancelled_while_pending` checks both backends agree.
 
 ``SLURMSCOPE_DIFFERENTIAL_EXAMPLES=N`` runs N pipelines instead of 10;
 ``SLURMSCOPE_DIFFERENTIAL_RANDOM=1`` draws new ones (the default is derandomized, for CI).
@@ -113,10 +114,7 @@ def _draw_node(draw: st.DrawFn, nodes: list[dict[str, Any]]) -> dict[str, Any]:
             return draw(st.sampled_from(corr))
         u = draw(st.integers(0, k - 1))
         up_size = _size(nodes[u])
-        # Slurm never releases `after` on a whole array cancelled while pending
-        # (test_after_on_an_array_cancelled_while_pending): one of its tasks then
-        known_divergence = kind == "after" and not _never_cancelled(nodes[u])
-        if up_size and (known_divergence or draw(st.booleans())):
+        if up_size and draw(st.booleans()):
             return [u, draw(st.integers(0, up_size - 1))]
         return u
 
@@ -383,18 +381,6 @@ _xfail_numbers = itertools.count(1000)
 
 
 @pytest.mark.slurm
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: Slurm 22.05 never releases after:<array>_* once the array was cancelled while "
-        "pending (test_job_array_pending() still counts the cancelled meta record's task_cnt), "
-        "although sbatch(1) says 'after the specified jobs start or are cancelled'; the local "
-        "backend (LocalBackend._one_status) follows the documentation, so the dependent "
-        "completes locally and pends forever on Slurm (reason Dependency, which "
-        "--kill-on-invalid-dep does not end). Fix in slurmscope: render `after` on an array as "
-        "its task ids (after:A_0:A_1:...), which Slurm does release on cancellation."
-    ),
-)
 def test_after_on_an_array_cancelled_while_pending(clusters: dict[str, Any]) -> None:
     number = next(_xfail_numbers)
     seen = run_both(clusters, AFTER_ON_CANCELLED_ARRAY, number)
@@ -416,19 +402,6 @@ FAILED_CHAIN = {
 }  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IndexError,
-    reason=(
-        "BUG: slurmscope/jobs.py _failed_dependencies() follows a dependency on a whole "
-        "array with the index of the downstream task (its recursive call passes "
-        "getattr(target, 'index', index)), so an aftercorr dependency of that array is looked "
-        "up at target[index] in _never_satisfied(), which raises IndexError when the "
-        "downstream array is the longer one: get_result() and get_results("
-        "return_exceptions=True) raise IndexError instead of JobNotCompletedError naming the "
-        "failed chain."
-    ),
-)
 def test_failed_chain_through_a_whole_array_and_aftercorr(tmp_path: Path) -> None:
     cluster = slurmscope.Cluster("local", root=tmp_path / "jobs", set_as_default=False)
     release = tmp_path / "release"

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import pytest
+from conftest import expected_pairs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -272,8 +273,7 @@ def _check_recorded(cluster: Any, job: Any) -> None:
     """What the scheduler got agrees with job.dependencies."""
     recorded = parse(cluster.backend.recorded_dependencies(job.job_id))
     pairs = {(kind, i) for kind, ids in recorded for i in ids}
-    expected = {(d.kind, d.target_id) for d in job.dependencies if d.target_id is not None}
-    assert pairs == expected
+    assert pairs == expected_pairs(job)
     kinds_recorded = [k for k, _ in recorded]
     assert kinds_recorded == list(dict.fromkeys(d.kind for d in job.dependencies))
 

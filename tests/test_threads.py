@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from conftest import expected_pairs
 
 import slurmscope
 from slurmscope import scope
@@ -58,8 +59,7 @@ def _check_recorded(cluster: Any, job: Any) -> None:
     recorded = parse(text)
     pairs = [(kind, i) for kind, ids in recorded for i in ids]
     assert len(pairs) == len(set(pairs)), text
-    expected = {(d.kind, d.target_id) for d in job.dependencies}
-    assert set(pairs) == expected, text
+    assert set(pairs) == expected_pairs(job), text
     # kinds in the order they were first given
     assert [k for k, _ in recorded] == list(dict.fromkeys(d.kind for d in job.dependencies))
 
