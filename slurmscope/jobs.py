@@ -35,6 +35,13 @@ if TYPE_CHECKING:
 _COMPLETED = TaskState("COMPLETED", "None")
 _FAILED = TaskState("FAILED", "NonZeroExitCode")
 _LOST = TaskState("LOST", "not known to the scheduler and no result was written")
+#: However fast results arrive, the scheduler is asked at least this often (seconds): a job
+#: cancelled or killed elsewhere writes no result, and only the scheduler can tell.
+_LONGEST_WITHOUT_QUERY = 60.0
+#: A task not seen ended in a look at the result files this recent (seconds) has not ended
+#: long ago: no need to read its file again (a job that ended since is still known to Slurm,
+#: which keeps ended jobs for MinJobAge, 300 s by default).
+_LOOKED_RECENTLY = 10.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ class Submission:
         self.dependencies = tuple(dependencies)
         self.states: list[TaskState | None] = [None] * size
         self.remaining = size
+        #: When the poller last listed the result files (``time.monotonic()``).
+        self.looked_at = 0.0
         self._missing_since: dict[str, float] = {}
         #: Indices of tasks the scheduler sent back to the queue after they had started.
         self.requeued: set[int] = set()
@@ -124,6 +133,49 @@ class Submission:
                     self.remaining -= 1
         return changed
 
+    def unfinished_outcomes(self) -> dict[int, bool]:
+        """Outcome files of tasks not yet known to have ended: ``{index: succeeded}``.
+
+        One listing of the results directory, then the head of each new file. Reads the
+        filesystem only (call it without the poller's lock held); :meth:`record_outcomes`
+        applies the answer.
+        """
+        started = time.monotonic()
+        try:
+            indices = self.directory.finished()
+        except OSError:  # not there (yet), or the filesystem hiccuped: the scheduler tells
+            return {}
+        found: dict[int, bool] = {}
+        states = self.states
+        for index in indices:
+            if not 0 <= index < self.size:
+                continue
+            old = states[index]
+            if old is not None and old.terminal:
+                continue
+            ok = self.directory.outcome_ok(index)
+            if ok is not None:
+                found[index] = ok
+        self.looked_at = started
+        return found
+
+    def looked_recently(self) -> bool:
+        """Whether the states in memory reflect the result files of moments ago."""
+        return time.monotonic() - self.looked_at < _LOOKED_RECENTLY
+
+    def record_outcomes(self, found: dict[int, bool]) -> bool:
+        """A task whose outcome file is written has ended, whatever the scheduler says yet
+        (the worker exits right after writing it). Returns True when anything changed."""
+        changed = False
+        for index, ok in found.items():
+            old = self.states[index]
+            if old is not None and old.terminal:
+                continue
+            self.states[index] = _COMPLETED if ok else _FAILED
+            self.remaining -= 1
+            changed = True
+        return changed
+
     def _from_directory(self, index: int, *, job_gone: bool) -> TaskState | None:
         """A task the scheduler did not mention: its outcome file tells, if there is one."""
         outcome = self.directory.read_outcome(index)
@@ -133,7 +185,17 @@ class Submission:
 
 
 class Poller:
-    """Asks the backend about all unfinished jobs of one cluster in one call, with backoff."""
+    """Watches all unfinished jobs of one cluster: their result files first, the scheduler
+    when those cannot tell.
+
+    Every look (every ``poll_interval``, backing off while nothing changes) lists the result
+    directories: a task whose outcome file is there has ended, and that costs the scheduler
+    nothing. The scheduler is asked about all unfinished jobs in one call only when a query
+    is due (``query_interval``, backing off while its answers do not change) *and* no result
+    arrived for that long: while results keep coming, tasks are evidently running, and only
+    what the files cannot show (a task cancelled, killed, requeued, or waiting on a
+    dependency) needs the scheduler. So a map's queries do not grow with its tasks.
+    """
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -141,7 +203,14 @@ class Poller:
         self._watched: list[Submission] = []
         self._thread: threading.Thread | None = None
         self._interval = backend.poll_interval[0]
-        self._last_poll = 0.0
+        self._query_bounds = backend.query_interval or backend.poll_interval
+        self._query_interval = self._query_bounds[0]
+        self._last_asked = 0.0  # the last scheduler query (for poll_now)
+        self._last_query = 0.0  # the last query, or the moment a new job put it off
+        self._last_queried = time.monotonic()  # the last query, or this poller's creation
+        self._last_progress = 0.0
+        self._next_look = 0.0  # when the polling thread wakes up next
+        #: Scheduler queries made so far.
         self.polls = 0
 
     def watch(self, submission: Submission) -> None:
@@ -150,8 +219,13 @@ class Poller:
         with self.cond:
             self._watched.append(submission)
             self._interval = self.backend.poll_interval[0]
+            self._query_interval = self._query_bounds[0]
+            now = time.monotonic()
+            if now - self._last_queried < self._query_bounds[1]:
+                self._last_query = now  # just submitted: nothing to ask yet (never for long)
             self._ensure_thread()
-            self.cond.notify_all()
+            if self._next_look - now > self._interval:  # else it looks soon enough anyway
+                self.cond.notify_all()
 
     def _ensure_thread(self) -> None:
         """Start the polling thread if it is not running (call with ``cond`` held)."""
@@ -162,47 +236,72 @@ class Poller:
             self._thread.start()
 
     def poll_now(self) -> None:
-        """One poll of everything watched, unless one happened moments ago."""
-        if time.monotonic() - self._last_poll >= self.backend.poll_interval[0]:
+        """One look at everything watched, scheduler included, unless one happened moments
+        ago (for ``job.state`` and friends: the caller wants the scheduler's word now)."""
+        if time.monotonic() - self._last_asked >= self.backend.poll_interval[0]:
             self._poll()
 
-    def _poll(self) -> bool:
-        """Ask the backend about every unfinished watched job in one call.
+    def _query_due(self, now: float) -> float:
+        """Seconds until a scheduler query is due (0 or less: due now)."""
+        quiet_since = max(self._last_query, self._last_progress)
+        due = min(quiet_since + self._query_interval, self._last_queried + _LONGEST_WITHOUT_QUERY)
+        return due - now
 
-        The scheduler is asked without holding the lock, so that submitting threads and
-        waiters are never held up by a slow or restarting controller.
+    def _poll(self, query: bool = True) -> bool:
+        """Look at the result files of every unfinished watched job, then, if ``query``,
+        ask the backend about the jobs still unfinished, in one call.
+
+        Files and scheduler are read without holding the lock, so that submitting threads
+        and waiters are never held up by a slow filesystem or a restarting controller.
         """
         with self.cond:
             self._watched = [s for s in self._watched if s.remaining > 0]
             watched = list(self._watched)
-            self._last_poll = time.monotonic()
         if not watched:
             return False
-        ids = [part.job_id for s in watched for part in s.parts]
+        found = [s.unfinished_outcomes() for s in watched]
+        with self.cond:
+            progress = False
+            for submission, outcomes in zip(watched, found, strict=True):
+                progress |= submission.record_outcomes(outcomes)
+            if progress:
+                self._last_progress = time.monotonic()
+                self._watched = [s for s in self._watched if s.remaining > 0]
+                self.cond.notify_all()
+        unfinished = [s for s in watched if s.remaining > 0]
+        if not query or not unfinished:
+            return progress
+        ids = [part.job_id for s in unfinished for part in s.parts]
         self.polls += 1
+        self._last_query = self._last_queried = self._last_asked = time.monotonic()
         try:
             answer = self.backend.states(ids)
         except Exception as exc:  # the scheduler may be restarting: keep waiting
-            log.warning("slurmscope.poll.failed", error=str(exc), retry_in=self._interval)
-            return False
+            log.warning("slurmscope.poll.failed", error=str(exc), retry_in=self._query_interval)
+            return progress
         with self.cond:
             changed = False
-            for submission in watched:
+            for submission in unfinished:
                 changed |= submission.update(answer)
+            low, high = self._query_bounds
+            self._query_interval = low if changed else min(high, self._query_interval * 1.5)
             self._watched = [s for s in self._watched if s.remaining > 0]
             self.cond.notify_all()
-        return changed
+        return progress or changed
 
     def _loop(self) -> None:
         low, high = self.backend.poll_interval
         while True:
-            changed = self._poll()
+            changed = self._poll(query=self._query_due(time.monotonic()) <= 0)
             with self.cond:
                 if not self._watched:
                     self._thread = None
                     return
                 self._interval = low if changed else min(high, self._interval * 1.5)
-                self.cond.wait(timeout=self._interval)
+                now = time.monotonic()
+                timeout = min(self._interval, max(self._query_due(now), low))
+                self._next_look = now + timeout
+                self.cond.wait(timeout=timeout)
 
     def wait(self, submission: Submission, indices: range | None, timeout: float | None) -> bool:
         """Wait until the given tasks (all when ``None``) are terminal; False on timeout."""
@@ -375,9 +474,7 @@ def _failed_dependencies(
         )
         if depth < 10:
             lines.extend(
-                _failed_dependencies(
-                    target, _upstream_index(dep, index), upstream, depth + 1, seen
-                )
+                _failed_dependencies(target, _upstream_index(dep, index), upstream, depth + 1, seen)
             )
     return lines
 
@@ -425,8 +522,9 @@ class Job(_Handle):
         state = self._submission.states[self.index]
         if state is not None and state.terminal:
             return state.succeeded
-        outcome = self._submission.directory.read_outcome(self.index)
-        return None if outcome is None else bool(outcome["ok"])
+        if self._submission.looked_recently():
+            return None
+        return self._submission.directory.outcome_ok(self.index)
 
     @property
     def state(self) -> str:
@@ -515,6 +613,8 @@ class ArrayJob(_Handle):
         sub = self._submission
         if sub.remaining == 0:
             return all(s is not None and s.succeeded for s in sub.states)
+        if sub.looked_recently():
+            return None
         # The poller may not have caught up (or the scheduler forgot the job): the
         # result files decide once every task has written one.
         results = sub.directory.results_dir

@@ -10,21 +10,24 @@ Layout of one submission's directory::
     results/<i>.pkl   the outcome of task i, written atomically (temp file + rename)
     logs/             the scheduler's stdout/stderr files
 
-This module is imported by the worker inside every job: standard library only.
+This module is imported by the worker inside every job: standard library only, and only
+the cheap parts of it (no ``dataclasses``, ``typing``, ``secrets`` or ``json`` at import),
+because every task of every map pays for each import.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
-import secrets
 import struct
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any
 
 MANIFEST = "manifest.json"
 FUNCTION = "function.pkl"
@@ -35,11 +38,15 @@ LOGS = "logs"
 BY_ID = "by-id"
 
 _OFFSET = struct.Struct("<Q")
+#: How an outcome pickle (protocol 5) starts its first key, "ok"; the next opcode is
+#: NEWTRUE (0x88) or NEWFALSE (0x89). See :meth:`JobDirectory.outcome_ok`.
+_OK_KEY = b"\x8c\x02ok\x94"
+_HEAD = 64
 
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` so that readers see the old file or the whole new one, never a part."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
@@ -49,17 +56,40 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-@dataclass(frozen=True)
 class ResultRef:
     """Stands in an item for a job handle: the worker replaces it with that job's result.
 
     ``index`` is the task's index; ``size`` is set for a whole array, whose results arrive
-    as a list in item order.
+    as a list in item order. Immutable. (A plain class rather than a dataclass: the worker
+    imports this module, and ``dataclasses`` costs every task milliseconds to import.)
     """
 
     directory: str
-    index: int = 0
-    size: int | None = None
+    index: int
+    size: int | None
+
+    def __init__(self, directory: str, index: int = 0, size: int | None = None) -> None:
+        self.__dict__.update(directory=directory, index=index, size=size)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ResultRef is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"ResultRef is immutable: cannot delete {name!r}")
+
+    def _key(self) -> tuple[str, int, int | None]:
+        return (self.directory, self.index, self.size)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"ResultRef(directory={self.directory!r}, index={self.index!r}, size={self.size!r})"
 
     def load(self) -> Any:
         jobdir = JobDirectory(Path(self.directory))
@@ -84,7 +114,7 @@ class JobDirectory:
         root.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
-        path = root / f"{stamp}-{safe}-{secrets.token_hex(4)}"
+        path = root / f"{stamp}-{safe}-{os.urandom(4).hex()}"
         path.mkdir()
         (path / RESULTS).mkdir()
         (path / LOGS).mkdir()
@@ -92,14 +122,12 @@ class JobDirectory:
 
     def write_payload(self, function: bytes, items: Iterable[bytes]) -> int:
         """Write the function and the items with their offset index; returns the count."""
+        items = items if isinstance(items, list) else list(items)
         (self.path / FUNCTION).write_bytes(function)
-        offsets = [0]
-        with open(self.path / ITEMS, "wb") as fh:
-            for blob in items:
-                fh.write(blob)
-                offsets.append(offsets[-1] + len(blob))
-        (self.path / INDEX).write_bytes(b"".join(_OFFSET.pack(o) for o in offsets))
-        return len(offsets) - 1
+        (self.path / ITEMS).write_bytes(b"".join(items))
+        offsets = [0, *accumulate(map(len, items))]
+        (self.path / INDEX).write_bytes(struct.pack(f"<{len(offsets)}Q", *offsets))
+        return len(items)
 
     # -- reading the payload (worker side) -------------------------------------------------
     def read_function_bytes(self) -> bytes:
@@ -134,6 +162,35 @@ class JobDirectory:
     def has_outcome(self, index: int) -> bool:
         return self.result_path(index).exists()
 
+    def finished(self) -> list[int]:
+        """Indices of the tasks whose outcome file exists: one directory listing."""
+        indices = []
+        for name in os.listdir(self.path / RESULTS):
+            stem, _, ext = name.partition(".")  # "12.pkl"; temporary files start with "."
+            if ext == "pkl" and stem.isdigit():
+                indices.append(int(stem))
+        return indices
+
+    def outcome_ok(self, index: int) -> bool | None:
+        """Whether task ``index`` succeeded, from its outcome file (``None``: no file yet).
+
+        Reads only the head of the file when it can: the outcome dict's first key is
+        ``"ok"``, so a large result need not be loaded to know that it is one.
+        """
+        try:
+            with open(self.result_path(index), "rb") as fh:
+                head = fh.read(_HEAD)
+        except FileNotFoundError:
+            return None
+        at = head.find(_OK_KEY) + len(_OK_KEY)
+        if head.startswith(b"\x80") and len(_OK_KEY) <= at < len(head):
+            if head[at] == 0x88:
+                return True
+            if head[at] == 0x89:
+                return False
+        outcome = self.read_outcome(index)  # another pickle layout: read it whole
+        return None if outcome is None else bool(outcome["ok"])
+
     def read_outcome(self, index: int) -> dict[str, Any] | None:
         """The outcome of task ``index`` (``{"ok": True, "value": ...}`` or
         ``{"ok": False, "type", "message", "traceback", "exception"}``), or ``None``."""
@@ -154,11 +211,24 @@ class JobDirectory:
         return outcome["value"]
 
     # -- manifest --------------------------------------------------------------------------
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        data = json.dumps(manifest, indent=1, sort_keys=True, default=str).encode()
-        atomic_write(self.path / MANIFEST, data)
+    def write_manifest(
+        self, manifest: dict[str, Any], *, dependencies: Sequence[str] | None = None
+    ) -> None:
+        """Write the manifest; ``dependencies``, if given, is its ``"dependencies"`` list
+        with every entry already encoded as JSON text (each is encoded once, however many
+        submissions list it)."""
+        import json  # not at module level: the worker never needs it
+
+        # One line: json's fast C encoder only runs without ``indent``. ``jq .`` shows it.
+        text = json.dumps(manifest, sort_keys=True, default=str)
+        if dependencies is not None:
+            comma = ", " if manifest else ""
+            text = f'{text[:-1]}{comma}"dependencies": [{", ".join(dependencies)}]}}'
+        atomic_write(self.path / MANIFEST, text.encode() + b"\n")
 
     def read_manifest(self) -> dict[str, Any]:
+        import json
+
         data: dict[str, Any] = json.loads((self.path / MANIFEST).read_text())
         return data
 
@@ -167,7 +237,7 @@ class JobDirectory:
         folder = root / BY_ID / cluster_name
         folder.mkdir(parents=True, exist_ok=True)
         link = folder / job_id
-        tmp = folder / f".{job_id}.{secrets.token_hex(4)}"
+        tmp = folder / f".{job_id}.{os.urandom(4).hex()}"
         os.symlink(os.path.relpath(self.path, folder), tmp)
         os.replace(tmp, link)
 

@@ -5,8 +5,9 @@ loads the function and its own item only, replaces job handles in the arguments 
 results, runs the function and writes the outcome atomically. It exits 0 on success and
 1 when the function raised, so that the scheduler records the failure too.
 
-It imports the standard library and ``slurmscope.payload`` only (cloudpickle is imported
-by ``pickle`` itself when the function needs it).
+It imports the standard library and ``slurmscope.payload`` only, and of those only what a
+successful task needs (``traceback`` when a task fails): each import is paid by every task
+(cloudpickle is imported by ``pickle`` itself when the function needs it).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from __future__ import annotations
 import os
 import pickle
 import sys
-import traceback
-from typing import Any
 
 from .payload import JobDirectory, ResultRef
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _resolve(value: Any) -> Any:
@@ -34,6 +37,8 @@ def _resolve(value: Any) -> Any:
 
 
 def _error_outcome(exc: BaseException) -> dict[str, Any]:
+    import traceback
+
     try:
         pickled: bytes | None = pickle.dumps(exc, protocol=5)
         pickle.loads(pickled)
@@ -57,6 +62,8 @@ def run(directory: str, index: int) -> int:
         args, kwargs = _resolve(args), _resolve(kwargs)
         value = function(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - everything the task raised is reported
+        import traceback
+
         traceback.print_exc()
         jobdir.write_outcome(index, _error_outcome(exc))
         return 1
@@ -71,6 +78,8 @@ def run(directory: str, index: int) -> int:
 
             atomic_write(jobdir.result_path(index), blob)
         except Exception:
+            import traceback
+
             traceback.print_exc()
             outcome = _error_outcome(exc)
             outcome["message"] = f"the task's return value could not be pickled: {exc}"

@@ -59,8 +59,12 @@ class Backend(ABC):
     kind: str = ""
     #: The scheduler's cluster name; job ids are unique within it.
     cluster_name: str = ""
-    #: Bounds of the poll interval in seconds (the poller backs off between them).
+    #: Bounds in seconds of the interval between two looks at the result files (the poller
+    #: backs off between them while nothing changes).
     poll_interval: tuple[float, float] = (0.5, 10.0)
+    #: Bounds in seconds of the interval between two queries of the scheduler; ``None``: the
+    #: same as ``poll_interval``. Queries also wait while results keep arriving.
+    query_interval: tuple[float, float] | None = None
     #: Seconds a job must stay unknown to the scheduler, with no result written, before
     #: it is called LOST (a restarting controller may answer with nothing for a while).
     lost_after: float = 60.0

@@ -115,7 +115,10 @@ class SbatchBackend(Backend):
     """Talks to Slurm through its command-line tools."""
 
     kind = "sbatch"
-    poll_interval = (0.25, 5.0)
+    #: Result files are looked at often (cheap); every squeue costs slurmctld three RPCs
+    #: and a process here, so it is asked only when the files have been quiet for a while.
+    poll_interval = (0.25, 2.0)
+    query_interval = (2.0, 5.0)
 
     def __init__(
         self,

@@ -1,0 +1,189 @@
+"""Result files first, the scheduler when they cannot tell; and the worker's light imports.
+
+The poller looks at the result directories often and asks the scheduler only when no result
+arrived for a while, so that a map's scheduler queries do not grow with its tasks. These
+tests use a scripted backend (no cluster): its ``states`` answers what the test says and
+counts the calls; the results are written by slurmscope's own worker code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import pytest
+import tasks
+
+import slurmscope
+from slurmscope import jobs, worker
+from slurmscope.backends.base import Backend, TaskState
+from slurmscope.cluster import _pickle_item, _pickle_scalars
+from slurmscope.errors import JobNotCompletedError
+from slurmscope.payload import JobDirectory, ResultRef
+
+REPO = Path(__file__).resolve().parent.parent
+identity = slurmscope.task(tasks.identity)
+
+
+class Scripted(Backend):
+    """A scheduler that says whatever ``self.say(job_id, index)`` returns; counts queries."""
+
+    kind = "scripted"
+    cluster_name = "scripted"
+    poll_interval = (0.01, 0.05)
+    query_interval = (0.3, 0.5)
+    lost_after = 1e9
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.queries = 0
+        self.sizes: dict[str, int] = {}
+        self.say = lambda job_id, index: TaskState("RUNNING", "None")
+
+    def submit(self, spec: Any) -> str:
+        self.count += 1
+        job_id = str(self.count)
+        self.sizes[job_id] = spec.array.size if spec.array else 1
+        return job_id
+
+    def states(self, job_ids: Sequence[str]) -> dict[str, dict[int, TaskState]]:
+        self.queries += 1
+        return {j: {i: self.say(j, i) for i in range(self.sizes[j])} for j in job_ids}
+
+    def cancel(self, job_id: str, index: int | None = None) -> None:
+        pass
+
+
+@pytest.fixture
+def scripted(tmp_path: Path) -> Iterator[tuple[slurmscope.Cluster, Scripted]]:
+    backend = Scripted()
+    cluster = slurmscope.Cluster(backend, root=tmp_path / "jobs", set_as_default=False)
+    yield cluster, backend
+    cluster.close()
+
+
+def run_task(array: slurmscope.ArrayJob, index: int) -> None:
+    """What the job would do: slurmscope's worker, in this process."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        worker.run(str(array.directory), index)
+
+
+def test_results_end_tasks_the_scheduler_still_calls_running(scripted: Any) -> None:
+    cluster, backend = scripted
+    array = identity.on(cluster).map([10, 11, 12])
+    for i in range(3):
+        run_task(array, i)
+    assert array.get_results(timeout=10) == [10, 11, 12]
+    assert array.state == "COMPLETED"
+    assert backend.queries <= 2  # the result files told; the scheduler was hardly asked
+
+
+def test_a_failure_file_is_a_failed_task(scripted: Any) -> None:
+    cluster, _ = scripted
+    array = slurmscope.task(tasks.fail_on).on(cluster).map([(1, 2), (2, 2)])
+    run_task(array, 0)
+    run_task(array, 1)
+    array.wait(timeout=10)
+    assert array.states == ["COMPLETED", "FAILED"]
+
+
+def test_what_files_cannot_show_comes_from_the_scheduler(scripted: Any) -> None:
+    cluster, backend = scripted
+    backend.say = lambda job_id, index: TaskState("CANCELLED" if index == 1 else "RUNNING", "None")
+    array = identity.on(cluster).map([1, 2, 3])
+    run_task(array, 0)
+    run_task(array, 2)
+    results = array.get_results(timeout=10, return_exceptions=True)
+    assert results[0] == 1 and results[2] == 3
+    assert isinstance(results[1], JobNotCompletedError)
+    assert array.states == ["COMPLETED", "CANCELLED", "COMPLETED"]
+
+
+def test_queries_wait_while_results_keep_arriving(scripted: Any) -> None:
+    cluster, backend = scripted
+    array = identity.on(cluster).map(list(range(40)))
+
+    def steady() -> None:  # a result every 20 ms: quicker than the query interval (0.3 s)
+        for i in range(40):
+            run_task(array, i)
+            time.sleep(0.02)
+
+    writer = threading.Thread(target=steady)
+    writer.start()
+    assert array.get_results(timeout=30) == list(range(40))
+    writer.join()
+    # The old poller asked at every look (every 10-50 ms here: dozens of queries); now the
+    # files answer while they keep changing.
+    assert backend.queries <= 3
+
+
+def test_the_scheduler_is_still_asked_now_and_then_however_fast_results_come(
+    scripted: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster, backend = scripted
+    monkeypatch.setattr(jobs, "_LONGEST_WITHOUT_QUERY", 0.2)
+    array = identity.on(cluster).map(list(range(40)))
+    for i in range(40):
+        run_task(array, i)
+        time.sleep(0.02)
+    array.wait(timeout=30)
+    assert backend.queries >= 2
+
+
+def test_state_asks_the_scheduler(scripted: Any) -> None:
+    cluster, backend = scripted
+    job = identity.on(cluster)(1)
+    before = backend.queries
+    assert job.state == "RUNNING"  # job.state wants the scheduler's word, now
+    assert backend.queries == before + 1
+
+
+def test_outcome_ok_reads_the_head_and_falls_back(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    jobdir = JobDirectory(tmp_path)
+    jobdir.write_outcome(0, {"ok": True, "value": b"x" * 1_000_000})
+    jobdir.write_outcome(1, {"ok": False, "type": "ValueError"})
+    (results / "2.pkl").write_bytes(cloudpickle.dumps({"ok": True, "value": lambda: 1}))
+    (results / "3.pkl").write_bytes(pickle.dumps({"value": 5, "ok": False}, protocol=2))
+    (results / ".4.pkl.123.abcd.tmp").write_bytes(b"half")
+    assert [jobdir.outcome_ok(i) for i in range(5)] == [True, False, True, False, None]
+    assert sorted(jobdir.finished()) == [0, 1, 2, 3]
+
+
+def test_scalar_items_pickle_as_before() -> None:
+    items = [0, -1, 2**70, 1.5, "path/é", b"raw", True, None, 3 + 4j]
+    assert _pickle_scalars(items) == [_pickle_item((x,), {}, i) for i, x in enumerate(items)]
+    assert _pickle_scalars([1, (1, 2)]) is None
+    assert _pickle_scalars([1, ResultRef("/x")]) is None
+
+
+def test_result_ref_is_an_immutable_value() -> None:
+    ref = ResultRef("/jobs/a", 3, size=None)
+    assert pickle.loads(cloudpickle.dumps(ref)) == ref == ResultRef("/jobs/a", 3)
+    assert hash(ref) == hash(ResultRef("/jobs/a", 3)) and ref != ResultRef("/jobs/a", 4)
+    with pytest.raises(AttributeError):
+        ref.index = 4  # type: ignore[misc]
+    assert repr(ref) == "ResultRef(directory='/jobs/a', index=3, size=None)"
+
+
+def test_the_worker_imports_little() -> None:
+    """Every task of every map pays for each module the worker imports."""
+    code = "import sys, slurmscope.worker; print(' '.join(sorted(sys.modules)))"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout.split()
+    heavy = {"typing", "dataclasses", "inspect", "secrets", "json", "traceback", "importlib.util"}
+    heavy |= {"cloudpickle", "structlog", "logging", "subprocess", "threading"}
+    assert not heavy & set(out), heavy & set(out)
