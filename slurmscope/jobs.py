@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 _COMPLETED = TaskState("COMPLETED", "None")
 _FAILED = TaskState("FAILED", "NonZeroExitCode")
 _LOST = TaskState("LOST", "not known to the scheduler and no result was written")
+_CANCELLED = TaskState("CANCELLED", "cancelled through slurmscope")
 #: However fast results arrive, the scheduler is asked at least this often (seconds): a job
 #: cancelled or killed elsewhere writes no result, and only the scheduler can tell.
 _LONGEST_WITHOUT_QUERY = 60.0
@@ -80,6 +81,8 @@ class Submission:
         self._missing_since: dict[str, float] = {}
         #: Indices of tasks the scheduler sent back to the queue after they had started.
         self.requeued: set[int] = set()
+        #: Indices of tasks cancelled through a handle of this process.
+        self.cancelled: set[int] = set()
 
     def locate(self, index: int) -> tuple[Part, int]:
         """The part holding global item ``index``, and the index within that part."""
@@ -115,6 +118,9 @@ class Submission:
                 new = known.get(local) if known is not None else None
                 if new is None or new.state == "UNKNOWN":
                     new = self._from_directory(index, job_gone=job_gone) or new
+                    if new is None and index in self.cancelled:
+                        # Slurm drops the record of a pending array task it cancels
+                        new = _CANCELLED
                 if new is None or new == old:
                     continue
                 if old is not None and old.state == "RUNNING" and new.state == "PENDING":
@@ -564,6 +570,7 @@ class Job(_Handle):
         """Cancel this job (or this one task of its array). Its dependents end too."""
         sub = self._submission
         part, local = sub.locate(self.index)
+        sub.cancelled.add(self.index)
         self.cluster.backend.cancel(part.job_id, local if sub.is_array else None)
         self.cluster._poller.poll_now()
 
@@ -762,6 +769,7 @@ class ArrayJob(_Handle):
 
     def cancel(self) -> None:
         """Cancel every task of the map (every part, if it was split)."""
+        self._submission.cancelled.update(range(len(self)))
         for part in self._submission.parts:
             self.cluster.backend.cancel(part.job_id)
         self.cluster._poller.poll_now()

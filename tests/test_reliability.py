@@ -188,3 +188,14 @@ def test_local_driver_process_killed_reports_lost(tmp_path: Path) -> None:
     finally:
         cluster.close()
         subprocess.run(["pkill", "-f", f"{tmp_path}"], check=False)
+
+
+def test_pending_array_task_cancelled_through_its_handle(cluster: slurmscope.Cluster) -> None:
+    """Slurm forgets a pending array task it cancels; the handle still says CANCELLED."""
+    gate = sleep.on(cluster)(60)
+    array = add.on(cluster).after(gate).map([1, 2, 3])
+    array[1].cancel()
+    gate.cancel()
+    array.wait(timeout=60)
+    assert array[1].state == "CANCELLED"
+    assert set(array.states) == {"CANCELLED"}
