@@ -769,8 +769,8 @@ def _pickle_scalars(calls: Sequence[Any]) -> list[bytes] | None:
     for call in calls:
         if type(call) not in scalars:
             return None
-    dumps = pickle.dumps
-    return [dumps(((call,), {}), 5) for call in calls]
+    dumps, no_kwargs = pickle.dumps, {}  # one empty dict for all: the same bytes
+    return [dumps(((call,), no_kwargs), 5) for call in calls]
 
 
 def _pickle_item(args: Any, kwargs: Any, index: int | None) -> bytes:

@@ -11,22 +11,30 @@ Layout of one submission's directory::
     logs/             the scheduler's stdout/stderr files
 
 This module is imported by the worker inside every job: standard library only, and only
-the cheap parts of it (no ``dataclasses``, ``typing``, ``secrets`` or ``json`` at import),
+the cheap parts of it (no ``pathlib``, ``dataclasses``, ``typing``, ``secrets`` or ``json``
+at import; the worker reads and writes through the functions on plain path strings),
 because every task of every map pays for each import.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import struct
+import sys
 import time
 from itertools import accumulate
-from pathlib import Path
+
+try:  # the C pickler that ``pickle`` re-exports, without the ``re`` & co. ``pickle`` imports
+    from _pickle import dumps as _dumps
+    from _pickle import loads as _loads
+except ImportError:  # pragma: no cover - not CPython
+    from pickle import dumps as _dumps
+    from pickle import loads as _loads
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
+    from pathlib import Path
     from typing import Any
 
 MANIFEST = "manifest.json"
@@ -44,16 +52,47 @@ _OK_KEY = b"\x8c\x02ok\x94"
 _HEAD = 64
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` so that readers see the old file or the whole new one, never a part."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    folder, name = os.path.split(os.fspath(path))
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        try:  # noqa: SIM105 - contextlib is one import more for every task
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
+
+
+# -- what the worker does, on plain path strings (no pathlib) ----------------------------------
+def read_function(directory: str) -> bytes:
+    with open(os.path.join(directory, FUNCTION), "rb") as fh:
+        return fh.read()
+
+
+def read_item(directory: str, index: int) -> bytes:
+    """Item ``index`` alone: two offsets and one slice, whatever the number of items."""
+    with open(os.path.join(directory, INDEX), "rb") as fh:
+        fh.seek(index * _OFFSET.size)
+        raw = fh.read(2 * _OFFSET.size)
+    if len(raw) != 2 * _OFFSET.size:
+        raise IndexError(f"item {index} is not in {directory}")
+    start, end = _OFFSET.unpack_from(raw, 0)[0], _OFFSET.unpack_from(raw, _OFFSET.size)[0]
+    with open(os.path.join(directory, ITEMS), "rb") as fh:
+        fh.seek(start)
+        return fh.read(end - start)
+
+
+def result_file(directory: str, index: int) -> str:
+    return os.path.join(directory, RESULTS, f"{index}.pkl")
+
+
+def write_outcome(directory: str, index: int, outcome: dict[str, Any]) -> None:
+    atomic_write(result_file(directory, index), _dumps(outcome, protocol=5))
 
 
 class ResultRef:
@@ -92,7 +131,7 @@ class ResultRef:
         return f"ResultRef(directory={self.directory!r}, index={self.index!r}, size={self.size!r})"
 
     def load(self) -> Any:
-        jobdir = JobDirectory(Path(self.directory))
+        jobdir = JobDirectory(self.directory)
         if self.size is None:
             return jobdir.load_value(self.index)
         return [jobdir.load_value(i) for i in range(self.size)]
@@ -106,6 +145,8 @@ class JobDirectory:
     """One submission's directory. Cheap to construct; nothing is read until asked."""
 
     def __init__(self, path: Path | str) -> None:
+        from pathlib import Path  # not at module level: the worker never needs it
+
         self.path = Path(path)
 
     # -- creation -------------------------------------------------------------------------
@@ -125,25 +166,22 @@ class JobDirectory:
         items = items if isinstance(items, list) else list(items)
         (self.path / FUNCTION).write_bytes(function)
         (self.path / ITEMS).write_bytes(b"".join(items))
-        offsets = [0, *accumulate(map(len, items))]
-        (self.path / INDEX).write_bytes(struct.pack(f"<{len(offsets)}Q", *offsets))
+        from array import array  # a packed buffer, not a list of ints: 8 bytes per item
+
+        offsets = array("Q", [0])
+        offsets.extend(accumulate(map(len, items)))
+        if sys.byteorder == "big":
+            offsets.byteswap()  # the index is little-endian
+        (self.path / INDEX).write_bytes(offsets.tobytes())
         return len(items)
 
     # -- reading the payload (worker side) -------------------------------------------------
     def read_function_bytes(self) -> bytes:
-        return (self.path / FUNCTION).read_bytes()
+        return read_function(str(self.path))
 
     def read_item_bytes(self, index: int) -> bytes:
         """Item ``index`` alone: two offsets and one slice, whatever the number of items."""
-        with open(self.path / INDEX, "rb") as fh:
-            fh.seek(index * _OFFSET.size)
-            raw = fh.read(2 * _OFFSET.size)
-        if len(raw) != 2 * _OFFSET.size:
-            raise IndexError(f"item {index} is not in {self.path}")
-        start, end = _OFFSET.unpack_from(raw, 0)[0], _OFFSET.unpack_from(raw, _OFFSET.size)[0]
-        with open(self.path / ITEMS, "rb") as fh:
-            fh.seek(start)
-            return fh.read(end - start)
+        return read_item(str(self.path), index)
 
     def item_count(self) -> int:
         return (self.path / INDEX).stat().st_size // _OFFSET.size - 1
@@ -157,7 +195,7 @@ class JobDirectory:
         return self.path / RESULTS / f"{index}.pkl"
 
     def write_outcome(self, index: int, outcome: dict[str, Any]) -> None:
-        atomic_write(self.result_path(index), pickle.dumps(outcome, protocol=5))
+        write_outcome(str(self.path), index, outcome)
 
     def has_outcome(self, index: int) -> bool:
         return self.result_path(index).exists()
@@ -198,7 +236,7 @@ class JobDirectory:
             data = self.result_path(index).read_bytes()
         except FileNotFoundError:
             return None
-        outcome: dict[str, Any] = pickle.loads(data)
+        outcome: dict[str, Any] = _loads(data)
         return outcome
 
     def load_value(self, index: int) -> Any:

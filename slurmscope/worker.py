@@ -13,10 +13,18 @@ successful task needs (``traceback`` when a task fails): each import is paid by 
 from __future__ import annotations
 
 import os
-import pickle
 import sys
 
-from .payload import JobDirectory, ResultRef
+from .payload import (
+    ResultRef,
+    _dumps,
+    _loads,
+    atomic_write,
+    read_function,
+    read_item,
+    result_file,
+    write_outcome,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,8 +48,8 @@ def _error_outcome(exc: BaseException) -> dict[str, Any]:
     import traceback
 
     try:
-        pickled: bytes | None = pickle.dumps(exc, protocol=5)
-        pickle.loads(pickled)
+        pickled: bytes | None = _dumps(exc, protocol=5)
+        _loads(pickled)
     except Exception:
         pickled = None
     return {
@@ -54,36 +62,33 @@ def _error_outcome(exc: BaseException) -> dict[str, Any]:
 
 
 def run(directory: str, index: int) -> int:
-    jobdir = JobDirectory(directory)
     print(f"slurmscope worker: task {index} of {directory} on {os.uname().nodename}", flush=True)
     try:
-        function = pickle.loads(jobdir.read_function_bytes())
-        args, kwargs = pickle.loads(jobdir.read_item_bytes(index))
+        function = _loads(read_function(directory))
+        args, kwargs = _loads(read_item(directory, index))
         args, kwargs = _resolve(args), _resolve(kwargs)
         value = function(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - everything the task raised is reported
         import traceback
 
         traceback.print_exc()
-        jobdir.write_outcome(index, _error_outcome(exc))
+        write_outcome(directory, index, _error_outcome(exc))
         return 1
     try:
-        jobdir.write_outcome(index, {"ok": True, "value": value})
+        write_outcome(directory, index, {"ok": True, "value": value})
     except Exception as exc:
         try:
             import cloudpickle  # values such as lambdas need it
 
             blob = cloudpickle.dumps({"ok": True, "value": value}, protocol=5)
-            from .payload import atomic_write
-
-            atomic_write(jobdir.result_path(index), blob)
+            atomic_write(result_file(directory, index), blob)
         except Exception:
             import traceback
 
             traceback.print_exc()
             outcome = _error_outcome(exc)
             outcome["message"] = f"the task's return value could not be pickled: {exc}"
-            jobdir.write_outcome(index, outcome)
+            write_outcome(directory, index, outcome)
             return 1
     return 0
 

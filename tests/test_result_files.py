@@ -185,5 +185,19 @@ def test_the_worker_imports_little() -> None:
         [sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, check=True
     ).stdout.split()
     heavy = {"typing", "dataclasses", "inspect", "secrets", "json", "traceback", "importlib.util"}
+    heavy |= {"pathlib", "re", "pickle", "contextlib"}
     heavy |= {"cloudpickle", "structlog", "logging", "subprocess", "threading"}
     assert not heavy & set(out), heavy & set(out)
+
+
+def test_squeue_states_are_shared_objects() -> None:
+    """A map of 100,000 pending tasks is 100,000 squeue lines: one TaskState per distinct
+    (state, reason), not per line, so the poller's memory does not grow with them."""
+    from slurmscope.backends.sbatch import SbatchBackend
+
+    backend = object.__new__(SbatchBackend)  # no controller needed to parse an answer
+    lines = [f"7_{i}|PENDING|JobHeldUser" for i in range(1000)] + ["7_1000|RUNNING|None"]
+    backend._call = lambda *a, **k: subprocess.CompletedProcess(a, 0, "\n".join(lines), "")
+    answer = backend.states(["7"])["7"]
+    assert len(answer) == 1001 and answer[0] == TaskState("PENDING", "JobHeldUser")
+    assert len({id(state) for state in answer.values()}) == 2

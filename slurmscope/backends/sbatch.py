@@ -201,13 +201,18 @@ class SbatchBackend(Backend):
                 return {}
             raise SchedulerError(f"squeue failed: {proc.stderr.strip()}")
         answer: dict[str, dict[int, TaskState]] = {}
+        # One TaskState per (state, reason), shared: a map of 100,000 pending tasks is
+        # 100,000 lines, and the poller keeps every task's state.
+        shared: dict[tuple[str, str], TaskState] = {}
         for line in proc.stdout.splitlines():
             fields = line.strip().split("|")
             if len(fields) != 3:
                 continue
             ident, state, reason = fields
             state = state.split()[0].rstrip("+")
-            task = TaskState(state, reason)
+            task = shared.get((state, reason))
+            if task is None:
+                task = shared[state, reason] = TaskState(state, reason)
             job_id, _, index = ident.partition("_")
             if job_id not in wanted:
                 continue
