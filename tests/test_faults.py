@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -22,10 +23,11 @@ add = slurmscope.task(tasks.add)
 sleep = slurmscope.task(tasks.sleep)
 record_run = slurmscope.task(tasks.record_run)
 
-CHAOS_DIR = "/var/tmp/slurmscope-chaos"
+# A cluster of this test run's own (two runs at once must not stop each other's daemons).
+CHAOS_DIR = f"/var/tmp/slurmscope-chaos-{os.getpid()}"
 CHAOS_ENV = {
     "SLURMSCOPE_CLUSTER_DIR": CHAOS_DIR,
-    "SLURMSCOPE_CLUSTER_PORT": "17917",
+    "SLURMSCOPE_CLUSTER_PORT": str(20000 + (os.getpid() % 2000) * 4),
     "SLURMSCOPE_CLUSTER_ETC_CONF": "0",
 }
 CONF = f"{CHAOS_DIR}/slurm.conf"
@@ -67,10 +69,13 @@ def chaos() -> Iterator[None]:
         pytest.fail(f"could not start the chaos cluster: {started.stderr[-2000:]}")
     yield
     _script("stop")
+    shutil.rmtree(CHAOS_DIR, ignore_errors=True)
 
 
 @pytest.fixture
 def cluster(chaos: None, tmp_path: Path) -> Iterator[slurmscope.Cluster]:
+    healthy = _script("start", "--nodes", "2")  # idempotent: repairs what a test broke
+    assert healthy.returncode == 0, healthy.stderr[-2000:]
     c = slurmscope.Cluster("sbatch", root=tmp_path, slurm_conf=CONF, set_as_default=False)
     yield c
     c.close()
