@@ -1,0 +1,13 @@
+"""The benchmark task for slurm-sdk, whose runner finds a task by module and name."""
+
+from __future__ import annotations
+
+from slurm.decorators import task
+
+
+def echo(x):
+    """Return the item (the same task as ``bench_tasks.echo``)."""
+    return x
+
+
+echo_sdk = task(time="00:10:00")(echo)

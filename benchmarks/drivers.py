@@ -1,0 +1,647 @@
+"""One measurement, in a process of its own: ``python drivers.py SCENARIO LIBRARY [--n N]``.
+
+``bench.py`` runs this once per measurement, so that no library pays for another's imports,
+threads or memory, and the peak RSS is the driver's own. It prints one JSON object as its
+last line of output.
+
+Libraries: ``floor`` (hand-written ``sbatch --array``), ``slurmscope-sbatch``,
+``slurmscope-local``, ``slurmscope-pyslurm``, ``submitit``, ``slurm-sdk``.
+
+Scenarios:
+  submit    time one map of N trivial items, from call to return; count the files written
+  e2e       submit N items, wait for all of them, collect every result
+  scope     (slurmscope) cost of nested dependency blocks and of 16 submitting threads
+  worker    (slurmscope) worker overhead above ``python -c pass``; item 0 against item N-1
+  results   (slurmscope) ``get_results()`` of a finished N-item map
+  memory    growth of the driver's peak RSS over submitting N items and waiting on them
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pickle
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_tasks  # noqa: E402  (after the path is set)
+
+SLURM_LIBRARIES = ("floor", "slurmscope-sbatch", "slurmscope-pyslurm", "submitit", "slurm-sdk")
+LIBRARIES = (*SLURM_LIBRARIES, "slurmscope-local")
+
+
+class Unavailable(Exception):
+    """This library cannot be measured here; the message says why."""
+
+
+def vm_hwm_kib() -> int:
+    """This process's peak resident set size (``VmHWM``), in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def count_files(folder: Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(folder)) if folder.exists() else 0
+
+
+def slurm(*args: str, stdin: str | None = None, check: bool = True) -> str:
+    proc = subprocess.run(
+        list(args), input=stdin, capture_output=True, text=True, check=False, timeout=300
+    )
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:2])} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def wait_gone(job_id: str, interval: float = 0.25) -> None:
+    """Wait until Slurm no longer lists the job as pending, running or completing."""
+    while slurm("squeue", "--noheader", "--format=%i", f"--jobs={job_id}", check=False).strip():
+        time.sleep(interval)
+
+
+def mark_start() -> None:
+    """When bench.py counts Slurm calls: start counting here, after the library's set-up."""
+    log = os.environ.get("SLURMSCOPE_BENCH_CALLLOG")
+    if log:
+        slurm("sdiag", "--reset")
+        with open(log, "a") as fh:
+            fh.write("--start--\n")
+
+
+# ---------------------------------------------------------------------------- libraries
+class Library:
+    """How one library submits a map, waits for it, and cancels it."""
+
+    name = ""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.folder = workdir / self.name
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def prepare(self, items: list[Any]) -> None:
+        """Work done before the timed call (only the floor has any: its payload)."""
+
+    def map(self, items: list[Any], hold: bool = False) -> Any:
+        raise NotImplementedError
+
+    def results(self, handle: Any) -> list[Any]:
+        raise NotImplementedError
+
+    def job_id(self, handle: Any) -> str:
+        raise NotImplementedError
+
+    def cancel(self, handle: Any) -> None:
+        slurm("scancel", self.job_id(handle), check=False)
+
+    def close(self) -> None:
+        pass
+
+
+class Floor(Library):
+    """Hand-written sbatch: one ``sbatch --array`` call, the payload written beforehand."""
+
+    name = "floor"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.script = self.folder / "job.sh"
+        self.script.write_text(f"#!/bin/sh\nexec {sys.executable} -c pass\n")
+
+    def prepare(self, items: list[Any]) -> None:
+        (self.folder / "items.pkl").write_bytes(pickle.dumps(items, protocol=5))
+
+    def map(self, items: list[Any], hold: bool = False) -> Any:
+        logs = self.folder / "logs"
+        logs.mkdir(exist_ok=True)
+        args = ["sbatch", "--parsable", f"--array=0-{len(items) - 1}"]
+        args += [f"--output={logs}/%A_%a.out", *(["--hold"] if hold else []), str(self.script)]
+        return slurm(*args).strip().split(";")[0]
+
+    def results(self, handle: Any) -> list[Any]:
+        wait_gone(handle)
+        return pickle.loads((self.folder / "items.pkl").read_bytes())  # `pass` returns nothing
+
+    def job_id(self, handle: Any) -> str:
+        return str(handle)
+
+
+class Slurmscope(Library):
+    backend = "sbatch"
+
+    def __init__(self, workdir: Path) -> None:
+        self.name = f"slurmscope-{self.backend}"
+        super().__init__(workdir)
+        import slurmscope
+
+        options: dict[str, Any] = {}
+        if self.backend == "sbatch":
+            options["slurm_conf"] = os.environ["SLURM_CONF"]
+        self.note = ""
+        if self.backend == "pyslurm":
+            import importlib.util
+
+            double = HERE.parent / "tests" / "pyslurm_double"
+            if importlib.util.find_spec("pyslurm") is None:
+                if not double.is_dir():
+                    raise Unavailable("pyslurm is not installed and its test double is missing")
+                # The same double the test suite uses: every pyslurm RPC is one Slurm CLI
+                # call (SLURM_CONF is the benchmark cluster's).
+                sys.path.insert(0, str(double))
+                self.note = (
+                    "TEST DOUBLE (tests/pyslurm_double): each pyslurm RPC is one Slurm CLI "
+                    "call, so this is slurmscope's pyslurm code path, not pyslurm's speed; PyPI "
+                    "has only pyslurm 25.11, which builds only against Slurm 25.11 (this "
+                    f"cluster runs {slurm('sinfo', '--version').split()[-1]})"
+                )
+        try:
+            self.cluster = slurmscope.Cluster(
+                self.backend, root=self.folder, set_as_default=False, **options
+            )
+        except slurmscope.BackendUnavailableError as exc:
+            raise Unavailable(str(exc)) from exc
+        self.task = self.cluster.task(bench_tasks.echo)
+        self.held = self.cluster.task(bench_tasks.echo, extra=("--hold",))
+
+    def map(self, items: list[Any], hold: bool = False) -> Any:
+        return (self.held if hold else self.task).map(items)
+
+    def results(self, handle: Any) -> list[Any]:
+        return list(handle.get_results(progress=False))
+
+    def job_id(self, handle: Any) -> str:
+        return ",".join(handle.job_ids)
+
+    def cancel(self, handle: Any) -> None:
+        handle.cancel()
+
+    def close(self) -> None:
+        self.cluster.close()
+
+
+class SlurmscopeLocal(Slurmscope):
+    backend = "local"
+
+
+class SlurmscopePyslurm(Slurmscope):
+    backend = "pyslurm"
+
+
+class Submitit(Library):
+    name = "submitit"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        try:
+            import submitit
+        except ImportError as exc:
+            raise Unavailable("submitit is not installed (requirements-bench.txt)") from exc
+        self.submitit = submitit
+        self.executor = submitit.AutoExecutor(folder=self.folder / "%j", cluster="slurm")
+        self.executor.update_parameters(timeout_min=10)
+
+    def map(self, items: list[Any], hold: bool = False) -> Any:
+        extra = {"slurm_additional_parameters": {"hold": True}} if hold else {}
+        self.executor.update_parameters(**extra)
+        return self.executor.map_array(bench_tasks.echo, items)
+
+    def results(self, handle: Any) -> list[Any]:
+        return [job.result() for job in handle]
+
+    def job_id(self, handle: Any) -> str:
+        return str(handle[0].job_id).split("_")[0]
+
+
+class SlurmSdk(Library):
+    name = "slurm-sdk"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        try:
+            import bench_tasks_sdk
+            from slurm.cluster import Cluster
+        except ImportError as exc:
+            raise Unavailable("slurm-sdk is not installed (requirements-bench.txt)") from exc
+        self.echo = bench_tasks_sdk.echo_sdk
+
+        # backend_type="local" runs sbatch/squeue/scontrol here (no SSH); packaging "none":
+        # the job runs in this very environment (PATH, PYTHONPATH are exported).
+        self.cluster = Cluster(
+            backend_type="local", job_base_dir=str(self.folder), default_packaging="none"
+        )
+
+    def map(self, items: list[Any], hold: bool = False) -> Any:
+        if hold:
+            raise Unavailable("slurm-sdk has no way to hold a map here")
+        with self.cluster:
+            return self.echo.map(items)
+
+    def results(self, handle: Any) -> list[Any]:
+        with self.cluster:
+            return list(handle.get_results())
+
+    def job_id(self, handle: Any) -> str:
+        return str(handle._array_job_id).split("_")[0]
+
+
+def make_library(name: str, workdir: Path) -> Library:
+    classes = {
+        "floor": Floor,
+        "slurmscope-sbatch": Slurmscope,
+        "slurmscope-local": SlurmscopeLocal,
+        "slurmscope-pyslurm": SlurmscopePyslurm,
+        "submitit": Submitit,
+        "slurm-sdk": SlurmSdk,
+    }
+    return classes[name](workdir)
+
+
+# ---------------------------------------------------------------------------- scenarios
+def scenario_submit(lib: Library, n: int) -> dict[str, Any]:
+    """One map of ``n`` items, from call to return, after a warm-up map of 2 items."""
+    warm = lib.map(list(range(2)))
+    lib.cancel(warm)
+    items = list(range(n))
+    lib.prepare(items)
+    before = count_files(lib.folder)
+    start = time.perf_counter()
+    handle = lib.map(items)
+    elapsed = time.perf_counter() - start
+    files = count_files(lib.folder) - before
+    lib.cancel(handle)
+    return {"submit_s": elapsed, "files": files, "files_per_task": files / n}
+
+
+def scenario_e2e(lib: Library, n: int) -> dict[str, Any]:
+    """Submit ``n`` items, wait for every task, collect every result (checked)."""
+    items = list(range(n))
+    lib.prepare(items)
+    before = count_files(lib.folder)
+    start = time.perf_counter()
+    handle = lib.map(items)
+    submitted = time.perf_counter()
+    results = lib.results(handle)
+    done = time.perf_counter()
+    if results != items:
+        raise RuntimeError(f"{lib.name} returned wrong results: {results[:5]}...")
+    files = count_files(lib.folder) - before
+    return {
+        "submit_s": submitted - start,
+        "e2e_s": done - start,
+        "files": files,
+        "files_per_task": files / n,
+    }
+
+
+def scenario_memory(lib: Library, n: int) -> dict[str, Any]:
+    """Peak-RSS growth of the driver over a map of ``n`` small items, submitted and waited
+    on to the end.
+
+    The tasks are held (``--hold``) and their results are written by a helper process
+    with the library's own result format, so that a 2-CPU cluster need not run ``n``
+    Python processes; the driver submits, polls the scheduler while every task is
+    pending (the largest answers), then waits and collects the results as usual.
+    """
+    baseline = vm_hwm_kib()
+    items = [f"item-{i:06d}" for i in range(n)]
+    start = time.perf_counter()
+    handle = lib.map(items, hold=True)
+    submitted = time.perf_counter()
+    time.sleep(5.0)  # the library's own polling (if any) sees n pending tasks meanwhile
+    fabricate(lib, handle, n)
+    waited_from = time.perf_counter()
+    results = lib.results(handle)
+    waited = time.perf_counter() - waited_from
+    if results != items:
+        raise RuntimeError(f"{lib.name} returned wrong results")
+    peak = vm_hwm_kib()
+    lib.cancel(handle)
+    return {
+        "n": n,
+        "submit_s": submitted - start,
+        "wait_s": waited,
+        "baseline_mib": baseline / 1024,
+        "peak_mib": peak / 1024,
+        "growth_mib": (peak - baseline) / 1024,
+    }
+
+
+def fabricate(lib: Library, handle: Any, n: int) -> None:
+    """Write every task's result as the library's worker would, in a helper process,
+    then cancel the held array (it never runs)."""
+    if isinstance(lib, Slurmscope):
+        spec = {"library": "slurmscope", "directory": str(handle.directory), "n": n}
+    elif isinstance(lib, Submitit):
+        spec = {"library": "submitit", "folder": str(lib.folder / "%j"), "n": n}
+        spec["job_id"] = lib.job_id(handle)
+    else:
+        raise Unavailable(f"no result writer for {lib.name}")
+    subprocess.run(
+        [sys.executable, __file__, "fabricate", "none", "--spec", json.dumps(spec)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    slurm("scancel", lib.job_id(handle), check=False)
+
+
+def write_results(spec: dict[str, Any]) -> None:
+    n = spec["n"]
+    if spec["library"] == "slurmscope":
+        from slurmscope import worker
+
+        with contextlib.redirect_stdout(open(os.devnull, "w")):  # noqa: SIM115
+            for i in range(n):
+                if worker.run(spec["directory"], i) != 0:
+                    raise RuntimeError(f"worker failed on item {i}")
+    else:
+        from submitit.core import utils
+
+        for i in range(n):
+            paths = utils.JobPaths(spec["folder"], job_id=f"{spec['job_id']}_{i}", task_id=0)
+            item = pickle.loads(paths.submitted_pickle.read_bytes()).args[0]
+            with utils.temporary_save_path(paths.result_pickle) as tmp:
+                utils.cloudpickle_dump(("success", item), tmp)
+
+
+# -- slurmscope-only scenarios -------------------------------------------------------------
+def null_cluster(root: Path) -> Any:
+    """A slurmscope Cluster whose backend renders the sbatch command line and returns an
+    id: every cost of the submit path except the scheduler's own."""
+    import slurmscope
+    from slurmscope.backends.base import Backend
+    from slurmscope.backends.sbatch import SbatchBackend, batch_script, sbatch_arguments
+
+    class NullBackend(Backend):
+        kind = "null"
+        cluster_name = "null"
+        poll_interval = SbatchBackend.poll_interval  # the poller works as it would on Slurm
+        query_interval = SbatchBackend.query_interval
+        lost_after = 1e9
+
+        def __init__(self) -> None:
+            self.count = 0
+            self.lock = threading.Lock()
+
+        def submit(self, spec: Any) -> str:
+            sbatch_arguments(spec), batch_script(spec)
+            with self.lock:
+                self.count += 1
+                return str(self.count)
+
+        def states(self, job_ids: Any) -> dict[str, Any]:
+            return {}
+
+        def cancel(self, job_id: str, index: int | None = None) -> None:
+            pass
+
+    return slurmscope.Cluster(NullBackend(), root=root, set_as_default=False)
+
+
+def scenario_scope(workdir: Path, rounds: int, per_round: int) -> dict[str, Any]:
+    """Submit latency of one job under 0, 1, 10 and 50 nested ``dependencies()`` blocks
+    (each on a job of its own), and with 16 threads submitting at once."""
+    import slurmscope
+
+    cluster = null_cluster(workdir / "scope")
+    task = cluster.task(bench_tasks.echo)
+    upstream = [task(i) for i in range(50)]
+    depths = (0, 1, 10, 50)
+    samples: dict[int, list[float]] = {d: [] for d in depths}
+    explicit: list[float] = []  # the same 50 dependencies given as after=[...], no block
+    explicit_task = task.options(after=upstream)
+    for _ in range(rounds):
+        for depth in depths:
+            with contextlib.ExitStack() as blocks:
+                for job in upstream[:depth]:
+                    blocks.enter_context(cluster.dependencies(job))
+                for _ in range(per_round):
+                    start = time.perf_counter()
+                    task(1)
+                    samples[depth].append(time.perf_counter() - start)
+        for _ in range(per_round):
+            start = time.perf_counter()
+            explicit_task(1)
+            explicit.append(time.perf_counter() - start)
+    medians = {d: statistics.median(s) for d, s in samples.items()}
+    per_level = (medians[50] - medians[0]) / 50
+    after_50 = statistics.median(explicit)
+
+    def burst(threads: int, each: int) -> dict[str, float]:
+        latencies: list[float] = []
+        lock = threading.Lock()
+
+        def submit_many() -> None:
+            mine = []
+            for _ in range(each):
+                start = time.perf_counter()
+                task(1)
+                mine.append(time.perf_counter() - start)
+            with lock:
+                latencies.extend(mine)
+
+        with contextlib.ExitStack() as blocks:
+            for job in upstream[:10]:
+                blocks.enter_context(cluster.dependencies(job))
+            workers = [
+                threading.Thread(target=slurmscope.carry_scope(submit_many)) for _ in range(threads)
+            ]
+            start = time.perf_counter()
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            wall = time.perf_counter() - start
+        return {
+            "threads": threads,
+            "submissions": threads * each,
+            "median_latency_s": statistics.median(latencies),
+            "throughput_per_s": threads * each / wall,
+        }
+
+    each = max(2, per_round * rounds // 16)
+    one = burst(1, 16 * each)
+    sixteen = burst(16, each)
+    cluster.close()
+    return {
+        "median_s": {str(d): m for d, m in medians.items()},
+        "per_level_s": per_level,
+        "after_50_s": after_50,
+        "scope_only_per_level_s": (medians[50] - after_50) / 50,
+        "samples_per_depth": rounds * per_round,
+        "one_thread": one,
+        "sixteen_threads": sixteen,
+    }
+
+
+def scenario_worker(workdir: Path, n: int, repeats: int) -> dict[str, Any]:
+    """The worker's wall time above ``python -c pass``; loading item 0 against item n-1."""
+    from slurmscope.payload import JobDirectory
+
+    cluster = null_cluster(workdir / "worker")
+    array = cluster.task(bench_tasks.echo).map(list(range(n)))
+    directory = str(array.directory)
+    cluster.close()
+
+    def run(args: list[str], index: int | None = None) -> float:
+        env = dict(os.environ)
+        if index is not None:
+            env["SLURM_ARRAY_TASK_ID"] = str(index)
+        start = time.perf_counter()
+        subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - start
+
+    bare: list[float] = []
+    first: list[float] = []
+    last: list[float] = []
+    worker = [sys.executable, "-m", "slurmscope.worker", directory]
+    for _ in range(repeats):
+        bare.append(run([sys.executable, "-c", "pass"]))
+        first.append(run(worker, 0))
+        last.append(run(worker, n - 1))
+
+    jobdir = JobDirectory(directory)
+
+    def load_time(index: int, reps: int = 2000) -> float:
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            pickle.loads(jobdir.read_item_bytes(index))
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    out: dict[str, Any] = {
+        "n": n,
+        "python_pass_s": statistics.median(bare),
+        "worker_item0_s": statistics.median(first),
+        "worker_itemlast_s": statistics.median(last),
+        "overhead_s": statistics.median(first) - statistics.median(bare),
+        "load_item0_s": load_time(0),
+        "load_itemlast_s": load_time(n - 1),
+    }
+    out["sdk"] = sdk_item_loads(workdir, n)
+    return out
+
+
+def sdk_item_loads(workdir: Path, n: int) -> dict[str, Any] | str:
+    """How long slurm-sdk's task takes to find its item (it unpickles all n)."""
+    try:
+        from slurm.array_items import load_array_item, serialize_array_items
+    except ImportError:
+        return "slurm-sdk is not installed"
+    out = {}
+    for label, items in (("int", list(range(n))), ("1KiB", [bytes(1024)] * n)):
+        folder = workdir / f"sdk-items-{label}"
+        name = serialize_array_items(items, str(folder))
+        path = str(folder / name)
+        for index, key in ((0, "item0"), (n - 1, "itemlast")):
+            times = []
+            for _ in range(20):
+                start = time.perf_counter()
+                load_array_item(path, index)
+                times.append(time.perf_counter() - start)
+            out[f"{label}_{key}_s"] = statistics.median(times)
+    return out
+
+
+def scenario_results(lib: Library, n: int) -> dict[str, Any]:
+    """``get_results()`` of a finished n-item map, in the driver that submitted it and in a
+    fresh process that attaches to it. The results are written by slurmscope's own worker
+    code in a helper process (a held array, cancelled after): a 2-CPU cluster would need
+    tens of minutes to start n Python processes, and ``get_results()`` only reads the job
+    directory."""
+    if not isinstance(lib, Slurmscope):
+        raise Unavailable("the results scenario measures slurmscope only")
+    array = lib.map(list(range(n)), hold=True)
+    fabricate(lib, array, n)
+    array.wait(timeout=300, progress=False)
+    start = time.perf_counter()
+    results = array.get_results(progress=False)
+    elapsed = time.perf_counter() - start
+    if results != list(range(n)):
+        raise RuntimeError("wrong results")
+    code = (
+        "import sys, time, slurmscope\n"
+        "c = slurmscope.Cluster('sbatch', root=sys.argv[1], slurm_conf=sys.argv[3],"
+        " set_as_default=False)\n"
+        "t = time.perf_counter(); r = c.attach(sys.argv[2]).get_results(progress=False)\n"
+        "print(time.perf_counter() - t, len(r))\n"
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(lib.folder),
+            str(array.directory),
+            os.environ["SLURM_CONF"],
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return {"n": n, "get_results_s": elapsed, "attach_get_results_s": float(out[0])}
+
+
+# ---------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "scenario",
+        choices=["submit", "e2e", "memory", "scope", "worker", "results", "fabricate"],
+    )
+    parser.add_argument("library", choices=[*LIBRARIES, "none"])
+    parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--spec", default=None)
+    args = parser.parse_args(argv)
+    if args.scenario == "fabricate":
+        write_results(json.loads(args.spec))
+        return 0
+    workdir = args.workdir or Path(os.environ.get("TMPDIR", "/tmp")) / "slurmscope-bench"
+    workdir.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"scenario": args.scenario, "library": args.library}
+    lib: Library | None = None
+    try:
+        if args.scenario == "scope":
+            result.update(scenario_scope(workdir, args.rounds, args.repeats))
+        elif args.scenario == "worker":
+            result.update(scenario_worker(workdir, args.n, args.repeats))
+        else:
+            setup_start = time.perf_counter()
+            lib = make_library(args.library, workdir)
+            result["setup_s"] = time.perf_counter() - setup_start
+            mark_start()
+            scenario = {
+                "submit": scenario_submit,
+                "e2e": scenario_e2e,
+                "memory": scenario_memory,
+                "results": scenario_results,
+            }[args.scenario]
+            result.update(scenario(lib, args.n))
+    except Unavailable as exc:
+        result["unavailable"] = str(exc)
+    finally:
+        if lib is not None:
+            lib.close()
+    if getattr(lib, "note", ""):
+        result["note"] = lib.note  # type: ignore[union-attr]
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
