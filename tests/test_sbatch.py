@@ -17,7 +17,8 @@ import tasks
 from conftest import job_dirs
 
 import slurmscope
-from slurmscope.backends.sbatch import SbatchBackend, _expand_range, sbatch_arguments
+from slurmscope.backends._slurm import expand_array_range
+from slurmscope.backends.sbatch import SbatchBackend, sbatch_arguments
 from slurmscope.errors import SubmissionError
 from slurmscope.spec import ArraySpec, JobSpec, Resources
 
@@ -77,7 +78,12 @@ def test_arguments_carry_every_resource() -> None:
 
 
 def test_expand_range() -> None:
-    assert _expand_range("0-3,7,9-10%2") == [0, 1, 2, 3, 7, 9, 10]
+    assert expand_array_range("0-3,7,9-10%2") == [0, 1, 2, 3, 7, 9, 10]
+    # A stride, as Slurm prints a range with a step (xlate_array_task_str), and brackets.
+    assert expand_array_range("0-20:5") == [0, 5, 10, 15, 20]
+    assert expand_array_range("[1-3,8-12:2]%4") == [1, 2, 3, 8, 10, 12]
+    # Cut at SLURM_BITSTR_LEN with "...": the incomplete last piece is dropped, not misread.
+    assert expand_array_range("0-9,11,13-1...") == [*range(10), 11]
 
 
 def test_auto_detection_picks_sbatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -52,6 +52,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -65,8 +66,16 @@ from ..dependency import render
 from ..errors import BackendUnavailableError, SchedulerError, SubmissionError
 from ..log import log
 from ..spec import JobSpec
-from .base import Backend, StateMap, TaskState
-from .sbatch import TRANSIENT, _expand_range, batch_script
+from ._slurm import (
+    FULL_RANGES,
+    RLIMITS,
+    TRANSIENT,
+    expand_array_range,
+    propagated_limits,
+    submit_environment,
+)
+from .base import TERMINAL_STATES, Backend, StateMap, TaskState
+from .sbatch import batch_script
 
 T = TypeVar("T")
 
@@ -74,7 +83,6 @@ FALLBACK = "Cluster('sbatch')"
 INSTALL = "pip install 'slurmscope[pyslurm]'"
 
 # Slurm's error numbers (slurm/slurm_errno.h); the same in every release since 20.02.
-SLURM_ERROR = -1
 EAGAIN = 11
 SLURM_PROTOCOL_VERSION_ERROR = 1005
 SLURM_PROTOCOL_IO_STREAM_VERSION_ERROR = 1006
@@ -88,13 +96,13 @@ ESLURM_DEPENDENCY = 2038
 ESLURM_INVALID_ARRAY = 2081
 ESLURM_IN_STANDBY_USE_BACKUP = 2131
 
-#: Errors of a controller that is busy, restarting or out of reach: retried with backoff.
+#: Errors of a controller that is busy, restarting or out of reach: retried with backoff
+#: (slurm/slurm_errno.h of Slurm 25.11).
 TRANSIENT_ERRNOS = frozenset(
     {
         EAGAIN,
         *range(1001, 1005),  # SLURM_COMMUNICATIONS_{CONNECTION,SEND,RECEIVE,SHUTDOWN}_ERROR
-        *range(1019, 1025),  # ..._REJECTED, ..._TIMEOUT (quiesce, connect, write, read)
-        *range(1800, 1805),  # SLURMCTLD_COMMUNICATIONS_* and _BACKOFF (rate limited)
+        *range(1800, 1806),  # SLURMCTLD_COMMUNICATIONS_*, _BACKOFF, _HARD_DROP (rate limits)
         ESLURM_ERROR_ON_DESC_TO_RECORD_COPY,
         ESLURM_TRANSITION_STATE_NO_UPDATE,
         ESLURM_IN_STANDBY_MODE,
@@ -146,8 +154,71 @@ def _mismatch(detail: str) -> str:
     )
 
 
+#: What a process that ``import pyslurm`` would kill prints, kept per configuration: the
+#: import runs libslurm's ``slurm_init()``, which ends the whole process (libslurm's
+#: ``fatal()``) where it finds no usable slurm.conf. So the first import is tried in a
+#: child process; only when that one survives is pyslurm imported here.
+_import_checked: dict[tuple[str | None, tuple[str, ...]], str | None] = {}
+_import_lock = threading.Lock()
+#: ``SLURM_BITSTR_LEN`` as the user had it before slurmscope set it (``None``: unset).
+_user_bitstr_len: str | None = os.environ.get("SLURM_BITSTR_LEN")
+
+_CHILD = """
+import sys
+try:
+    import pyslurm
+except BaseException as exc:
+    print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+    sys.exit(3)
+"""
+
+
+def _search_path() -> list[str]:
+    return [p or os.getcwd() for p in sys.path]
+
+
+def _import_in_child(timeout: float) -> None:
+    """Raise ``BackendUnavailableError`` if ``import pyslurm`` would end this process."""
+    if "pyslurm" in sys.modules:
+        return  # imported (and libslurm initialised) already
+    key = (os.environ.get("SLURM_CONF"), tuple(_search_path()))
+    with _import_lock:
+        if key not in _import_checked:
+            env = {**os.environ, **FULL_RANGES, "PYTHONPATH": os.pathsep.join(key[1])}
+            try:
+                proc = subprocess.run(
+                    [sys.executable, "-c", _CHILD],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    timeout=timeout,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                raise BackendUnavailableError(
+                    f"import pyslurm did not finish within {timeout} s (tried in a child "
+                    "process); check SLURM_CONF and that slurmctld answers."
+                ) from None
+            if proc.returncode == 0:
+                _import_checked[key] = None
+            elif proc.returncode == 3 or "No module named 'pyslurm'" in proc.stderr:
+                _import_checked[key] = ""  # an ordinary import error: _import explains it
+            else:
+                lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+                _import_checked[key] = " / ".join(lines[-3:]) or f"exit code {proc.returncode}"
+        why = _import_checked[key]
+    if why:
+        raise BackendUnavailableError(
+            f"import pyslurm ends the process here (libslurm's slurm_init() failed: {why}; "
+            "tried in a child process, so this one lives on). Point SLURM_CONF at the "
+            f"cluster's slurm.conf, or use {FALLBACK}."
+        )
+
+
 def _import() -> ModuleType:
     """``import pyslurm``, with errors that say what to do."""
+    # Array task ranges in full, not cut at 64 characters: libslurm reads this once.
+    os.environ.update(FULL_RANGES)
     try:
         import pyslurm
     except ModuleNotFoundError as exc:
@@ -194,6 +265,10 @@ def _probe() -> tuple[ModuleType, dict[str, Any]]:
             )
         )
     return pyslurm, {
+        "rlimits": propagated_limits(
+            getattr(config, "propagate_resource_limits", None) or (),
+            getattr(config, "propagate_resource_limits_except", None) or (),
+        ),
         "cluster_name": config.cluster_name or "slurm",
         "max_array_size": config.max_array_size,
         "slurm_version": config.version,
@@ -202,9 +277,13 @@ def _probe() -> tuple[ModuleType, dict[str, Any]]:
 
 
 def reachable(timeout: float = 10.0) -> tuple[bool, str]:
-    """Whether pyslurm imports, matches the cluster's Slurm, and the controller answers."""
+    """Whether pyslurm imports, matches the cluster's Slurm, and the controller answers.
+
+    Never ends the calling process: the first import is tried in a child process.
+    """
     rpc = _RPCThread("slurmscope-pyslurm-probe")
     try:
+        _import_in_child(timeout)
         _, info = rpc.run(_probe, timeout=timeout)
     except BackendUnavailableError as exc:
         log.info("slurmscope.pyslurm.unusable", reason=str(exc))
@@ -283,12 +362,25 @@ def _minutes(time: str | None) -> int | str | None:
     return int(time) if time.isdigit() else time
 
 
-def description_fields(spec: JobSpec) -> dict[str, Any]:
+def job_environment(spec: JobSpec, rlimits: Sequence[str] = RLIMITS) -> dict[str, str]:
+    """The environment a job gets from ``sbatch --export=ALL``: the submitting process's,
+    the variables sbatch adds (submit dir and host, umask, priority, the resource limits
+    slurm.conf propagates), then the spec's own."""
+    env = dict(os.environ)
+    # slurmscope set SLURM_BITSTR_LEN for its own queries: give the job the user's value.
+    if _user_bitstr_len is None:
+        env.pop("SLURM_BITSTR_LEN", None)
+    else:
+        env["SLURM_BITSTR_LEN"] = _user_bitstr_len
+    return {**env, **submit_environment(rlimits), **spec.environment}
+
+
+def description_fields(spec: JobSpec, rlimits: Sequence[str] = RLIMITS) -> dict[str, Any]:
     """The ``pyslurm.JobSubmitDescription`` fields for ``spec``: plain values only.
 
-    The environment is given as a dict (the submitting process's environment plus the
-    spec's), the way ``sbatch --export=ALL`` passes it; a dict makes pyslurm add only the
-    job's own variables, without ``SLURM_GET_USER_ENV``.
+    The environment is given as a dict (:func:`job_environment`), the way ``sbatch
+    --export=ALL`` passes it; a dict makes pyslurm add only the job's own variables,
+    without ``SLURM_GET_USER_ENV``.
     """
     r = spec.resources
     fields: dict[str, Any] = {
@@ -297,7 +389,7 @@ def description_fields(spec: JobSpec) -> dict[str, Any]:
         "standard_output": spec.stdout,
         "standard_error": spec.stderr,
         "working_directory": spec.workdir,
-        "environment": {**os.environ, **spec.environment},
+        "environment": job_environment(spec, rlimits),
         "kill_on_invalid_dependency": spec.kill_on_invalid_dep,
     }
     if spec.array is not None:
@@ -365,6 +457,7 @@ class PyslurmBackend(Backend):
         self.calls: dict[str, int] = {"submit": 0, "load": 0, "cancel": 0}
         self._rpc = _RPCThread("slurmscope-pyslurm")
         try:
+            _import_in_child(60.0)
             self._pyslurm, self._info = self._rpc.run(_probe)
         except BaseException:
             self._rpc.close()
@@ -403,7 +496,7 @@ class PyslurmBackend(Backend):
 
     # -- the seam -----------------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> str:
-        fields = description_fields(spec)
+        fields = description_fields(spec, self._info["rlimits"])
         pyslurm = self._pyslurm
 
         def submit() -> int:
@@ -444,11 +537,40 @@ class PyslurmBackend(Backend):
             return
         pyslurm = self._pyslurm
         try:
-            self._call("cancel", lambda: pyslurm.Job(int(job_id)).cancel())
+            self._call("cancel", self._cancel_job, int(job_id))
         except pyslurm.RPCError as exc:
             if exc.errno in (ESLURM_ALREADY_DONE, ESLURM_INVALID_JOB_ID):
                 return
             raise self._error(f"cancelling job {job_id} failed", exc, SchedulerError) from exc
+
+    def _cancel_job(self, job_id: int) -> None:
+        """``Job(id).cancel()``, on the RPC thread, believed only when the job says so.
+
+        pyslurm decides whether the kill RPC failed from the thread's ``errno`` (not from
+        the RPC's return code), and libslurm does not clear ``errno`` on success: a cancel
+        that worked can raise with whatever an earlier call (or a socket call inside this
+        one) left there. So a raised error counts only if the job has not in fact ended or
+        been cancelled.
+        """
+        pyslurm = self._pyslurm
+        try:
+            pyslurm.Job(job_id).cancel()
+        except pyslurm.RPCError as exc:
+            states = [
+                job.state
+                for job in pyslurm.Jobs.load().values()
+                if job.id == job_id or job.array_id == job_id
+            ]
+            if all(state in TERMINAL_STATES or state == "CANCELLED" for state in states):
+                log.info(
+                    "slurmscope.pyslurm.stale_errno",
+                    job_id=job_id,
+                    errno=exc.errno,
+                    error=exc.msg,
+                    states=sorted(set(states)),
+                )
+                return
+            raise
 
     def node_hosts(self) -> list[str]:
         """The hostnames of the cluster's nodes (``pyslurm.Nodes.load()``), so that the
@@ -484,7 +606,7 @@ class PyslurmBackend(Backend):
             if job.array_task_id is not None:
                 indices = [job.array_task_id]
             elif job.array_tasks_waiting:  # the record of the still-pending tasks
-                indices = _expand_range(job.array_tasks_waiting)
+                indices = expand_array_range(job.array_tasks_waiting)
             else:  # task 0: pyslurm reads the index 0 back as None
                 indices = [0]
             out.append((str(job.array_id), indices, state))

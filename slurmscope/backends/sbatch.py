@@ -21,19 +21,8 @@ from collections.abc import Sequence
 from ..errors import BackendUnavailableError, SchedulerError, SubmissionError
 from ..log import log
 from ..spec import JobSpec
+from ._slurm import FULL_RANGES, TRANSIENT, expand_array_range
 from .base import Backend, StateMap, TaskState
-
-#: Messages of a controller that is busy or restarting; anything else is permanent.
-TRANSIENT = (
-    "Socket timed out",
-    "temporarily unable to accept job",
-    "Unable to contact slurm controller",
-    "Slurm backup controller in standby mode",
-    "Zero Bytes were transmitted or received",
-    "Connection refused",
-    "Transport endpoint is not connected",
-    "Resource temporarily unavailable",
-)
 
 _RANGE = re.compile(r"^(\d+)_\[(.+)\]$")
 
@@ -195,6 +184,7 @@ class SbatchBackend(Backend):
             ],
             what="squeue",
             retries=0,  # the poller backs off and asks again
+            env={**self._env, **FULL_RANGES},
         )
         if proc.returncode != 0:
             if "Invalid job id" in proc.stderr:  # every one of them is forgotten
@@ -220,7 +210,7 @@ class SbatchBackend(Backend):
             if not index:
                 tasks[0] = task
             elif (m := _RANGE.match(ident)) is not None:
-                for i in _expand_range(m.group(2)):
+                for i in expand_array_range(m.group(2)):
                     tasks[i] = task
             else:
                 tasks[int(index)] = task
@@ -325,15 +315,3 @@ class SbatchBackend(Backend):
                 raise SubmissionError(f"Slurm refused the job: {message}")
             raise SchedulerError(f"{' '.join(args[:3])} failed: {message}")
         return proc.stdout
-
-
-def _expand_range(text: str) -> list[int]:
-    """``0-3,7,9-10%2`` -> [0, 1, 2, 3, 7, 9, 10]."""
-    text = text.split("%")[0]
-    out: list[int] = []
-    for piece in text.split(","):
-        lo, _, hi = piece.partition("-")
-        if not lo.isdigit():
-            continue
-        out.extend(range(int(lo), int(hi or lo) + 1))
-    return out

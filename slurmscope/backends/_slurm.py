@@ -1,0 +1,96 @@
+"""What the two Slurm backends (sbatch and pyslurm) share: the text Slurm speaks.
+
+Array ranges as Slurm prints them, the controller messages that mean "try again", and the
+environment ``sbatch`` adds to every job (so that a job submitted through pyslurm sees the
+same one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import socket
+from collections.abc import Iterable
+
+#: Messages of a controller that is busy or restarting; anything else is permanent.
+TRANSIENT = (
+    "Socket timed out",
+    "temporarily unable to accept job",
+    "Unable to contact slurm controller",
+    "Slurm backup controller in standby mode",
+    "Zero Bytes were transmitted or received",
+    "Connection refused",
+    "Transport endpoint is not connected",
+    "Resource temporarily unavailable",
+    "Rate limit exceeded",
+)
+
+#: Environment for Slurm clients: array task ranges printed in full. By default libslurm
+#: cuts them at 64 characters with "..." (``SLURM_BITSTR_LEN``), and the cut-off tasks would
+#: be missing from the answer.
+FULL_RANGES = {"SLURM_BITSTR_LEN": "0"}
+
+
+def expand_array_range(text: str) -> list[int]:
+    """The task indices of a range as Slurm prints it.
+
+    ``0-3,7,9-10%2`` -> [0, 1, 2, 3, 7, 9, 10]; a stride ``0-20:5`` -> [0, 5, 10, 15, 20];
+    brackets are allowed (``[1-3]``). A range cut short with ``...`` (``SLURM_BITSTR_LEN``)
+    gives the indices before the cut: the last, incomplete piece is dropped.
+    """
+    text = text.strip().strip("[]").split("%")[0]
+    truncated = text.endswith("...")
+    pieces = text.removesuffix("...").split(",")
+    if truncated:
+        pieces = pieces[:-1]
+    out: list[int] = []
+    for piece in pieces:
+        span, _, step = piece.partition(":")
+        lo, _, hi = span.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()) or (step and not step.isdigit()):
+            continue
+        out.extend(range(int(lo), int(hi or lo) + 1, int(step or 1) or 1))
+    return out
+
+
+#: The resource limits ``sbatch`` propagates by default (``PropagateResourceLimits=ALL``).
+RLIMITS = ("CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK", "AS")
+_RLIM_INFINITY = 2**64 - 1
+
+
+def submit_environment(limits: Iterable[str] = RLIMITS) -> dict[str, str]:
+    """The variables ``sbatch`` adds to a job's environment from the submitting process.
+
+    ``SLURM_SUBMIT_DIR``, ``SLURM_SUBMIT_HOST``, ``SLURM_UMASK``, ``SLURM_PRIO_PROCESS`` and
+    ``SLURM_RLIMIT_<name>`` for each of ``limits`` (see :func:`propagated_limits`).
+    slurmstepd applies the umask and the limits to the job. A job submitted through pyslurm
+    gets none of these unless they are given, so the pyslurm backend adds them.
+    """
+    env: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        env["SLURM_SUBMIT_DIR"] = os.getcwd()
+    env["SLURM_SUBMIT_HOST"] = socket.gethostname()
+    mask = os.umask(0)
+    os.umask(mask)
+    env["SLURM_UMASK"] = os.environ.get("SLURM_UMASK") or f"0{mask:03o}"
+    with contextlib.suppress(OSError):
+        env["SLURM_PRIO_PROCESS"] = str(os.getpriority(os.PRIO_PROCESS, 0))
+    for name in limits:
+        limit = getattr(resource, f"RLIMIT_{name}", None)
+        if limit is None:
+            continue
+        soft = resource.getrlimit(limit)[0]
+        env[f"SLURM_RLIMIT_{name}"] = str(_RLIM_INFINITY if soft == resource.RLIM_INFINITY else soft)
+    return env
+
+
+def propagated_limits(include: Iterable[str] = (), exclude: Iterable[str] = ()) -> list[str]:
+    """The limits slurm.conf's ``PropagateResourceLimits`` (``include``: empty or ``ALL`` for
+    all, ``NONE`` for none) and ``PropagateResourceLimitsExcept`` (``exclude``) name."""
+    wanted = {part.strip().upper().removeprefix("RLIMIT_") for part in include if part.strip()}
+    unwanted = {part.strip().upper().removeprefix("RLIMIT_") for part in exclude}
+    if "NONE" in wanted:
+        return []
+    names = RLIMITS if not wanted or "ALL" in wanted else [n for n in RLIMITS if n in wanted]
+    return [name for name in names if name not in unwanted]
