@@ -26,10 +26,11 @@ thread, not on the RPC thread, so one caller backing off does not hold up the ot
   one record that holds an array's still-pending tasks; the latter is told apart by its
   ``array_tasks_waiting`` range. ``Job.load(array_id)`` returns only the first record of
   an array, so it is never used for states.
-- ``Job(id).cancel()`` cancels a job or a whole array. It takes an integer id only, and
-  slurmctld's kill RPC answers "Invalid job id" for the own id of an array task (which
-  pyslurm ignores for SIGKILL: nothing happens), while pending tasks have no id of their
-  own. So cancelling *one task* of an array goes through ``scancel JOBID_INDEX``.
+- ``Job(id).cancel()`` cancels a job or a whole array. It takes an integer id only: a
+  started array task can be reached by its own id, but the still-pending tasks of an array
+  have none. So cancelling *one task* of an array goes through ``scancel JOBID_INDEX``.
+  pyslurm judges the kill RPC by the thread's ``errno``, which libslurm leaves set after
+  calls that succeed: an error it raises is believed only if the job has not ended.
 - ``pyslurm.Nodes.load()`` gives the nodes' hostnames, for the check that the job
   directory root is shared with them (as the sbatch backend does with ``sinfo``).
 - ``pyslurm.slurmctld.Config.load()`` is read once, for ``MaxArraySize``
@@ -530,9 +531,8 @@ class PyslurmBackend(Backend):
 
     def cancel(self, job_id: str, index: int | None = None) -> None:
         if index is not None:
-            # pyslurm.Job takes an integer id, and slurmctld's kill RPC does not take the own
-            # id of an array task ("Invalid job id", which pyslurm ignores for SIGKILL);
-            # pending tasks have none. One task goes to scancel as JOBID_INDEX.
+            # pyslurm.Job takes an integer id, and pending array tasks have none of their
+            # own. One task goes to scancel as JOBID_INDEX.
             self._scancel(f"{job_id}_{index}")
             return
         pyslurm = self._pyslurm
