@@ -698,8 +698,14 @@ def root_problem(root: Path, node_hosts: Iterable[str], this_host: str, mounts: 
     (NFS, Lustre, GPFS, BeeGFS, CephFS...), told apart by the filesystem type in
     ``/proc/mounts``.
     """
-    local_names = {this_host, this_host.split(".")[0], "localhost", "127.0.0.1"}
-    remote = sorted({h for h in node_hosts if h and h.split(".")[0] not in local_names})
+    local_names = {this_host, this_host.split(".")[0], "localhost", "::1"}
+    remote = sorted(
+        {
+            h
+            for h in node_hosts
+            if h and h.split(".")[0] not in local_names and not h.startswith("127.")
+        }
+    )
     if not remote:
         return None
     best, fstype = "", ""

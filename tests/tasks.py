@@ -92,3 +92,25 @@ def record_run(i: int, folder: str, seconds: float = 8.0) -> int:
         fh.write(f"{os.environ.get('SLURMD_NODENAME', '?')} {os.environ.get('SLURM_JOB_ID')}\n")
     time.sleep(seconds)
     return i
+
+
+def surroundings(_: object = None) -> dict[str, object]:
+    """What a task sees of the process it runs in: environment, working directory, umask,
+    resource limits and nice value."""
+    import os
+    import resource
+
+    mask = os.umask(0)
+    os.umask(mask)
+    limits = {
+        name: resource.getrlimit(getattr(resource, name))
+        for name in dir(resource)
+        if name.startswith("RLIMIT_")
+    }
+    return {
+        "environ": dict(os.environ),
+        "cwd": os.getcwd(),
+        "umask": mask,
+        "limits": limits,
+        "nice": os.nice(0),
+    }

@@ -55,10 +55,18 @@ def stop_controller() -> None:
     assert not _ctld_pids()
 
 
+def _sbin() -> str:
+    """Where the daemons of the cluster's Slurm are (the lane's own build, or Debian's)."""
+    for line in _script("env").stdout.splitlines():
+        if line.startswith("export SLURMSCOPE_SLURM_SBIN="):
+            return line.split("=", 1)[1]
+    raise AssertionError("scripts/slurm-cluster env names no SLURMSCOPE_SLURM_SBIN")
+
+
 def start_controller() -> None:
     """Restart slurmctld keeping its saved state (no -c): its jobs come back."""
     env = dict(os.environ, SLURM_CONF=CONF)
-    subprocess.run(["/usr/sbin/slurmctld", "-f", CONF], env=env, check=True)
+    subprocess.run([f"{_sbin()}/slurmctld", "-f", CONF], env=env, check=True)
 
 
 @pytest.fixture(scope="module")

@@ -297,7 +297,7 @@ def test_polling_rides_out_a_controller_that_does_not_answer(
 
 def test_node_hosts_for_the_shared_root_check(cluster: slurmscope.Cluster) -> None:
     sinfo = subprocess.run(
-        ["sinfo", "--noheader", "--Node", "--format=%n"], capture_output=True, text=True
+        ["sinfo", "--noheader", "--Node", "--format=%o"], capture_output=True, text=True
     ).stdout.split()
     assert cluster.backend.node_hosts() == sorted(set(sinfo))  # type: ignore[attr-defined]
 

@@ -59,15 +59,34 @@ RLIMITS = ("CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "M
 _RLIM_INFINITY = 2**64 - 1
 
 
-def submit_environment(limits: Iterable[str] = RLIMITS) -> dict[str, str]:
-    """The variables ``sbatch`` adds to a job's environment from the submitting process.
+def submit_environment(
+    limits: Iterable[str] = RLIMITS, *, gpus: int | None = None, hydra_bootstrap: bool = True
+) -> dict[str, str]:
+    """The variables ``sbatch`` (25.11) adds to a job's environment from the submitting
+    process, over the process's own environment.
 
-    ``SLURM_SUBMIT_DIR``, ``SLURM_SUBMIT_HOST``, ``SLURM_UMASK``, ``SLURM_PRIO_PROCESS`` and
-    ``SLURM_RLIMIT_<name>`` for each of ``limits`` (see :func:`propagated_limits`).
-    slurmstepd applies the umask and the limits to the job. A job submitted through pyslurm
-    gets none of these unless they are given, so the pyslurm backend adds them.
+    ``SLURM_SUBMIT_DIR``, ``SLURM_SUBMIT_HOST``, ``SLURM_UMASK``, ``SLURM_PRIO_PROCESS``,
+    ``SLURM_RLIMIT_<name>`` for each of ``limits`` (see :func:`propagated_limits`),
+    ``SLURM_GPUS`` for ``--gpus``, and the settings that make an ``mpirun`` inside the job
+    launch through Slurm (Open MPI's and PRRTE's ``--external-launcher``, Hydra's ``slurm``
+    bootstrap unless the user chose another or ``MpiParams=disable_slurm_hydra_bootstrap``:
+    ``hydra_bootstrap``; src/common/env.c ``set_env_from_opts``). slurmstepd applies the
+    umask and the limits to the job. A job submitted through pyslurm gets none of these
+    unless they are given, so the pyslurm backend adds them.
     """
     env: dict[str, str] = {}
+    for name in ("OMPI_MCA_plm_slurm_args", "PRTE_MCA_plm_slurm_args"):
+        env[name] = os.environ.get(name, "--external-launcher")
+    for bootstrap, extra in (
+        ("HYDRA_BOOTSTRAP", "HYDRA_LAUNCHER_EXTRA_ARGS"),
+        ("I_MPI_HYDRA_BOOTSTRAP", "I_MPI_HYDRA_BOOTSTRAP_EXEC_EXTRA_ARGS"),
+    ):
+        chosen = os.environ.get(bootstrap)
+        if (chosen is None and hydra_bootstrap) or chosen == "slurm":
+            env[bootstrap] = chosen or "slurm"
+            env[extra] = os.environ.get(extra, "--external-launcher")
+    if gpus is not None:
+        env["SLURM_GPUS"] = str(gpus)
     with contextlib.suppress(OSError):
         env["SLURM_SUBMIT_DIR"] = os.getcwd()
     env["SLURM_SUBMIT_HOST"] = socket.gethostname()

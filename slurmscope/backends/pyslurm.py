@@ -143,6 +143,7 @@ EXTRA_FLAGS: dict[str, tuple[str, Callable[[str | None], Any]]] = {
     "--no-requeue": ("is_requeueable", lambda v: False),
     "--hold": ("priority", lambda v: 0),
     "--wckey": ("wckey", str),
+    "--profile": ("profile_types", str),
 }
 
 
@@ -161,8 +162,6 @@ def _mismatch(detail: str) -> str:
 #: child process; only when that one survives is pyslurm imported here.
 _import_checked: dict[tuple[str | None, tuple[str, ...]], str | None] = {}
 _import_lock = threading.Lock()
-#: ``SLURM_BITSTR_LEN`` as the user had it before slurmscope set it (``None``: unset).
-_user_bitstr_len: str | None = os.environ.get("SLURM_BITSTR_LEN")
 
 _CHILD = """
 import sys
@@ -218,8 +217,6 @@ def _import_in_child(timeout: float) -> None:
 
 def _import() -> ModuleType:
     """``import pyslurm``, with errors that say what to do."""
-    # Array task ranges in full, not cut at 64 characters: libslurm reads this once.
-    os.environ.update(FULL_RANGES)
     try:
         import pyslurm
     except ModuleNotFoundError as exc:
@@ -265,7 +262,9 @@ def _probe() -> tuple[ModuleType, dict[str, Any]]:
                 f"{config.version}, and Slurm refuses clients newer than its controller"
             )
         )
+    mpi_params = getattr(config, "mpi_parameters", None) or {}
     return pyslurm, {
+        "hydra_bootstrap": "disable_slurm_hydra_bootstrap" not in mpi_params,
         "rlimits": propagated_limits(
             getattr(config, "propagate_resource_limits", None) or (),
             getattr(config, "propagate_resource_limits_except", None) or (),
@@ -363,20 +362,22 @@ def _minutes(time: str | None) -> int | str | None:
     return int(time) if time.isdigit() else time
 
 
-def job_environment(spec: JobSpec, rlimits: Sequence[str] = RLIMITS) -> dict[str, str]:
+def job_environment(
+    spec: JobSpec, rlimits: Sequence[str] = RLIMITS, hydra_bootstrap: bool = True
+) -> dict[str, str]:
     """The environment a job gets from ``sbatch --export=ALL``: the submitting process's,
-    the variables sbatch adds (submit dir and host, umask, priority, the resource limits
-    slurm.conf propagates), then the spec's own."""
+    the variables sbatch adds (:func:`~slurmscope.backends._slurm.submit_environment`),
+    then the spec's own."""
     env = dict(os.environ)
-    # slurmscope set SLURM_BITSTR_LEN for its own queries: give the job the user's value.
-    if _user_bitstr_len is None:
-        env.pop("SLURM_BITSTR_LEN", None)
-    else:
-        env["SLURM_BITSTR_LEN"] = _user_bitstr_len
-    return {**env, **submit_environment(rlimits), **spec.environment}
+    added = submit_environment(
+        rlimits, gpus=spec.resources.gpus, hydra_bootstrap=hydra_bootstrap
+    )
+    return {**env, **added, **spec.environment}
 
 
-def description_fields(spec: JobSpec, rlimits: Sequence[str] = RLIMITS) -> dict[str, Any]:
+def description_fields(
+    spec: JobSpec, rlimits: Sequence[str] = RLIMITS, hydra_bootstrap: bool = True
+) -> dict[str, Any]:
     """The ``pyslurm.JobSubmitDescription`` fields for ``spec``: plain values only.
 
     The environment is given as a dict (:func:`job_environment`), the way ``sbatch
@@ -390,7 +391,12 @@ def description_fields(spec: JobSpec, rlimits: Sequence[str] = RLIMITS) -> dict[
         "standard_output": spec.stdout,
         "standard_error": spec.stderr,
         "working_directory": spec.workdir,
-        "environment": job_environment(spec, rlimits),
+        "environment": job_environment(spec, rlimits, hydra_bootstrap),
+        # Left unset, pyslurm sends NO_VAL, which slurmctld reads as every profile on
+        # (SLURM_PROFILE=Energy,Lustre,Network,Task): where acct_gather_profile is
+        # configured, every job would be profiled. sbatch sends "not set"; "none" is the
+        # nearest pyslurm can say (--profile in extra= overrides it).
+        "profile_types": "none",
         "kill_on_invalid_dependency": spec.kill_on_invalid_dep,
     }
     if spec.array is not None:
@@ -456,6 +462,7 @@ class PyslurmBackend(Backend):
         self.retries = retries
         self.retry_delay = retry_delay
         self.calls: dict[str, int] = {"submit": 0, "load": 0, "cancel": 0}
+        self._partition_nodes: dict[str, int] | None = None
         self._rpc = _RPCThread("slurmscope-pyslurm")
         try:
             _import_in_child(60.0)
@@ -497,7 +504,15 @@ class PyslurmBackend(Backend):
 
     # -- the seam -----------------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> str:
-        fields = description_fields(spec, self._info["rlimits"])
+        fields = description_fields(
+            spec, self._info["rlimits"], self._info["hydra_bootstrap"]
+        )
+        if "nodes" not in fields:
+            # Without nodes, JobSubmitDescription pins the job to exactly one node (min =
+            # max = 1), where sbatch leaves the count to Slurm: give Slurm the same room.
+            most = self._max_nodes(spec.resources.partition)
+            if most > 1:
+                fields["nodes"] = f"1-{most}"
         pyslurm = self._pyslurm
 
         def submit() -> int:
@@ -512,6 +527,31 @@ class PyslurmBackend(Backend):
         except (ValueError, TypeError) as exc:  # pyslurm's own checks, before any RPC
             raise SubmissionError(f"pyslurm refused the job description: {exc}") from exc
         return str(job_id)
+
+    def _max_nodes(self, partitions: str | None) -> int:
+        """The most nodes a job may get in ``partitions`` (comma-separated; the default
+        partition when ``None``): its node count, capped by its ``MaxNodes``. Read once."""
+        if self._partition_nodes is None:
+            pyslurm = self._pyslurm
+
+            def load() -> dict[str, int]:
+                sizes: dict[str, int] = {}
+                for name, part in pyslurm.Partitions.load().items():
+                    size = part.total_nodes or 1
+                    if isinstance(part.max_nodes, int) and part.max_nodes > 0:
+                        size = min(size, part.max_nodes)
+                    sizes[name] = size
+                    if part.is_default:
+                        sizes[""] = size
+                return sizes
+
+            try:
+                self._partition_nodes = self._call("load", load)
+            except pyslurm.RPCError as exc:
+                raise self._error("pyslurm.Partitions.load() failed", exc) from exc
+        sizes = self._partition_nodes
+        names = (partitions or "").split(",")
+        return max((sizes.get(name.strip(), 1) for name in names), default=1)
 
     def states(self, job_ids: Sequence[str]) -> StateMap:
         if not job_ids:
@@ -558,7 +598,7 @@ class PyslurmBackend(Backend):
         except pyslurm.RPCError as exc:
             states = [
                 job.state
-                for job in pyslurm.Jobs.load().values()
+                for job in self._load_jobs().values()
                 if job.id == job_id or job.array_id == job_id
             ]
             if all(state in TERMINAL_STATES or state == "CANCELLED" for state in states):
@@ -573,12 +613,15 @@ class PyslurmBackend(Backend):
             raise
 
     def node_hosts(self) -> list[str]:
-        """The hostnames of the cluster's nodes (``pyslurm.Nodes.load()``), so that the
-        Cluster can check the job directory root is shared with them."""
+        """The addresses of the cluster's nodes (``NodeAddr``, from ``pyslurm.Nodes.load()``),
+        so that the Cluster can check the job directory root is shared with them."""
         pyslurm = self._pyslurm
         try:
             nodes = self._call(
-                "load", lambda: [n.hostname or n.name for n in pyslurm.Nodes.load().values()]
+                "load",
+                lambda: [
+                    n.address or n.hostname or n.name for n in pyslurm.Nodes.load().values()
+                ],
             )
         except pyslurm.RPCError:
             return []
@@ -595,10 +638,27 @@ class PyslurmBackend(Backend):
         return _dependency_text(deps)
 
     # -- on the RPC thread --------------------------------------------------------------------
+    def _load_jobs(self) -> Any:
+        """``Jobs.load()`` with array task ranges in full (``SLURM_BITSTR_LEN=0``), not cut
+        at 64 characters with "...". libslurm reads the variable once, at the first range it
+        formats, which happens inside some load; so it is set for every load, and only then:
+        pyslurm copies every ``SLURM_*`` variable of the process into the jobs it submits,
+        which must not get it."""
+        saved = {name: os.environ.get(name) for name in FULL_RANGES}
+        os.environ.update(FULL_RANGES)
+        try:
+            return self._pyslurm.Jobs.load()
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
     def _load_all(self) -> list[tuple[str, list[int], TaskState]]:
         """Every job record as (job id as submitted, task indices, state)."""
         out = []
-        for job in self._pyslurm.Jobs.load().values():
+        for job in self._load_jobs().values():
             state = TaskState(job.state, job.state_reason)
             if job.array_id is None:  # a single job
                 out.append((str(job.id), [0], state))

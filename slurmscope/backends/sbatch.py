@@ -118,7 +118,7 @@ class SbatchBackend(Backend):
     ) -> None:
         """``slurm_conf`` points at another cluster's slurm.conf (default: ``$SLURM_CONF``
         or Slurm's own default)."""
-        self._env = _environment(slurm_conf)
+        self.slurm_conf = slurm_conf
         ok, why = reachable(slurm_conf=slurm_conf)
         if not ok:
             raise BackendUnavailableError(
@@ -161,7 +161,9 @@ class SbatchBackend(Backend):
     # -- the seam -----------------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> str:
         args = sbatch_arguments(spec)
-        env = dict(self._env)
+        # The environment as it is now (sbatch --export=ALL sends the current one), not as
+        # it was when the backend was made.
+        env = _environment(self.slurm_conf)
         env.update(spec.environment)
         out = self._run(args, what="sbatch", stdin=batch_script(spec), env=env, submit=True)
         job_id = out.strip().split(";")[0]
@@ -184,7 +186,7 @@ class SbatchBackend(Backend):
             ],
             what="squeue",
             retries=0,  # the poller backs off and asks again
-            env={**self._env, **FULL_RANGES},
+            env={**_environment(self.slurm_conf), **FULL_RANGES},
         )
         if proc.returncode != 0:
             if "Invalid job id" in proc.stderr:  # every one of them is forgotten
@@ -225,8 +227,9 @@ class SbatchBackend(Backend):
             raise SchedulerError(f"scancel {target} failed: {proc.stderr.strip()}")
 
     def node_hosts(self) -> list[str]:
-        """The hostnames of the cluster's nodes (``sinfo``), to check the root is shared."""
-        proc = self._call(["sinfo", "--noheader", "--Node", "--format=%n"], what="sinfo")
+        """The addresses of the cluster's nodes (``NodeAddr``, from ``sinfo``: the
+        hostname unless slurm.conf says otherwise), to check the root is shared."""
+        proc = self._call(["sinfo", "--noheader", "--Node", "--format=%o"], what="sinfo")
         return sorted(set(proc.stdout.split())) if proc.returncode == 0 else []
 
     # -- introspection for tests and the CLI ------------------------------------------------
@@ -279,7 +282,7 @@ class SbatchBackend(Backend):
                     input=stdin,
                     capture_output=True,
                     text=True,
-                    env=self._env if env is None else env,
+                    env=_environment(self.slurm_conf) if env is None else env,
                     timeout=self.command_timeout,
                     check=False,
                 )

@@ -718,6 +718,10 @@ class _MultiClusterMap(dict):  # type: ignore[type-arg]
         except KeyError:
             return default
 
+    def items(self) -> Iterator[tuple[Any, Any]]:  # type: ignore[override]
+        for per_cluster in dict.values(self):
+            yield from per_cluster.items()
+
 
 class Jobs(_MultiClusterMap):
     """pyslurm.Jobs: cluster -> {job id: Job}; ``values()`` yields every Job."""
@@ -780,6 +784,48 @@ class Nodes(_MultiClusterMap):
             node._fields = fields
             nodes.setdefault(_local_cluster(), {})[node.name] = node
         return nodes
+
+
+class Partition:
+    """pyslurm.Partition: the attributes slurmscope reads."""
+
+    _fields: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return self._fields["PartitionName"]
+
+    @property
+    def total_nodes(self) -> int:
+        return int(self._fields.get("TotalNodes", "0"))
+
+    @property
+    def max_nodes(self) -> int | str:
+        """An int, or ``"UNLIMITED"`` (pyslurm's u32_parse of INFINITE)."""
+        value = self._fields.get("MaxNodes", "UNLIMITED")
+        return int(value) if value.isdigit() else "UNLIMITED"
+
+    @property
+    def is_default(self) -> bool:
+        return self._fields.get("Default") == "YES"
+
+
+class Partitions(_MultiClusterMap):
+    """pyslurm.Partitions: cluster -> {partition name: Partition}."""
+
+    @staticmethod
+    def load() -> Partitions:
+        """slurm_load_partitions: every partition, in one call."""
+        _double.rpc("Partitions.load")
+        proc = _run(["scontrol", "--oneliner", "show", "partition"])
+        if proc.returncode != 0:
+            raise _error_from(proc.stderr)
+        parts = Partitions()
+        for fields in _records(proc.stdout, first="PartitionName"):
+            part = Partition()
+            part._fields = fields
+            parts.setdefault(_local_cluster(), {})[part.name] = part
+        return parts
 
 
 # -- slurmctld (pyslurm/core/slurmctld) ------------------------------------------------------

@@ -1,0 +1,190 @@
+"""sbatch and pyslurm submit the same job the same way: a task cannot tell which one did.
+
+pyslurm's ``JobSubmitDescription`` differs from ``sbatch`` where nothing is said: it sends only
+the environment it is given (sbatch adds the submit directory and host, the umask, the nice
+value and the resource limits), it pins a job without ``nodes`` to exactly one node (sbatch
+lets Slurm choose), and it spells GPUs as ``gres:gpu:N``. These tests run both backends on the
+real test cluster (Slurm 25.11 with the real pyslurm under ``scripts/test``) and compare.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyslurm_support
+import pytest
+import slurm_cluster
+import tasks
+
+import slurmscope
+
+pytestmark = pytest.mark.slurm
+
+surroundings = slurmscope.task(tasks.surroundings)
+env = slurmscope.task(tasks.env)
+
+#: What pyslurm's ``JobSubmitDescription`` always sets and sbatch leaves unset, so that
+#: slurmctld puts it into the job's environment: a task count (``ntasks`` defaults to 1:
+#: ``SLURM_NTASKS``, ``SLURM_NPROCS``) and a profile (left unset, pyslurm would send
+#: "all profiles"; the backend says "none"). pyslurm has no way to leave them unset; their
+#: values mean what sbatch's defaults mean.
+PYSLURM_ONLY = {"SLURM_NTASKS": "1", "SLURM_NPROCS": "1", "SLURM_PROFILE": "None"}
+
+#: Variables that name the job itself, or that Slurm sets per job: they differ between any
+#: two jobs, whoever submitted them.
+PER_JOB = (
+    "SLURM_JOB_ID",
+    "SLURM_JOBID",
+    "SLURM_TASK_PID",
+    "SLURMSCOPE_",
+    "SLURM_JOB_START_TIME",
+    "SLURM_JOB_END_TIME",
+    "SLURM_SCRIPT_CONTEXT",
+)
+
+
+@contextlib.contextmanager
+def _cluster(kind: str, root: Path) -> Iterator[slurmscope.Cluster]:
+    with contextlib.ExitStack() as stack:
+        if kind == "pyslurm":
+            stack.enter_context(pyslurm_support.pyslurm_importable())
+        c = slurmscope.Cluster(kind, root=root / kind, set_as_default=False)
+        stack.callback(c.close)
+        yield c
+
+
+@pytest.fixture
+def both(tmp_path: Path) -> Iterator[dict[str, slurmscope.Cluster]]:
+    slurm_cluster.require()
+    with _cluster("sbatch", tmp_path) as sb, _cluster("pyslurm", tmp_path) as ps:
+        yield {"sbatch": sb, "pyslurm": ps}
+
+
+def _comparable(seen: dict[str, Any]) -> dict[str, Any]:
+    environ = {
+        k: v for k, v in seen["environ"].items() if not any(k.startswith(p) for p in PER_JOB)
+    }
+    return {**seen, "environ": environ}
+
+
+def test_a_task_sees_the_same_surroundings_from_both(
+    both: dict[str, slurmscope.Cluster], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Something sbatch would carry and a bare pyslurm would not: a distinct umask, a
+    # working directory that is not the job directory, and a lowered file-size limit.
+    monkeypatch.chdir(tmp_path)
+    old_mask = os.umask(0o027)
+    try:
+        seen = {k: surroundings.on(c)().get_result(timeout=120) for k, c in both.items()}
+    finally:
+        os.umask(old_mask)
+    sb, ps = (_comparable(seen[k]) for k in ("sbatch", "pyslurm"))
+    extra = {k: ps["environ"].pop(k, None) for k in PYSLURM_ONLY}
+    if "TEST DOUBLE" in (__import__("pyslurm").__doc__ or ""):
+        assert extra == dict.fromkeys(PYSLURM_ONLY), extra  # the double submits via sbatch
+    else:
+        assert extra == PYSLURM_ONLY, extra
+    assert sb["environ"], "the task saw no environment at all"
+    assert sb["umask"] == ps["umask"] == 0o027
+    assert sb["environ"]["SLURM_SUBMIT_DIR"] == ps["environ"]["SLURM_SUBMIT_DIR"] == str(tmp_path)
+    only_sb = sorted(set(sb["environ"]) - set(ps["environ"]))
+    only_ps = sorted(set(ps["environ"]) - set(sb["environ"]))
+    assert (only_sb, only_ps) == ([], []), f"only in sbatch's: {only_sb}, pyslurm's: {only_ps}"
+    differ = {k: (v, ps["environ"][k]) for k, v in sb["environ"].items() if ps["environ"][k] != v}
+    assert differ == {}
+    assert sb["cwd"] == ps["cwd"]
+    assert sb["limits"] == ps["limits"]
+    assert sb["nice"] == ps["nice"]
+
+
+def test_gpus_are_granted_and_seen_on_both(both: dict[str, slurmscope.Cluster]) -> None:
+    """The 25.11 test node has two (device-less) GPUs: ``gpus=1`` gets one, on each backend,
+    and the task sees it as a real job would (``CUDA_VISIBLE_DEVICES``)."""
+    if os.environ.get("SLURMSCOPE_SLURM_LANE") != "25.11":
+        pytest.skip("the GPUs are configured on the Slurm 25.11 test cluster only")
+    for kind, cluster in both.items():
+        visible = env.options(gpus=1).on(cluster)("CUDA_VISIBLE_DEVICES").get_result(timeout=120)
+        assert visible == "0", kind
+        two = env.options(gpus=2).on(cluster).map(["SLURM_JOB_GPUS"])
+        assert two.get_results(timeout=120) == ["0,1"], kind
+
+
+# -- several nodes: a cluster of this module's own, and pyslurm in a process of its own -------
+MULTI_DIR = f"/var/tmp/slurmscope-multinode-{os.getpid()}"
+MULTI_ENV = {
+    "SLURMSCOPE_CLUSTER_DIR": MULTI_DIR,
+    "SLURMSCOPE_CLUSTER_PORT": str(30000 + (os.getpid() % 2000) * 4),
+    "SLURMSCOPE_CLUSTER_ETC_CONF": "0",
+}
+
+
+def _script(*args: str) -> subprocess.CompletedProcess[str]:
+    environ = dict(os.environ, **MULTI_ENV)
+    environ.pop("SLURM_CONF", None)
+    return subprocess.run(
+        [str(slurm_cluster.SCRIPT), *args], capture_output=True, text=True, env=environ
+    )
+
+
+@pytest.fixture(scope="module")
+def two_nodes() -> Iterator[str]:
+    slurm_cluster.require()
+    started = _script("start", "--nodes", "2")
+    if started.returncode != 0:
+        pytest.fail(f"could not start a 2-node cluster: {started.stderr[-2000:]}")
+    yield f"{MULTI_DIR}/slurm.conf"
+    _script("stop")
+    subprocess.run(["rm", "-rf", MULTI_DIR], check=False)
+
+
+DRIVER = textwrap.dedent(
+    """
+    import json, sys
+    import slurmscope
+    sys.path.insert(0, sys.argv[2])
+    import tasks
+    import cloudpickle
+    cloudpickle.register_pickle_by_value(tasks)
+    env = slurmscope.task(tasks.env)
+    cluster = slurmscope.Cluster(sys.argv[1], root=sys.argv[3], set_as_default=False)
+    out = {}
+    for label, extra in [("one", []), ("ntasks", ["--ntasks=3"]), ("nodes", ["--nodes=2"])]:
+        job = env.options(extra=extra).on(cluster)("SLURM_JOB_NUM_NODES")
+        out[label] = job.get_result(timeout=120)
+    cluster.close()
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["sbatch", "pyslurm"])
+def test_node_counts_are_left_to_slurm_as_sbatch_does(
+    kind: str, two_nodes: str, tmp_path: Path
+) -> None:
+    """libslurm's configuration is per process, so each backend runs in a process of its own
+    pointed at the 2-node cluster. ``--ntasks=3`` (more CPUs than one node has) runs on both
+    (pyslurm once refused it: "Requested node configuration is not available"); one task
+    without a node count gets one node; ``--nodes=2`` gets two."""
+    environ = dict(os.environ, SLURM_CONF=two_nodes)
+    if kind == "pyslurm" and pyslurm_support.real_pyslurm() is not None:
+        environ["PYTHONPATH"] = pyslurm_support.DOUBLE_DIR
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER, kind, str(Path(tasks.__file__).parent), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert counts["one"] == "1"
+    assert counts["nodes"] == "2"
+    assert counts["ntasks"] in ("1", "2")  # Slurm's choice (OverSubscribe=FORCE may pack)
