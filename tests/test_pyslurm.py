@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -485,3 +486,53 @@ def test_a_protocol_error_later_says_so_too(
         BackendUnavailableError, match=r"Incompatible versions.*Cluster\('sbatch'\)"
     ):
         add.on(cluster)(1)
+
+
+def test_a_slurm_conf_libslurm_cannot_read_never_ends_the_program(
+    flavour: str, tmp_path: Path
+) -> None:
+    """``import pyslurm`` runs libslurm's ``slurm_init()``, which ends the whole process
+    (``fatal()``, exit 1) where slurm.conf cannot be read. Auto-detection and
+    ``Cluster('pyslurm')`` try the import in a child process first: the program lives on,
+    detection moves on, and the explicit request says why."""
+    driver = textwrap.dedent(
+        f"""
+        import slurmscope
+        from slurmscope.errors import BackendUnavailableError
+        c = slurmscope.Cluster(root={str(tmp_path)!r}, set_as_default=False)
+        print("auto:", c.backend.kind)
+        try:
+            slurmscope.Cluster("pyslurm", root={str(tmp_path)!r}, set_as_default=False)
+        except BackendUnavailableError as exc:
+            print("explicit:", exc)
+        print("alive")
+        """
+    )
+    empty = tmp_path / "slurm.conf"  # libslurm: "file is empty", then fatal() at once
+    empty.write_text("")
+    environ = dict(os.environ, SLURM_CONF=str(empty))
+    environ.pop("SLURMSCOPE_BACKEND", None)
+    if flavour == "double":
+        environ["PYTHONPATH"] = pyslurm_support.DOUBLE_DIR
+    bare = subprocess.run(
+        [sys.executable, "-c", "import pyslurm; print('alive')"],
+        capture_output=True, text=True, env=environ, timeout=120,
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", driver], capture_output=True, text=True, env=environ, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[-1] == "alive"
+    assert lines[0] == "auto: local"  # no pyslurm, no sbatch that answers
+    environ["SLURM_CONF"] = str(tmp_path / "missing.conf")  # libslurm would retry for 60 s
+    started = time.monotonic()
+    missing = subprocess.run(
+        [sys.executable, "-c", driver], capture_output=True, text=True, env=environ, timeout=300
+    )
+    assert missing.returncode == 0, missing.stderr[-2000:]
+    assert "missing.conf, which is not a file" in missing.stdout
+    assert time.monotonic() - started < 30
+    if flavour == "real":  # the double does not imitate slurm_init()'s exit
+        assert bare.returncode != 0 and "alive" not in bare.stdout  # what it protects from
+        assert "slurm_init() failed" in lines[1] and "Unable to process configuration" in lines[1]

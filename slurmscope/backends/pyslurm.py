@@ -181,7 +181,14 @@ def _import_in_child(timeout: float) -> None:
     """Raise ``BackendUnavailableError`` if ``import pyslurm`` would end this process."""
     if "pyslurm" in sys.modules:
         return  # imported (and libslurm initialised) already
-    key = (os.environ.get("SLURM_CONF"), tuple(_search_path()))
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not os.path.isfile(conf):
+        # libslurm would retry reading it for 60 s, then end the process.
+        raise BackendUnavailableError(
+            f"SLURM_CONF names {conf}, which is not a file: point it at the cluster's "
+            f"slurm.conf (or unset it for Slurm's default), or use {FALLBACK}."
+        )
+    key = (conf, tuple(_search_path()))
     with _import_lock:
         if key not in _import_checked:
             env = {**os.environ, **FULL_RANGES, "PYTHONPATH": os.pathsep.join(key[1])}
@@ -195,6 +202,9 @@ def _import_in_child(timeout: float) -> None:
                     check=False,
                 )
             except subprocess.TimeoutExpired:
+                _import_checked[key] = (
+                    f"import pyslurm did not finish within {timeout} s in a child process"
+                )
                 raise BackendUnavailableError(
                     f"import pyslurm did not finish within {timeout} s (tried in a child "
                     "process); check SLURM_CONF and that slurmctld answers."
