@@ -196,6 +196,7 @@ def test_squeue_states_are_shared_objects() -> None:
     from slurmscope.backends.sbatch import SbatchBackend
 
     backend = object.__new__(SbatchBackend)  # no controller needed to parse an answer
+    backend.slurm_conf = None
     lines = [f"7_{i}|PENDING|JobHeldUser" for i in range(1000)] + ["7_1000|RUNNING|None"]
     backend._call = lambda *a, **k: subprocess.CompletedProcess(a, 0, "\n".join(lines), "")
     answer = backend.states(["7"])["7"]

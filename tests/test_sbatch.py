@@ -87,7 +87,14 @@ def test_expand_range() -> None:
 
 
 def test_auto_detection_picks_sbatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where pyslurm cannot be imported, auto-detection takes the Slurm command line (the
+    test command installs a real pyslurm: a stand-in that fails to import hides it)."""
     slurm_cluster.require()
+    hidden = tmp_path / "hidden" / "pyslurm"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('pyslurm is hidden by this test')\n")
+    monkeypatch.syspath_prepend(str(hidden.parent))
+    monkeypatch.delitem(sys.modules, "pyslurm", raising=False)
     monkeypatch.delenv("SLURMSCOPE_BACKEND", raising=False)
     cluster = slurmscope.Cluster(root=tmp_path, set_as_default=False)
     assert cluster.backend.kind == "sbatch"

@@ -39,7 +39,7 @@ def expand_array_range(text: str) -> list[int]:
     brackets are allowed (``[1-3]``). A range cut short with ``...`` (``SLURM_BITSTR_LEN``)
     gives the indices before the cut: the last, incomplete piece is dropped.
     """
-    text = text.strip().strip("[]").split("%")[0]
+    text = text.strip().split("%")[0].strip("[]")
     truncated = text.endswith("...")
     pieces = text.removesuffix("...").split(",")
     if truncated:
