@@ -87,6 +87,7 @@ QUICK = Plan((10, 100), 1, 10, 1, 1, 20, 2, 10, 1000, 3, 200, 1000)
 SUBMIT_LIBS = (
     "floor",
     "slurmscope-sbatch",
+    "slurmscope-sbatch-22.05",
     "slurmscope-local",
     "slurmscope-pyslurm",
     "submitit",
@@ -208,6 +209,13 @@ class Bench:
         for key, value in options.items():
             args += [f"--{key}", str(value)]
         env = dict(self.env)
+        if library.endswith("-22.05"):
+            compat = os.environ.get("SLURMSCOPE_BENCH_COMPAT_CONF")
+            if not compat:
+                self.unavailable[library] = "no Slurm 22.05 cluster (benchmarks/run starts one)"
+                return self.driver(scenario, library, **options)
+            env["SLURM_CONF"] = compat
+            env["PATH"] = os.pathsep.join(("/usr/bin", env["PATH"]))  # Debian's Slurm
         if count_calls:
             env["PATH"] = os.pathsep.join((str(self.wrapdir), env["PATH"]))
             env["SLURMSCOPE_BENCH_CALLLOG"] = str(self.calllog)
@@ -757,7 +765,8 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         "floor": ("k", "--", "floor: one sbatch --array"),
         "slurmscope-sbatch": ("tab:blue", "-", "slurmscope (sbatch backend)"),
         "slurmscope-local": ("tab:cyan", "-", "slurmscope (embedded local backend)"),
-        "slurmscope-pyslurm": ("tab:purple", ":", "slurmscope (pyslurm backend, test double)"),
+        "slurmscope-sbatch-22.05": ("tab:blue", ":", "slurmscope (sbatch backend, Slurm 22.05)"),
+        "slurmscope-pyslurm": ("tab:purple", "-", "slurmscope (pyslurm backend)"),
         "submitit": ("tab:red", "-", "submitit map_array"),
         "slurm-sdk": ("tab:green", "-", "slurm-sdk task.map"),
     }

@@ -36,7 +36,14 @@ sys.path.insert(0, str(HERE))
 
 import bench_tasks  # noqa: E402  (after the path is set)
 
-SLURM_LIBRARIES = ("floor", "slurmscope-sbatch", "slurmscope-pyslurm", "submitit", "slurm-sdk")
+SLURM_LIBRARIES = (
+    "floor",
+    "slurmscope-sbatch",
+    "slurmscope-sbatch-22.05",
+    "slurmscope-pyslurm",
+    "submitit",
+    "slurm-sdk",
+)
 LIBRARIES = (*SLURM_LIBRARIES, "slurmscope-local")
 
 
@@ -153,6 +160,14 @@ class Slurmscope(Library):
         if self.backend == "pyslurm":
             import importlib.util
 
+            if importlib.util.find_spec("pyslurm") is not None:
+                import pyslurm
+
+                self.note = (
+                    f"real pyslurm {pyslurm.__version__} C bindings on Slurm "
+                    f"{slurm('sinfo', '--version').split()[-1]}"
+                )
+
             double = HERE.parent / "tests" / "pyslurm_double"
             if importlib.util.find_spec("pyslurm") is None:
                 if not double.is_dir():
@@ -189,6 +204,16 @@ class Slurmscope(Library):
 
     def close(self) -> None:
         self.cluster.close()
+
+
+class SlurmscopeSbatchCompat(Slurmscope):
+    """The sbatch backend on the compatibility cluster (Debian's Slurm 22.05): bench.py runs
+    this driver with that cluster's SLURM_CONF and binaries."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.name = "slurmscope-sbatch-22.05"
+        self.note = f"sbatch backend on Slurm {slurm('sinfo', '--version').split()[-1]}"
 
 
 class SlurmscopeLocal(Slurmscope):
@@ -260,6 +285,7 @@ def make_library(name: str, workdir: Path) -> Library:
     classes = {
         "floor": Floor,
         "slurmscope-sbatch": Slurmscope,
+        "slurmscope-sbatch-22.05": SlurmscopeSbatchCompat,
         "slurmscope-local": SlurmscopeLocal,
         "slurmscope-pyslurm": SlurmscopePyslurm,
         "submitit": Submitit,
