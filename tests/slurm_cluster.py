@@ -20,10 +20,17 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "slurm-cluster"
 def ensure() -> str | None:
     """Start the cluster if needed; ``None`` when it is up, else the reason it is not."""
     if not os.environ.get("SLURM_CONF"):
+        # What `eval "$(scripts/slurm-cluster env)"` would do: SLURM_CONF, the lane's
+        # binaries first on PATH, the lane's name.
         env = subprocess.run([str(SCRIPT), "env"], capture_output=True, text=True, check=False)
         for line in env.stdout.splitlines():
-            if line.startswith("export SLURM_CONF="):
-                os.environ["SLURM_CONF"] = line.split("=", 1)[1].strip().strip("'\"")
+            name, sep, value = line.removeprefix("export ").partition("=")
+            if not sep:
+                continue
+            value = value.strip().strip("'\"")
+            if name == "PATH":
+                value = value.replace("$PATH", os.environ.get("PATH", ""))
+            os.environ[name] = value
     from slurmscope.backends.sbatch import reachable
 
     ok, why = reachable()

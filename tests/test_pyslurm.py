@@ -536,3 +536,20 @@ def test_a_slurm_conf_libslurm_cannot_read_never_ends_the_program(
     if flavour == "real":  # the double does not imitate slurm_init()'s exit
         assert bare.returncode != 0 and "alive" not in bare.stdout  # what it protects from
         assert "slurm_init() failed" in lines[1] and "Unable to process configuration" in lines[1]
+
+
+def test_cancel_after_failed_calls_on_the_rpc_thread(cluster: slurmscope.Cluster) -> None:
+    """pyslurm's ``Job.cancel()`` decides from the thread's ``errno``, not the RPC's return
+    code. On the backend's one RPC thread a refused submission (errno 2000) and a failed
+    system call (ENOENT) come first; the cancel after them must neither raise nor be lost.
+    (On Slurm 25.11.7 libslurm clears errno on a successful RPC; the backend still believes
+    a cancel error only if the job has not ended.)"""
+    job = sleep.on(cluster)(600)
+    with pytest.raises(SubmissionError, match="(?i)partition"):
+        add.options(partition="nosuchpartition").on(cluster)(1)
+    backend = cluster.backend
+    backend._rpc.run(lambda: os.path.exists("/nonexistent/x") or None)  # type: ignore[attr-defined]
+    job.cancel()
+    job.wait(timeout=60)
+    assert job.state == "CANCELLED"
+    assert scontrol_job(job.job_id)["JobState"] == "CANCELLED"

@@ -188,3 +188,52 @@ def test_node_counts_are_left_to_slurm_as_sbatch_does(
     assert counts["one"] == "1"
     assert counts["nodes"] == "2"
     assert counts["ntasks"] in ("1", "2")  # Slurm's choice (OverSubscribe=FORCE may pack)
+
+
+def test_kill_on_invalid_dependency_means_the_same_on_both(
+    both: dict[str, slurmscope.Cluster], tmp_path: Path
+) -> None:
+    """``kill_on_invalid_dep=True`` (what slurmscope submits) ends a job whose dependency
+    failed; ``False`` leaves the choice to the cluster (``DependencyParameters``; the test
+    cluster does not kill), on both backends: sbatch passes no flag, pyslurm clears the bit
+    (it cannot send sbatch's explicit "no", so the sbatch backend does not either)."""
+    import time
+
+    from slurmscope.spec import JobSpec
+
+    def spec(**changes: Any) -> JobSpec:
+        base = JobSpec(
+            name="kill-on-invalid",
+            command=("true",),
+            workdir=str(tmp_path),
+            stdout=str(tmp_path / "%j.out"),
+            stderr=str(tmp_path / "%j.err"),
+        )
+        return base.with_(**changes)
+
+    seen: dict[tuple[str, bool], tuple[str, str | None]] = {}
+    for kind, cluster in both.items():
+        backend = cluster.backend
+        failed = backend.submit(spec(command=("false",)))
+        dependents = {
+            kill: backend.submit(
+                spec(dependencies=(("afterok", (failed,)),), kill_on_invalid_dep=kill)
+            )
+            for kill in (True, False)
+        }
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            states = backend.states(list(dependents.values()))
+            now = {k: states.get(j, {}).get(0) for k, j in dependents.items()}
+            if now[True] is not None and now[True].terminal and now[False] is not None and (
+                now[False].reason or ""
+            ).startswith("DependencyNeverSatisfied"):
+                break
+            time.sleep(0.5)
+        for kill, job_id in dependents.items():
+            task = backend.states([job_id]).get(job_id, {}).get(0)
+            seen[kind, kill] = (task.state, task.reason) if task else ("FORGOTTEN", None)
+            backend.cancel(job_id)
+    assert seen["sbatch", True][0] == seen["pyslurm", True][0] == "CANCELLED", seen
+    assert seen["sbatch", False] == seen["pyslurm", False], seen
+    assert seen["sbatch", False][0] == "PENDING", seen
