@@ -384,6 +384,7 @@ _MODELLED = {
     "ntasks",
     "partitions",
     "priority",
+    "profile_types",
     "qos",
     "required_nodes",
     "reservations",
@@ -499,6 +500,7 @@ class JobSubmitDescription:
             "standard_error": "--error",
             "standard_in": "--input",
             "nodes": "--nodes",
+            "profile_types": "--profile",
         }
         for field, flag in text.items():
             value = getattr(self, field)
