@@ -30,6 +30,7 @@ from .dependency import (
     check_kind,
     clauses_for_part,
     merge,
+    user_frame,
 )
 from .errors import (
     BackendUnavailableError,
@@ -160,26 +161,33 @@ def _detect() -> tuple[str, str]:
 
 
 class DependencyBlock:
-    """What ``cluster.dependencies(...)`` returns: a context manager for one ``with``.
+    """What ``cluster.dependencies(...)`` returns: a context manager for ``with``.
 
     Entering it pushes a frame with its dependencies onto the scope stack of the current
-    context (thread or asyncio task); leaving it, even by an exception, pops it.
+    context (thread or asyncio task); leaving it, even by an exception, removes exactly that
+    frame, in whatever order blocks are left (generators closed in creation order, an
+    ``ExitStack``, an exception path). A block may be entered again, also while it is
+    entered (recursion, several threads): each exit removes the newest entry of the context
+    it runs in. Exited from another context than the one that entered it, the block is
+    revoked there too (see :mod:`slurmscope.scope`) and ``slurmscope.scope.exited_elsewhere``
+    is logged.
     """
 
     def __init__(self, cluster: Cluster, requests: list[DependencyRequest], site: CallSite) -> None:
         self._cluster = cluster
         self._requests = requests
         self._site = site
-        self._token: Any = None
+        self._lock = threading.Lock()
+        self._entries: list[scope.Entry] = []
 
     def __enter__(self) -> DependencyBlock:
-        if self._token is not None:
-            raise RuntimeError("this dependencies() block is already entered; make a new one")
         depth = scope.next_depth(self._cluster)
         provenance = Provenance(VIA_SCOPE, self._site, depth=depth)
         deps = tuple(Dependency(r.kind, _target_id(r), provenance, r.job) for r in self._requests)
         frame = scope.Frame(self._cluster, deps, self._site, depth)
-        self._token = scope.push(frame)
+        entry = scope.push(frame)
+        with self._lock:
+            self._entries.append(entry)
         return self
 
     def __exit__(
@@ -188,8 +196,32 @@ class DependencyBlock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        scope.pop(self._token)
-        self._token = None
+        with self._lock:
+            entry = _take_entry(self._entries)
+        if entry is None:
+            raise RuntimeError(
+                f"this dependencies() block (opened at {self._site}) is not entered: "
+                "__exit__ was called more often than __enter__."
+            )
+        if not scope.pop(entry):
+            log.warning(
+                "slurmscope.scope.exited_elsewhere",
+                block=str(self._site),
+                thread=threading.current_thread().name,
+                detail="a dependencies() block was exited from another thread or context "
+                "than the one that entered it; it no longer applies anywhere",
+            )
+
+
+def _take_entry(entries: list[scope.Entry]) -> scope.Entry | None:
+    """The entry an exit removes: the newest one active in this context, else the newest."""
+    if not entries:
+        return None
+    active = {id(f) for f in scope.current()}
+    for i in range(len(entries) - 1, -1, -1):
+        if id(entries[i].frame) in active:
+            return entries.pop(i)
+    return entries.pop()
 
 
 def _target_id(request: DependencyRequest) -> str | None:
@@ -229,6 +261,9 @@ class Cluster:
         **options: Any,
     ) -> None:
         self._closed = False
+        self._routing_lock = threading.Lock()
+        #: ``with cluster:`` entries, oldest first: (id of the Python frame that entered, entry)
+        self._routing: list[tuple[int, scope.Entry]] = []
         self.root = (
             Path(root or os.environ.get("SLURMSCOPE_ROOT") or Path.home() / ".slurmscope" / "jobs")
             .expanduser()
@@ -340,11 +375,26 @@ class Cluster:
     def __enter__(self) -> Cluster:
         """``with cluster:`` sends every submission in the block here."""
         frame = scope.Frame(self, (), caller_site(), 0, is_dependency_block=False)
-        scope.push(frame)
+        entry = scope.push(frame)
+        with self._routing_lock:
+            self._routing.append((id(user_frame()), entry))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        scope.remove_innermost(lambda f: f.cluster is self and not f.is_dependency_block)
+        # The one Cluster object serves every `with cluster:`; the block being left is the
+        # newest one that the same Python frame (function or generator) entered in this
+        # context, else (an ExitStack closed by another frame) the newest in this context.
+        key = id(user_frame())
+        active = {id(f) for f in scope.current()}
+        with self._routing_lock:
+            entries = self._routing
+            choices = [i for i, (k, e) in enumerate(entries) if k == key and id(e.frame) in active]
+            choices = choices or [i for i, (_, e) in enumerate(entries) if id(e.frame) in active]
+            choices = choices or [i for i, (k, _) in enumerate(entries) if k == key]
+            choices = choices or list(range(len(entries)))
+            entry = entries.pop(choices[-1])[1] if choices else None
+        if entry is not None:
+            scope.pop(entry)
 
     # -- tasks -------------------------------------------------------------------------------
     def task(self, fn: Callable[..., Any] | None = None, **resources: Any) -> Any:

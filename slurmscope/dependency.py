@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 from .errors import DependencyError
@@ -66,11 +67,17 @@ class CallSite:
         return f"{self.file}:{self.line} in {self.function}() [thread {self.thread}]"
 
 
+def user_frame() -> FrameType | None:
+    """The first Python frame outside slurmscope (and the stdlib's plumbing) on the stack."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and _internal(frame.f_code.co_filename):
+        frame = frame.f_back
+    return frame
+
+
 def caller_site() -> CallSite:
     """The first frame outside slurmscope (and contextlib) on the current stack."""
-    frame = sys._getframe(1)
-    while frame is not None and _internal(frame.f_code.co_filename):
-        frame = frame.f_back  # type: ignore[assignment]
+    frame = user_frame()
     thread = threading.current_thread().name
     if frame is None:  # pragma: no cover - only when called from slurmscope itself
         return CallSite("<unknown>", 0, "<unknown>", thread)

@@ -387,7 +387,7 @@ def test_exception_inside_block_pops_the_frame(env: dict[str, Any]) -> None:
         outer = scope.current()
         with pytest.raises(KeyError), cluster.dependencies(b, kind="afterany"):
             raise KeyError("inner")
-        assert scope.current() is outer
+        assert _same(scope.current(), outer)
         job = sleep(0)
     assert [d.target_id for d in job.dependencies] == [a.job_id]
     assert scope.current() == before
@@ -396,13 +396,16 @@ def test_exception_inside_block_pops_the_frame(env: dict[str, Any]) -> None:
     with pytest.raises(RuntimeError), cluster, cluster.dependencies(a):
         raise RuntimeError
     assert scope.current() == before
-    # a block object may not be entered twice at once, and stays usable afterwards
+    # a block object may be entered again while it is entered (recursion, reuse); each
+    # exit removes one entry, and the object stays usable afterwards
     block = cluster.dependencies(a)
     with block:
-        with pytest.raises(RuntimeError):
-            block.__enter__()
+        with block:
+            assert scope.depth() == len(before) + 2
         assert scope.depth() == len(before) + 1
     assert scope.current() == before
+    with pytest.raises(RuntimeError, match="not entered"):
+        block.__exit__(None, None, None)
     with block:
         again = sleep(0)
     assert [d.target_id for d in again.dependencies] == [a.job_id]
