@@ -30,7 +30,7 @@ from .dependency import (
     check_kind,
     clauses_for_part,
     merge,
-    user_frame,
+    with_statement_key,
 )
 from .errors import (
     BackendUnavailableError,
@@ -177,17 +177,14 @@ class DependencyBlock:
         self._cluster = cluster
         self._requests = requests
         self._site = site
-        self._lock = threading.Lock()
-        self._entries: list[scope.Entry] = []
+        self._entries = _OpenEntries()
 
     def __enter__(self) -> DependencyBlock:
         depth = scope.next_depth(self._cluster)
         provenance = Provenance(VIA_SCOPE, self._site, depth=depth)
         deps = tuple(Dependency(r.kind, _target_id(r), provenance, r.job) for r in self._requests)
         frame = scope.Frame(self._cluster, deps, self._site, depth)
-        entry = scope.push(frame)
-        with self._lock:
-            self._entries.append(entry)
+        self._entries.add(scope.push(frame))
         return self
 
     def __exit__(
@@ -196,8 +193,7 @@ class DependencyBlock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        with self._lock:
-            entry = _take_entry(self._entries)
+        entry = self._entries.take()
         if entry is None:
             raise RuntimeError(
                 f"this dependencies() block (opened at {self._site}) is not entered: "
@@ -213,15 +209,38 @@ class DependencyBlock:
             )
 
 
-def _take_entry(entries: list[scope.Entry]) -> scope.Entry | None:
-    """The entry an exit removes: the newest one active in this context, else the newest."""
-    if not entries:
+class _OpenEntries:
+    """The open entries of one context manager object that may be entered several times at
+    once (recursion, threads, generators). ``take`` picks the entry an exit removes: the
+    newest one that the same ``with`` statement or ``ExitStack`` entered (see
+    :func:`~slurmscope.dependency.with_statement_key`) and that is active in this context;
+    else the newest active in this context (``__exit__`` called by hand elsewhere); else the
+    newest (exited from another context)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: list[tuple[Any, scope.Entry]] = []
+
+    def add(self, entry: scope.Entry) -> None:
+        key = with_statement_key()
+        with self._lock:
+            self._items.append((key, entry))
+
+    def take(self) -> scope.Entry | None:
+        key = with_statement_key()
+        active = {id(f) for f in scope.current()}
+        with self._lock:
+            items = self._items
+            for accept in (
+                lambda k, e: k == key and id(e.frame) in active,
+                lambda k, e: id(e.frame) in active,
+                lambda k, e: k == key,
+                lambda k, e: True,
+            ):
+                for i in range(len(items) - 1, -1, -1):
+                    if accept(*items[i]):
+                        return items.pop(i)[1]
         return None
-    active = {id(f) for f in scope.current()}
-    for i in range(len(entries) - 1, -1, -1):
-        if id(entries[i].frame) in active:
-            return entries.pop(i)
-    return entries.pop()
 
 
 def _target_id(request: DependencyRequest) -> str | None:
@@ -261,9 +280,7 @@ class Cluster:
         **options: Any,
     ) -> None:
         self._closed = False
-        self._routing_lock = threading.Lock()
-        #: ``with cluster:`` entries, oldest first: (id of the Python frame that entered, entry)
-        self._routing: list[tuple[int, scope.Entry]] = []
+        self._routing = _OpenEntries()  # the open `with cluster:` blocks
         self.root = (
             Path(root or os.environ.get("SLURMSCOPE_ROOT") or Path.home() / ".slurmscope" / "jobs")
             .expanduser()
@@ -375,24 +392,11 @@ class Cluster:
     def __enter__(self) -> Cluster:
         """``with cluster:`` sends every submission in the block here."""
         frame = scope.Frame(self, (), caller_site(), 0, is_dependency_block=False)
-        entry = scope.push(frame)
-        with self._routing_lock:
-            self._routing.append((id(user_frame()), entry))
+        self._routing.add(scope.push(frame))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        # The one Cluster object serves every `with cluster:`; the block being left is the
-        # newest one that the same Python frame (function or generator) entered in this
-        # context, else (an ExitStack closed by another frame) the newest in this context.
-        key = id(user_frame())
-        active = {id(f) for f in scope.current()}
-        with self._routing_lock:
-            entries = self._routing
-            choices = [i for i, (k, e) in enumerate(entries) if k == key and id(e.frame) in active]
-            choices = choices or [i for i, (_, e) in enumerate(entries) if id(e.frame) in active]
-            choices = choices or [i for i, (k, _) in enumerate(entries) if k == key]
-            choices = choices or list(range(len(entries)))
-            entry = entries.pop(choices[-1])[1] if choices else None
+        entry = self._routing.take()  # the one Cluster object serves every `with cluster:`
         if entry is not None:
             scope.pop(entry)
 

@@ -75,6 +75,30 @@ def user_frame() -> FrameType | None:
     return frame
 
 
+_CONTEXTLIB = os.path.join(os.path.dirname(os.__file__), "contextlib.py")
+
+
+def with_statement_key() -> Any:
+    """What identifies the ``with`` statement (or ``ExitStack``) that enters or exits a
+    context manager, the same at its ``__enter__`` and at its ``__exit__``: the ExitStack
+    that holds it, else the Python frame (function or generator) that runs the ``with``."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_filename == _CONTEXTLIB and code.co_name in (
+            "enter_context",
+            "__exit__",
+            "__aexit__",
+        ):
+            owner = frame.f_locals.get("self")
+            if type(owner).__name__ in ("ExitStack", "AsyncExitStack"):
+                return ("ExitStack", id(owner))
+        elif not _internal(code.co_filename):
+            return (id(frame), code)
+        frame = frame.f_back
+    return None
+
+
 def caller_site() -> CallSite:
     """The first frame outside slurmscope (and contextlib) on the current stack."""
     frame = user_frame()
