@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import re
 import shutil
 import socket
 import sys
@@ -51,6 +53,7 @@ _default_lock = threading.Lock()
 _default: Cluster | None = None  # the explicit default-cluster registry
 
 _PLAIN = (int, float, str, bytes, bool, type(None), complex)
+_JOB_ID = re.compile(r"[0-9]+(_[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ def _choose_backend(
             name, reason = env, f"SLURMSCOPE_BACKEND={env}"
         else:
             name, reason = _detect()
+    _check_options(name, options)  # again: "auto" chose one, and it takes fewer
     if name == "local":
         from .backends.local import LocalBackend
 
@@ -120,19 +124,68 @@ def _choose_backend(
             ),
             reason,
         )
-    if name in ("sbatch", "pyslurm"):
-        try:
-            module = __import__(f"slurmscope.backends.{name}", fromlist=["create"])
-        except ImportError as exc:
-            raise BackendUnavailableError(
-                f"the {name} backend is not available in this version of slurmscope ({exc}); "
-                "use Cluster('local') meanwhile."
-            ) from exc
-        backend = module.create(**options)
-        options.clear()
-        return backend, reason
+    module = _backend_module(name)
+    backend = module.create(**options)
+    options.clear()
+    return backend, reason
+
+
+_BACKENDS = ("local", "sbatch", "pyslurm")
+#: What Cluster() takes besides resources and backend options.
+_CLUSTER_OPTIONS = ("backend", "root", "set_as_default", "max_item_size", "check_shared_root")
+
+
+def _backend_module(name: str) -> Any:
+    if name not in _BACKENDS:
+        raise InvalidInputError(
+            f"unknown backend {name!r}: use 'auto', 'local', 'sbatch' or 'pyslurm'."
+        )
+    try:
+        return __import__(f"slurmscope.backends.{name}", fromlist=["OPTIONS"])
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"the {name} backend is not available in this version of slurmscope ({exc}); "
+            "use Cluster('local') meanwhile."
+        ) from exc
+
+
+def _check_options(backend: str | Backend, options: dict[str, Any]) -> None:
+    """Refuse options the backend does not take, before anything is constructed, naming
+    the ones it does (``"auto"``: the options of any backend, checked again once chosen)."""
+    if isinstance(backend, Backend):
+        allowed: tuple[str, ...] = ()
+        which = f"a backend given as an object ({type(backend).__name__})"
+    elif backend == "auto" and not os.environ.get("SLURMSCOPE_BACKEND"):
+        allowed = tuple(dict.fromkeys(o for n in _BACKENDS for o in _backend_module(n).OPTIONS))
+        which = "any backend"
+    else:
+        name = backend if backend != "auto" else os.environ["SLURMSCOPE_BACKEND"]
+        allowed = _backend_module(name).OPTIONS
+        which = f"the {name} backend"
+    unknown = sorted(set(options) - set(allowed))
+    if not unknown:
+        return
+    import difflib
+
+    resources = sorted(Resources.__dataclass_fields__)
+    valid = [*allowed, *_CLUSTER_OPTIONS, *resources]
+    owners = {o: n for n in reversed(_BACKENDS) for o in _backend_module(n).OPTIONS}
+
+    def hint(option: str) -> str:
+        if option in owners:
+            return f"{option}= (an option of the {owners[option]} backend)"
+        close = difflib.get_close_matches(option, valid, n=2, cutoff=0.8)
+        return (
+            f"{option}= (did you mean {' or '.join(m + '=' for m in close)}?)"
+            if close
+            else f"{option}="
+        )
+
+    hints = [hint(u) for u in unknown]
     raise InvalidInputError(
-        f"unknown backend {name!r}: use 'auto', 'local', 'sbatch' or 'pyslurm'."
+        f"unknown Cluster option(s) {', '.join(hints)} for {which}. Options of {which}: "
+        f"{', '.join(allowed) or 'none'}; of every Cluster: {', '.join(_CLUSTER_OPTIONS[1:])}; "
+        f"default resources for its tasks: {', '.join(resources)}. Nothing was created."
     )
 
 
@@ -294,6 +347,8 @@ class Cluster:
         resource_names = set(Resources.__dataclass_fields__)
         defaults = {k: options.pop(k) for k in list(options) if k in resource_names}
         self.defaults = Resources.from_kwargs(defaults)
+        check_shared = options.pop("check_shared_root", True)
+        _check_options(backend, options)  # before the root or a backend is created
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -306,13 +361,7 @@ class Cluster:
                 f"the job directory root {self.root} is not writable. Pass Cluster(root=...) "
                 "or set SLURMSCOPE_ROOT to a writable directory."
             )
-        check_shared = options.pop("check_shared_root", True)
         self.backend, why = _choose_backend(backend, self, options)
-        if options:
-            raise InvalidInputError(
-                f"unknown Cluster option(s) {', '.join(sorted(options))}: give resources "
-                f"({', '.join(sorted(resource_names))}) or backend options."
-            )
         self._poller_obj: Any = None
         node_hosts = getattr(self.backend, "node_hosts", None)
         if check_shared and node_hosts is not None:
@@ -360,17 +409,24 @@ class Cluster:
         """
         check_kind(kind)
         site = caller_site()
-        requests = self._requests(jobs, kind)
+        requests = self._requests(
+            jobs, kind, Provenance(VIA_SCOPE, site, depth=scope.next_depth(self))
+        )
         return DependencyBlock(self, requests, site)
 
-    def _requests(self, jobs: Iterable[Any], kind: str) -> list[DependencyRequest]:
+    def _requests(
+        self, jobs: Iterable[Any], kind: str, provenance: Provenance
+    ) -> list[DependencyRequest]:
+        """Check the jobs of ``dependencies()``, ``.after()`` or ``after=``: every error says
+        where the dependency was given, as the checks at submission do."""
         check_kind(kind)
         jobs = list(jobs)
+        given = f" (given by {provenance.describe()})"
         if kind == "singleton":
             if jobs:
                 raise DependencyError(
                     "singleton takes no jobs: it waits for earlier jobs of the same name. "
-                    "Use dependencies(kind='singleton') or task.after(kind='singleton')."
+                    f"Use dependencies(kind='singleton') or task.after(kind='singleton'){given}."
                 )
             return [DependencyRequest("singleton", None)]
         out = []
@@ -378,14 +434,17 @@ class Cluster:
             if isinstance(job, DependencyRequest):
                 out.append(job)
                 continue
-            _check_handle(job)
+            try:
+                _check_handle(job)
+            except DependencyError as exc:
+                raise DependencyError(f"{str(exc).rstrip('.')}{given}.") from None
             out.append(DependencyRequest(kind, job))
         for request in out:
             if request.job is not None and request.job.cluster is not self:
                 raise DependencyError(
                     f"job {request.job._target_id()} belongs to {request.job.cluster!r}, not "
-                    f"to {self!r}; Slurm cannot express a dependency across clusters. Wait for "
-                    "it (job.wait()) and pass its result instead."
+                    f"to {self!r}; Slurm cannot express a dependency across clusters{given}. "
+                    "Wait for it (job.wait()) and pass its result instead."
                 )
         return out
 
@@ -408,14 +467,26 @@ class Cluster:
         return task(fn, cluster=self, **resources)
 
     # -- reattach ----------------------------------------------------------------------------
-    def attach(self, job: str | os.PathLike[str]) -> Job | ArrayJob:
+    def attach(self, job: str | int | os.PathLike[str]) -> Job | ArrayJob:
         """A handle for a job submitted earlier, maybe by another process: give its id
-        (``"12"``, ``"12_3"``) or its job directory."""
-        text = os.fspath(job)
+        (``12``, ``"12"``, ``"12_3"``) or its job directory."""
+        if isinstance(job, int) and not isinstance(job, bool) and job > 0:
+            job = str(job)
+        if not isinstance(job, (str, os.PathLike)):
+            raise InvalidInputError(
+                f"attach() takes a job id (12, '12' or '12_3' for one task of an array) or a "
+                f"job directory, not {type(job).__name__} {job!r}."
+            )
+        text = os.fspath(job).strip()
         index: int | None = None
         if os.sep in text or Path(text).is_dir():
             directory = JobDirectory(Path(text))
         else:
+            if not _JOB_ID.fullmatch(text):
+                raise InvalidInputError(
+                    f"{text!r} is neither a job id (12, '12' or '12_3' for one task of an "
+                    "array) nor a job directory."
+                )
             found = JobDirectory.find(self.root, self.name, text)
             if found is None:
                 raise JobNotFoundError(
@@ -434,14 +505,22 @@ class Cluster:
         submission = Submission(
             self, directory, manifest["name"], manifest["size"], manifest["array"], parts, deps
         )
-        self._poller.watch(submission)
-        if not submission.is_array:
-            return Job(submission)
+        handle: Job | ArrayJob
         if index is not None:
             part_id = text.split("_", 1)[0]
-            part = next(p for p in parts if p.job_id == part_id)
-            return Job(submission, part.offset + index)
-        return ArrayJob(submission)
+            part = next((p for p in parts if p.job_id == part_id), None)
+            if not submission.is_array or part is None or index >= part.count:
+                what = (
+                    f"array {part_id} has {part.count} tasks"
+                    if part and submission.is_array
+                    else (f"job {part_id} is not an array")
+                )
+                raise JobNotFoundError(f"{what}: there is no task {text}.")
+            handle = Job(submission, part.offset + index)
+        else:
+            handle = ArrayJob(submission) if submission.is_array else Job(submission)
+        self._poller.watch(submission)
+        return handle
 
     def close(self) -> None:
         """Stop using this cluster. The local backend cancels what it still runs."""
@@ -479,6 +558,7 @@ class Cluster:
         gathered.extend(explicit)
         # 2. Pickle the payload; handles inside arguments become data dependencies.
         function_blob = _pickle_function(task)
+        self._check_function_size(task, function_blob)
         item_blobs = _pickle_scalars(calls) if array else None
         if item_blobs is not None:  # plain scalars: no handles inside, one fast pass
             if item_blobs and max(map(len, item_blobs)) > self.max_item_bytes:
@@ -515,6 +595,8 @@ class Cluster:
         active = self._drop_satisfied(kept, task.name)
         # 4. Write the job directory, then submit part by part.
         resources = self.defaults.updated(task.resources.to_json())
+        if array and size == 0:  # nothing to run: no job directory, no scheduler call
+            return self._empty_map(task, kept, site)
         directory = JobDirectory.create(self.root, task.name)
         try:
             directory.write_payload(function_blob, item_blobs)
@@ -548,12 +630,53 @@ class Cluster:
         self._poller.watch(submission)
         return ArrayJob(submission) if array else Job(submission)
 
+    def _empty_map(self, task: Task[..., Any], deps: list[Dependency], site: CallSite) -> ArrayJob:
+        """``map([])``: an array of no tasks, already succeeded (a satisfied dependency, no
+        results). It writes no job directory of its own (``status`` has nothing to list)
+        and reaches no scheduler; its directory is the root's shared, empty ``.empty``."""
+        empty = JobDirectory(self.root / ".empty")
+        empty.results_dir.mkdir(parents=True, exist_ok=True)
+        submission = Submission(self, empty, task.name, 0, True, [], deps)
+        log.info(
+            "slurmscope.submit",
+            task=task.name,
+            job_ids=[],
+            items=0,
+            backend=self.backend.kind,
+            cluster=self.name,
+            directory=None,
+            submitted_from=str(site),
+            dependencies=[_event_dep(d) for d in deps],
+            duplicates_dropped=0,
+        )
+        return ArrayJob(submission)
+
     def _too_big(self, task: Task[..., Any], index: int, size: int, array: bool) -> NoReturn:
-        what = f"item {index}" if array else "the arguments"
+        what = (
+            f"item {index} of task {task.name} pickles"
+            if array
+            else (f"the arguments of task {task.name} pickle")
+        )
         raise InvalidInputError(
-            f"{what} of task {task.name} pickle to {size / 2**20:.1f} MiB, over the "
-            f"limit of {self.max_item_bytes / 2**20:.1f} MiB. Write large data to a file "
-            "on the shared filesystem and pass its path, or raise the limit with "
+            f"{what} to {human_size(size)}, over the limit of "
+            f"{human_size(self.max_item_bytes)}. Write large data to a file on the shared "
+            "filesystem and pass its path, or raise the limit with "
+            "Cluster(max_item_size='1G') or SLURMSCOPE_MAX_ITEM_SIZE. Nothing was submitted."
+        )
+
+    def _check_function_size(self, task: Task[..., Any], blob: bytes) -> None:
+        """The function is a payload too: what it captures (globals of its module when it is
+        pickled by value, closure cells, default arguments) is written with it."""
+        if len(blob) <= self.max_item_bytes:
+            return
+        captured = _largest_captures(task.fn)
+        listed = ", ".join(f"{name} ({human_size(n, exact=False)})" for name, n in captured[:3])
+        raise InvalidInputError(
+            f"the function of task {task.name} pickles to {human_size(len(blob))}, over the "
+            f"limit of {human_size(self.max_item_bytes)}: it carries the data it captures"
+            + (f", the largest being {listed}" if listed else "")
+            + ". Load large data inside the task (from a file on the shared filesystem, its "
+            "path passed as an argument or a module-level constant), or raise the limit with "
             "Cluster(max_item_size='1G') or SLURMSCOPE_MAX_ITEM_SIZE. Nothing was submitted."
         )
 
@@ -622,8 +745,6 @@ class Cluster:
         resources: Resources,
         max_concurrent: int | None,
     ) -> list[Part]:
-        if array and size == 0:
-            return []
         limit = self.backend.max_array_size or size or 1
         bounds = [(o, min(limit, size - o)) for o in range(0, size, limit)] if array else [(0, 1)]
         if any(d.kind == "aftercorr" for d in deps):
@@ -778,6 +899,54 @@ def root_problem(root: Path, node_hosts: Iterable[str], this_host: str, mounts: 
 
 
 _SIZE = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def human_size(size: int, *, exact: bool = True) -> str:
+    """``1126`` -> ``"1.10 KiB (1,126 bytes)"``: readable, and exact where it matters."""
+    if size < 1024:
+        return f"{size:,} bytes"
+    value, unit = float(size), "B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):  # noqa: B007 - the last one is kept
+        value /= 1024
+        if value < 1024:
+            break
+    return f"{value:.2f} {unit}" + (f" ({size:,} bytes)" if exact else "")
+
+
+def _largest_captures(fn: Any) -> list[tuple[str, int]]:
+    """What a function carries when pickled by value, largest first: the globals its code
+    names, its closure cells and its default arguments, each with its pickled size."""
+    found: dict[str, Any] = {}
+    code = getattr(fn, "__code__", None)
+    globals_ = getattr(fn, "__globals__", {})
+    if code is not None:
+        names: set[str] = set()
+        stack = [code]
+        while stack:  # nested functions and comprehensions name globals too
+            c = stack.pop()
+            names.update(c.co_names)
+            stack.extend(k for k in c.co_consts if hasattr(k, "co_names"))
+        for name in sorted(names):
+            if name in globals_:
+                found[f"global {name!r}"] = globals_[name]
+        for name, cell in zip(
+            code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False
+        ):
+            with contextlib.suppress(ValueError):  # an empty cell
+                found[f"closure variable {name!r}"] = cell.cell_contents
+    for i, default in enumerate(getattr(fn, "__defaults__", None) or ()):
+        found[f"default argument {i}"] = default
+    for name, default in (getattr(fn, "__kwdefaults__", None) or {}).items():
+        found[f"default argument {name!r}"] = default
+    sizes = []
+    for label, value in found.items():
+        if isinstance(value, type(sys)):
+            continue  # modules are pickled by reference
+        try:
+            sizes.append((label, len(cloudpickle.dumps(value, protocol=5))))
+        except Exception:  # noqa: BLE001, S112 - only a hint; the whole function pickled
+            continue
+    return sorted(sizes, key=lambda pair: -pair[1])
 
 
 def _parse_size(value: Any) -> int:
