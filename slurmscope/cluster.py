@@ -43,6 +43,7 @@ from .errors import (
 )
 from .jobs import ArrayJob, Job, Part, Submission, _Handle
 from .log import log
+from .origin import driver_info
 from .payload import JobDirectory, ResultRef
 from .spec import ArraySpec, JobSpec, Resources
 
@@ -599,7 +600,7 @@ class Cluster:
             return self._empty_map(task, kept, site)
         directory = JobDirectory.create(self.root, task.name)
         try:
-            directory.write_payload(function_blob, item_blobs)
+            directory.write_payload(function_blob, item_blobs, driver_info(task.fn, _by_value))
             manifest = self._manifest(task, size, array, resources, site, max_concurrent)
             deps_json = [d.json_text for d in kept]
             directory.write_manifest(manifest, dependencies=deps_json)
@@ -963,6 +964,14 @@ def _parse_size(value: Any) -> int:
             f"invalid size {value!r}: give bytes as an int or a string such as '64M' or '1G'."
         )
     return int(size)
+
+
+def _by_value(obj: Any) -> bool:
+    """Whether cloudpickle ships ``obj`` (a function or class) by value, not by reference."""
+    try:
+        return not cloudpickle.cloudpickle._should_pickle_by_reference(obj)
+    except Exception:  # noqa: BLE001 - a private helper of cloudpickle; guess as it would
+        return getattr(obj, "__module__", None) == "__main__"
 
 
 def _pickle_function(task: Task[..., Any]) -> bytes:
