@@ -143,7 +143,8 @@ def _with_files(code: Any, files: dict[tuple[str, int], str]) -> Any:
         _with_files(k, files) if hasattr(k, "co_firstlineno") else k for k in code.co_consts
     )
     changes: dict[str, Any] = {}
-    if any(a is not b for a, b in zip(consts, code.co_consts)):  # code == ignores the file
+    # code == code ignores the file name: compare by identity
+    if any(a is not b for a, b in zip(consts, code.co_consts, strict=True)):
         changes["co_consts"] = consts
     if code.co_filename == DYNAMIC and _key(code) in files:
         changes["co_filename"] = files[_key(code)]
