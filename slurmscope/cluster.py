@@ -480,7 +480,7 @@ class Cluster:
             )
         text = os.fspath(job).strip()
         index: int | None = None
-        if os.sep in text or Path(text).is_dir():
+        if text and (os.sep in text or Path(text).is_dir()):
             directory = JobDirectory(Path(text))
         else:
             if not _JOB_ID.fullmatch(text):
