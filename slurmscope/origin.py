@@ -28,6 +28,15 @@ if TYPE_CHECKING:
 
 DYNAMIC = "<dynamic-code>"
 _FUNCTION = type(lambda: None)
+_MODULE = type(sys)
+
+
+class _Probe:
+    def method(self) -> None: ...
+
+
+#: What the walk looks into: never arbitrary objects, whose attributes may be computed.
+_METHODS = (type(_Probe().method), staticmethod, classmethod)
 _LIMIT = 10_000  # functions and classes followed at most, whatever the program
 
 
@@ -56,16 +65,15 @@ def _reachable(root: Any, follow: Any) -> list[Any]:
         if id(obj) in seen:
             continue
         seen.add(id(obj))
-        inner = getattr(obj, "__func__", None)  # bound methods, static/class methods
-        if inner is not None:
-            stack.append(inner)
+        kind = type(obj)
+        if kind in _METHODS:  # bound methods, static and class methods
+            stack.append(obj.__func__)
             continue
-        if isinstance(obj, property):
+        if kind is property:
             stack.extend(f for f in (obj.fget, obj.fset, obj.fdel) if f is not None)
             continue
-        partial = getattr(obj, "func", None)  # functools.partial and the like
-        if partial is not None and not isinstance(obj, (type, _FUNCTION)):
-            stack.append(partial)
+        if kind.__name__ == "partial" and kind.__module__ == "functools":
+            stack.append(obj.func)
             continue
         if isinstance(obj, type):
             if follow(obj):
@@ -107,7 +115,7 @@ def driver_info(fn: Any, by_value: Any) -> dict[str, Any]:
         {os.path.dirname(os.path.abspath(main_file))} if main_file else set()
     )
     for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None)
+        file = vars(module).get("__file__") if isinstance(module, _MODULE) else None
         if file and any(file.startswith(folder.rstrip(os.sep) + os.sep) for folder in here):
             modules[name] = file
     return {"sys_path": path, "cwd": cwd, "files": files, "modules": modules}
