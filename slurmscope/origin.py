@@ -79,7 +79,11 @@ def _reachable(root: Any, follow: Any) -> list[Any]:
             if follow(obj):
                 stack.extend(vars(obj).values())
             continue
-        if not isinstance(obj, _FUNCTION) or not follow(obj):
+        if not isinstance(obj, _FUNCTION):
+            if kind is not _MODULE:
+                stack.append(kind)  # an instance: its class may be shipped by value
+            continue
+        if not follow(obj):
             continue
         found.append(obj)
         names: set[str] = set()
@@ -104,11 +108,22 @@ def driver_info(fn: Any, by_value: Any) -> dict[str, Any]:
     ``by_value(obj)`` says whether cloudpickle ships ``obj`` by value.
     """
     cwd = os.getcwd()
-    path = list(dict.fromkeys(os.path.join(cwd, p) if p else cwd for p in sys.path))
+    entries = []
+    for entry in sys.path:
+        try:
+            text = os.fspath(entry)
+        except TypeError:
+            continue
+        if isinstance(text, str):
+            entries.append(os.path.join(cwd, text) if text else cwd)
+    path = list(dict.fromkeys(entries))
     files: dict[tuple[str, int], str] = {}
-    for function in _reachable(fn, by_value):
-        for code in _codes(function.__code__):
-            files.setdefault(_key(code), code.co_filename)
+    try:
+        for function in _reachable(fn, by_value):
+            for code in _codes(function.__code__):
+                files.setdefault(_key(code), code.co_filename)
+    except Exception:  # noqa: BLE001, S110 - only for tracebacks: never fail a submission
+        pass
     modules = {}
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
     here = {cwd, *path[:1]} | (

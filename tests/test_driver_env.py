@@ -63,9 +63,17 @@ backend, root = sys.argv[1], sys.argv[2]
 cluster = slurmscope.Cluster(backend, root=root, set_as_default=False)
 
 
+class Checker:
+    def check(self, y):
+        raise ValueError(f"bad {y}")  # FAILS HERE
+
+
+checker = Checker()
+
+
 def fails(x):
     def inner(y):
-        raise ValueError(f"bad {y}")  # FAILS HERE
+        return checker.check(y)  # CALLS CHECK
     return inner(x)
 
 
@@ -133,9 +141,11 @@ def test_a_driver_started_from_another_directory(backend: str, tmp_path: Path) -
     assert out["unboxed"] == [2, 3]
     # the remote traceback names the script, its line and its source
     trace = out["traceback"]
-    line = PIPELINE.splitlines().index('        raise ValueError(f"bad {y}")  # FAILS HERE') + 1
-    assert f'File "{script}", line {line}, in inner' in trace, trace
-    assert "# FAILS HERE" in trace
+    source = PIPELINE.splitlines()
+    for code, function in (("# CALLS CHECK", "inner"), ("# FAILS HERE", "check")):
+        line = next(i for i, text in enumerate(source, start=1) if text.endswith(code))
+        assert f'File "{script}", line {line}, in {function}' in trace, trace
+        assert code in trace
     assert "<dynamic-code>" not in trace
     # a module the job cannot import: which one, the job's sys.path, what to do
     missing = out["missing"]
