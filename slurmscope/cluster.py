@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pickle
 import re
@@ -11,6 +12,7 @@ import socket
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -918,6 +920,12 @@ def _largest_captures(fn: Any) -> list[tuple[str, int]]:
     """What a function carries when pickled by value, largest first: the globals its code
     names, its closure cells and its default arguments, each with its pickled size."""
     found: dict[str, Any] = {}
+    if isinstance(fn, functools.partial):
+        found.update({f"partial argument {i}": a for i, a in enumerate(fn.args)})
+        found.update({f"partial argument {k!r}": v for k, v in fn.keywords.items()})
+        fn = fn.func
+    elif not isinstance(fn, (types.FunctionType, types.BuiltinFunctionType, type)):
+        found.update({f"attribute {k!r}": v for k, v in getattr(fn, "__dict__", {}).items()})
     code = getattr(fn, "__code__", None)
     globals_ = getattr(fn, "__globals__", {})
     if code is not None:

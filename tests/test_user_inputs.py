@@ -9,6 +9,7 @@ library with a structlog context bound.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import sys
@@ -87,6 +88,8 @@ def test_a_function_capturing_large_data_is_refused(cluster: slurmscope.Cluster)
         assert "over the limit of 1.00 MiB (1,048,576 bytes)" in text
         assert "closure variable 'blob' (1.91 MiB)" in text
         assert "Nothing was submitted" in text
+    with pytest.raises(InvalidInputError, match=r"partial argument 0 \(1.91 MiB\)"):
+        cluster.task(functools.partial(tasks.identity, blob))()
     assert job_dirs(cluster) == before
     # within the limit it runs
     small = b"y" * 1000
