@@ -9,6 +9,7 @@ dependency is resolved before submission; ``cluster.close()`` cancels everything
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import sys
 import tempfile
@@ -291,6 +292,21 @@ class BlockOrders(RuleBasedStateMachine):
         thread.start()
         thread.join(timeout=30)
         assert not errors, errors
+        self.open.remove(entry)
+        self.exited.append(entry.frame)
+
+    @precondition(lambda self: self.open)
+    @rule(index=st.integers(0, 50), where=st.sampled_from(["thread", "copied context"]))
+    def leave_by_generator_or_stack_elsewhere(self, index: int, where: str) -> None:
+        """A generator closed, or an ExitStack closed, by another thread or in a copy of
+        this context: that exit cannot reach this stack, so the frame is revoked."""
+        entry = self._which(index)
+        if where == "thread":
+            thread = threading.Thread(target=entry.leave)
+            thread.start()
+            thread.join(timeout=30)
+        else:
+            contextvars.copy_context().run(entry.leave)
         self.open.remove(entry)
         self.exited.append(entry.frame)
 
