@@ -153,8 +153,9 @@ def restore_files(fn: Any, info: dict[str, Any] | None) -> None:
         return
 
     def dynamic(obj: Any) -> bool:
-        if isinstance(obj, type):
-            return True  # only reached from a dynamic function: its methods are checked
+        if isinstance(obj, type):  # rebuilt by value unless importable by its name
+            module = sys.modules.get(obj.__module__)
+            return getattr(module, obj.__qualname__, None) is not obj
         return obj.__code__.co_filename == DYNAMIC
 
     for function in _reachable(fn, dynamic):
