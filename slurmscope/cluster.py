@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
 import pickle
 import re
@@ -12,7 +10,6 @@ import socket
 import sys
 import threading
 import time
-import types
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +31,6 @@ from .dependency import (
     check_kind,
     clauses_for_part,
     merge,
-    with_statement_key,
 )
 from .errors import (
     BackendUnavailableError,
@@ -47,6 +43,7 @@ from .jobs import ArrayJob, Job, Part, Submission, _Handle
 from .log import log
 from .origin import driver_info
 from .payload import JobDirectory, ResultRef
+from .sizes import human_size, largest_captures, parse_size
 from .spec import ArraySpec, JobSpec, Resources
 
 if TYPE_CHECKING:
@@ -233,7 +230,7 @@ class DependencyBlock:
         self._cluster = cluster
         self._requests = requests
         self._site = site
-        self._entries = _OpenEntries()
+        self._entries = scope.OpenEntries()
 
     def __enter__(self) -> DependencyBlock:
         depth = scope.next_depth(self._cluster)
@@ -263,40 +260,6 @@ class DependencyBlock:
                 detail="a dependencies() block was exited from another thread or context "
                 "than the one that entered it; it no longer applies anywhere",
             )
-
-
-class _OpenEntries:
-    """The open entries of one context manager object that may be entered several times at
-    once (recursion, threads, generators). ``take`` picks the entry an exit removes: the
-    newest one that the same ``with`` statement or ``ExitStack`` entered (see
-    :func:`~slurmscope.dependency.with_statement_key`) and that is active in this context;
-    else the newest active in this context (``__exit__`` called by hand elsewhere); else the
-    newest (exited from another context)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: list[tuple[Any, scope.Entry]] = []
-
-    def add(self, entry: scope.Entry) -> None:
-        key = with_statement_key()
-        with self._lock:
-            self._items.append((key, entry))
-
-    def take(self) -> scope.Entry | None:
-        key = with_statement_key()
-        active = {id(f) for f in scope.current()}
-        with self._lock:
-            items = self._items
-            for accept in (
-                lambda k, e: k == key and id(e.frame) in active,
-                lambda k, e: id(e.frame) in active,
-                lambda k, e: k == key,
-                lambda k, e: True,
-            ):
-                for i in range(len(items) - 1, -1, -1):
-                    if accept(*items[i]):
-                        return items.pop(i)[1]
-        return None
 
 
 def _target_id(request: DependencyRequest) -> str | None:
@@ -336,13 +299,13 @@ class Cluster:
         **options: Any,
     ) -> None:
         self._closed = False
-        self._routing = _OpenEntries()  # the open `with cluster:` blocks
+        self._routing = scope.OpenEntries()  # the open `with cluster:` blocks
         self.root = (
             Path(root or os.environ.get("SLURMSCOPE_ROOT") or Path.home() / ".slurmscope" / "jobs")
             .expanduser()
             .absolute()
         )
-        self.max_item_bytes = _parse_size(
+        self.max_item_bytes = parse_size(
             options.pop("max_item_size", None)
             or os.environ.get("SLURMSCOPE_MAX_ITEM_SIZE")
             or "64M"
@@ -672,7 +635,7 @@ class Cluster:
         pickled by value, closure cells, default arguments) is written with it."""
         if len(blob) <= self.max_item_bytes:
             return
-        captured = _largest_captures(task.fn)
+        captured = largest_captures(task.fn)
         listed = ", ".join(f"{name} ({human_size(n, exact=False)})" for name, n in captured[:3])
         raise InvalidInputError(
             f"the function of task {task.name} pickles to {human_size(len(blob))}, over the "
@@ -899,79 +862,6 @@ def root_problem(root: Path, node_hosts: Iterable[str], this_host: str, mounts: 
         "Cluster(root=...) or SLURMSCOPE_ROOT to a directory on a shared filesystem (your home "
         "or project directory, usually), or pass check_shared_root=False if it is shared."
     )
-
-
-_SIZE = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-
-
-def human_size(size: int, *, exact: bool = True) -> str:
-    """``1126`` -> ``"1.10 KiB (1,126 bytes)"``: readable, and exact where it matters."""
-    if size < 1024:
-        return f"{size:,} bytes"
-    value, unit = float(size), "B"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):  # noqa: B007 - the last one is kept
-        value /= 1024
-        if value < 1024:
-            break
-    return f"{value:.2f} {unit}" + (f" ({size:,} bytes)" if exact else "")
-
-
-def _largest_captures(fn: Any) -> list[tuple[str, int]]:
-    """What a function carries when pickled by value, largest first: the globals its code
-    names, its closure cells and its default arguments, each with its pickled size."""
-    found: dict[str, Any] = {}
-    if isinstance(fn, functools.partial):
-        found.update({f"partial argument {i}": a for i, a in enumerate(fn.args)})
-        found.update({f"partial argument {k!r}": v for k, v in fn.keywords.items()})
-        fn = fn.func
-    elif not isinstance(fn, (types.FunctionType, types.BuiltinFunctionType, type)):
-        found.update({f"attribute {k!r}": v for k, v in getattr(fn, "__dict__", {}).items()})
-    code = getattr(fn, "__code__", None)
-    globals_ = getattr(fn, "__globals__", {})
-    if code is not None:
-        names: set[str] = set()
-        stack = [code]
-        while stack:  # nested functions and comprehensions name globals too
-            c = stack.pop()
-            names.update(c.co_names)
-            stack.extend(k for k in c.co_consts if hasattr(k, "co_names"))
-        for name in sorted(names):
-            if name in globals_:
-                found[f"global {name!r}"] = globals_[name]
-        for name, cell in zip(
-            code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False
-        ):
-            with contextlib.suppress(ValueError):  # an empty cell
-                found[f"closure variable {name!r}"] = cell.cell_contents
-    for i, default in enumerate(getattr(fn, "__defaults__", None) or ()):
-        found[f"default argument {i}"] = default
-    for name, default in (getattr(fn, "__kwdefaults__", None) or {}).items():
-        found[f"default argument {name!r}"] = default
-    sizes = []
-    for label, value in found.items():
-        if isinstance(value, type(sys)):
-            continue  # modules are pickled by reference
-        try:
-            sizes.append((label, len(cloudpickle.dumps(value, protocol=5))))
-        except Exception:  # noqa: BLE001, S112 - only a hint; the whole function pickled
-            continue
-    return sorted(sizes, key=lambda pair: -pair[1])
-
-
-def _parse_size(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    text = str(value).strip().upper().removesuffix("B").removesuffix("I")
-    number, unit = (text[:-1], text[-1]) if text and text[-1] in _SIZE else (text, "")
-    try:
-        size = float(number) * _SIZE[unit]
-    except ValueError:
-        size = 0
-    if size <= 0:
-        raise InvalidInputError(
-            f"invalid size {value!r}: give bytes as an int or a string such as '64M' or '1G'."
-        )
-    return int(size)
 
 
 def _by_value(obj: Any) -> bool:

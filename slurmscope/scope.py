@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import threading
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
-from .dependency import CallSite, Dependency
+from .dependency import CallSite, Dependency, with_statement_key
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -129,14 +130,38 @@ def pop(entry: Entry) -> bool:
     return in_place
 
 
-def remove_innermost(match: Callable[[Frame], bool]) -> Frame | None:
-    """Remove the innermost frame of this context that ``match`` accepts, and return it."""
-    stack = current()
-    for i in range(len(stack) - 1, -1, -1):
-        if match(stack[i]):
-            _STACK.set(stack[:i] + stack[i + 1 :])
-            return stack[i]
-    return None
+class OpenEntries:
+    """The open entries of one context manager object that may be entered several times at
+    once (recursion, threads, generators). ``take`` picks the entry an exit removes: the
+    newest one that the same ``with`` statement or ``ExitStack`` entered (see
+    :func:`~slurmscope.dependency.with_statement_key`) and that is active in this context;
+    else the newest active in this context (``__exit__`` called by hand elsewhere); else the
+    newest (exited from another context)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: list[tuple[Any, Entry]] = []
+
+    def add(self, entry: Entry) -> None:
+        key = with_statement_key()
+        with self._lock:
+            self._items.append((key, entry))
+
+    def take(self) -> Entry | None:
+        key = with_statement_key()
+        active = {id(f) for f in current()}
+        with self._lock:
+            items = self._items
+            for accept in (
+                lambda k, e: k == key and id(e.frame) in active,
+                lambda k, e: id(e.frame) in active,
+                lambda k, e: k == key,
+                lambda k, e: True,
+            ):
+                for i in range(len(items) - 1, -1, -1):
+                    if accept(*items[i]):
+                        return items.pop(i)[1]
+        return None
 
 
 def depth() -> int:

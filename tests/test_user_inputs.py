@@ -23,8 +23,8 @@ from conftest import job_dirs
 from test_conformance import cluster  # noqa: F401 - the fixture, over every backend
 
 import slurmscope
-from slurmscope.cluster import _parse_size, human_size
 from slurmscope.errors import DependencyError, InvalidInputError, JobNotFoundError
+from slurmscope.sizes import human_size, parse_size
 
 add = slurmscope.task(tasks.add)
 identity = slurmscope.task(tasks.identity)
@@ -105,8 +105,8 @@ def test_sizes_in_messages_are_human(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SLURMSCOPE_MAX_ITEM_SIZE", "1K")
-    assert _parse_size("1K") == 1024
-    cluster.max_item_bytes = _parse_size("1K")
+    assert parse_size("1K") == 1024
+    cluster.max_item_bytes = parse_size("1K")
     with pytest.raises(InvalidInputError) as info:
         identity.on(cluster).map([b"z" * 2000])
     text = str(info.value)
