@@ -66,7 +66,7 @@ class Task(Generic[P, R]):
         target = self._target()
         site = caller_site()
         provenance = Provenance(VIA_AFTER, site)
-        requests = target._requests(jobs, kind)
+        requests = target._requests(jobs, kind, provenance)
         deps = tuple(
             Dependency(r.kind, None if r.job is None else r.job._target_id(), provenance, r.job)
             for r in requests
@@ -152,7 +152,7 @@ def _explicit(cluster: Cluster, after: Iterable[Any], site: Any) -> tuple[Depend
     if isinstance(after, _Handle):
         after = [after]
     provenance = Provenance(VIA_ARGUMENT_AFTER, site)
-    requests = cluster._requests(list(after), "afterok")
+    requests = cluster._requests(list(after), "afterok", provenance)
     return tuple(
         Dependency(r.kind, None if r.job is None else r.job._target_id(), provenance, r.job)
         for r in requests

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 import socket
 import sys
@@ -40,7 +41,9 @@ from .errors import (
 )
 from .jobs import ArrayJob, Job, Part, Submission, _Handle
 from .log import log
+from .origin import driver_info
 from .payload import JobDirectory, ResultRef
+from .sizes import human_size, largest_captures, parse_size
 from .spec import ArraySpec, JobSpec, Resources
 
 if TYPE_CHECKING:
@@ -50,6 +53,7 @@ _default_lock = threading.Lock()
 _default: Cluster | None = None  # the explicit default-cluster registry
 
 _PLAIN = (int, float, str, bytes, bool, type(None), complex)
+_JOB_ID = re.compile(r"[0-9]+(_[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,7 @@ def _choose_backend(
             name, reason = env, f"SLURMSCOPE_BACKEND={env}"
         else:
             name, reason = _detect()
+    _check_options(name, options)  # again: "auto" chose one, and it takes fewer
     if name == "local":
         from .backends.local import LocalBackend
 
@@ -119,19 +124,68 @@ def _choose_backend(
             ),
             reason,
         )
-    if name in ("sbatch", "pyslurm"):
-        try:
-            module = __import__(f"slurmscope.backends.{name}", fromlist=["create"])
-        except ImportError as exc:
-            raise BackendUnavailableError(
-                f"the {name} backend is not available in this version of slurmscope ({exc}); "
-                "use Cluster('local') meanwhile."
-            ) from exc
-        backend = module.create(**options)
-        options.clear()
-        return backend, reason
+    module = _backend_module(name)
+    backend = module.create(**options)
+    options.clear()
+    return backend, reason
+
+
+_BACKENDS = ("local", "sbatch", "pyslurm")
+#: What Cluster() takes besides resources and backend options.
+_CLUSTER_OPTIONS = ("backend", "root", "set_as_default", "max_item_size", "check_shared_root")
+
+
+def _backend_module(name: str) -> Any:
+    if name not in _BACKENDS:
+        raise InvalidInputError(
+            f"unknown backend {name!r}: use 'auto', 'local', 'sbatch' or 'pyslurm'."
+        )
+    try:
+        return __import__(f"slurmscope.backends.{name}", fromlist=["OPTIONS"])
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"the {name} backend is not available in this version of slurmscope ({exc}); "
+            "use Cluster('local') meanwhile."
+        ) from exc
+
+
+def _check_options(backend: str | Backend, options: dict[str, Any]) -> None:
+    """Refuse options the backend does not take, before anything is constructed, naming
+    the ones it does (``"auto"``: the options of any backend, checked again once chosen)."""
+    if isinstance(backend, Backend):
+        allowed: tuple[str, ...] = ()
+        which = f"a backend given as an object ({type(backend).__name__})"
+    elif backend == "auto" and not os.environ.get("SLURMSCOPE_BACKEND"):
+        allowed = tuple(dict.fromkeys(o for n in _BACKENDS for o in _backend_module(n).OPTIONS))
+        which = "any backend"
+    else:
+        name = backend if backend != "auto" else os.environ["SLURMSCOPE_BACKEND"]
+        allowed = _backend_module(name).OPTIONS
+        which = f"the {name} backend"
+    unknown = sorted(set(options) - set(allowed))
+    if not unknown:
+        return
+    import difflib
+
+    resources = sorted(Resources.__dataclass_fields__)
+    valid = [*allowed, *_CLUSTER_OPTIONS, *resources]
+    owners = {o: n for n in reversed(_BACKENDS) for o in _backend_module(n).OPTIONS}
+
+    def hint(option: str) -> str:
+        if option in owners:
+            return f"{option}= (an option of the {owners[option]} backend)"
+        close = difflib.get_close_matches(option, valid, n=2, cutoff=0.8)
+        return (
+            f"{option}= (did you mean {' or '.join(m + '=' for m in close)}?)"
+            if close
+            else f"{option}="
+        )
+
+    hints = [hint(u) for u in unknown]
     raise InvalidInputError(
-        f"unknown backend {name!r}: use 'auto', 'local', 'sbatch' or 'pyslurm'."
+        f"unknown Cluster option(s) {', '.join(hints)} for {which}. Options of {which}: "
+        f"{', '.join(allowed) or 'none'}; of every Cluster: {', '.join(_CLUSTER_OPTIONS[1:])}; "
+        f"default resources for its tasks: {', '.join(resources)}. Nothing was created."
     )
 
 
@@ -160,26 +214,30 @@ def _detect() -> tuple[str, str]:
 
 
 class DependencyBlock:
-    """What ``cluster.dependencies(...)`` returns: a context manager for one ``with``.
+    """What ``cluster.dependencies(...)`` returns: a context manager for ``with``.
 
     Entering it pushes a frame with its dependencies onto the scope stack of the current
-    context (thread or asyncio task); leaving it, even by an exception, pops it.
+    context (thread or asyncio task); leaving it, even by an exception, removes exactly that
+    frame, in whatever order blocks are left (generators closed in creation order, an
+    ``ExitStack``, an exception path). A block may be entered again, also while it is
+    entered (recursion, several threads): each exit removes the newest entry of the context
+    it runs in. Exited from another context than the one that entered it, the block is
+    revoked there too (see :mod:`slurmscope.scope`) and ``slurmscope.scope.exited_elsewhere``
+    is logged.
     """
 
     def __init__(self, cluster: Cluster, requests: list[DependencyRequest], site: CallSite) -> None:
         self._cluster = cluster
         self._requests = requests
         self._site = site
-        self._token: Any = None
+        self._entries = scope.OpenEntries()
 
     def __enter__(self) -> DependencyBlock:
-        if self._token is not None:
-            raise RuntimeError("this dependencies() block is already entered; make a new one")
         depth = scope.next_depth(self._cluster)
         provenance = Provenance(VIA_SCOPE, self._site, depth=depth)
         deps = tuple(Dependency(r.kind, _target_id(r), provenance, r.job) for r in self._requests)
         frame = scope.Frame(self._cluster, deps, self._site, depth)
-        self._token = scope.push(frame)
+        self._entries.add(scope.push(frame))
         return self
 
     def __exit__(
@@ -188,8 +246,20 @@ class DependencyBlock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        scope.pop(self._token)
-        self._token = None
+        entry = self._entries.take()
+        if entry is None:
+            raise RuntimeError(
+                f"this dependencies() block (opened at {self._site}) is not entered: "
+                "__exit__ was called more often than __enter__."
+            )
+        if not scope.pop(entry):
+            log.warning(
+                "slurmscope.scope.exited_elsewhere",
+                block=str(self._site),
+                thread=threading.current_thread().name,
+                detail="a dependencies() block was exited from another thread or context "
+                "than the one that entered it; it no longer applies anywhere",
+            )
 
 
 def _target_id(request: DependencyRequest) -> str | None:
@@ -229,12 +299,13 @@ class Cluster:
         **options: Any,
     ) -> None:
         self._closed = False
+        self._routing = scope.OpenEntries()  # the open `with cluster:` blocks
         self.root = (
             Path(root or os.environ.get("SLURMSCOPE_ROOT") or Path.home() / ".slurmscope" / "jobs")
             .expanduser()
             .absolute()
         )
-        self.max_item_bytes = _parse_size(
+        self.max_item_bytes = parse_size(
             options.pop("max_item_size", None)
             or os.environ.get("SLURMSCOPE_MAX_ITEM_SIZE")
             or "64M"
@@ -242,6 +313,8 @@ class Cluster:
         resource_names = set(Resources.__dataclass_fields__)
         defaults = {k: options.pop(k) for k in list(options) if k in resource_names}
         self.defaults = Resources.from_kwargs(defaults)
+        check_shared = options.pop("check_shared_root", True)
+        _check_options(backend, options)  # before the root or a backend is created
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -254,13 +327,7 @@ class Cluster:
                 f"the job directory root {self.root} is not writable. Pass Cluster(root=...) "
                 "or set SLURMSCOPE_ROOT to a writable directory."
             )
-        check_shared = options.pop("check_shared_root", True)
         self.backend, why = _choose_backend(backend, self, options)
-        if options:
-            raise InvalidInputError(
-                f"unknown Cluster option(s) {', '.join(sorted(options))}: give resources "
-                f"({', '.join(sorted(resource_names))}) or backend options."
-            )
         self._poller_obj: Any = None
         node_hosts = getattr(self.backend, "node_hosts", None)
         if check_shared and node_hosts is not None:
@@ -308,17 +375,24 @@ class Cluster:
         """
         check_kind(kind)
         site = caller_site()
-        requests = self._requests(jobs, kind)
+        requests = self._requests(
+            jobs, kind, Provenance(VIA_SCOPE, site, depth=scope.next_depth(self))
+        )
         return DependencyBlock(self, requests, site)
 
-    def _requests(self, jobs: Iterable[Any], kind: str) -> list[DependencyRequest]:
+    def _requests(
+        self, jobs: Iterable[Any], kind: str, provenance: Provenance
+    ) -> list[DependencyRequest]:
+        """Check the jobs of ``dependencies()``, ``.after()`` or ``after=``: every error says
+        where the dependency was given, as the checks at submission do."""
         check_kind(kind)
         jobs = list(jobs)
+        given = f" (given by {provenance.describe()})"
         if kind == "singleton":
             if jobs:
                 raise DependencyError(
                     "singleton takes no jobs: it waits for earlier jobs of the same name. "
-                    "Use dependencies(kind='singleton') or task.after(kind='singleton')."
+                    f"Use dependencies(kind='singleton') or task.after(kind='singleton'){given}."
                 )
             return [DependencyRequest("singleton", None)]
         out = []
@@ -326,25 +400,30 @@ class Cluster:
             if isinstance(job, DependencyRequest):
                 out.append(job)
                 continue
-            _check_handle(job)
+            try:
+                _check_handle(job)
+            except DependencyError as exc:
+                raise DependencyError(f"{str(exc).rstrip('.')}{given}.") from None
             out.append(DependencyRequest(kind, job))
         for request in out:
             if request.job is not None and request.job.cluster is not self:
                 raise DependencyError(
                     f"job {request.job._target_id()} belongs to {request.job.cluster!r}, not "
-                    f"to {self!r}; Slurm cannot express a dependency across clusters. Wait for "
-                    "it (job.wait()) and pass its result instead."
+                    f"to {self!r}; Slurm cannot express a dependency across clusters{given}. "
+                    "Wait for it (job.wait()) and pass its result instead."
                 )
         return out
 
     def __enter__(self) -> Cluster:
         """``with cluster:`` sends every submission in the block here."""
         frame = scope.Frame(self, (), caller_site(), 0, is_dependency_block=False)
-        scope.push(frame)
+        self._routing.add(scope.push(frame))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        scope.remove_innermost(lambda f: f.cluster is self and not f.is_dependency_block)
+        entry = self._routing.take()  # the one Cluster object serves every `with cluster:`
+        if entry is not None:
+            scope.pop(entry)
 
     # -- tasks -------------------------------------------------------------------------------
     def task(self, fn: Callable[..., Any] | None = None, **resources: Any) -> Any:
@@ -354,14 +433,26 @@ class Cluster:
         return task(fn, cluster=self, **resources)
 
     # -- reattach ----------------------------------------------------------------------------
-    def attach(self, job: str | os.PathLike[str]) -> Job | ArrayJob:
+    def attach(self, job: str | int | os.PathLike[str]) -> Job | ArrayJob:
         """A handle for a job submitted earlier, maybe by another process: give its id
-        (``"12"``, ``"12_3"``) or its job directory."""
-        text = os.fspath(job)
+        (``12``, ``"12"``, ``"12_3"``) or its job directory."""
+        if isinstance(job, int) and not isinstance(job, bool) and job > 0:
+            job = str(job)
+        if not isinstance(job, (str, os.PathLike)):
+            raise InvalidInputError(
+                f"attach() takes a job id (12, '12' or '12_3' for one task of an array) or a "
+                f"job directory, not {type(job).__name__} {job!r}."
+            )
+        text = os.fspath(job).strip()
         index: int | None = None
-        if os.sep in text or Path(text).is_dir():
+        if text and (os.sep in text or Path(text).is_dir()):
             directory = JobDirectory(Path(text))
         else:
+            if not _JOB_ID.fullmatch(text):
+                raise InvalidInputError(
+                    f"{text!r} is neither a job id (12, '12' or '12_3' for one task of an "
+                    "array) nor a job directory."
+                )
             found = JobDirectory.find(self.root, self.name, text)
             if found is None:
                 raise JobNotFoundError(
@@ -380,14 +471,22 @@ class Cluster:
         submission = Submission(
             self, directory, manifest["name"], manifest["size"], manifest["array"], parts, deps
         )
-        self._poller.watch(submission)
-        if not submission.is_array:
-            return Job(submission)
+        handle: Job | ArrayJob
         if index is not None:
             part_id = text.split("_", 1)[0]
-            part = next(p for p in parts if p.job_id == part_id)
-            return Job(submission, part.offset + index)
-        return ArrayJob(submission)
+            part = next((p for p in parts if p.job_id == part_id), None)
+            if not submission.is_array or part is None or index >= part.count:
+                what = (
+                    f"array {part_id} has {part.count} tasks"
+                    if part and submission.is_array
+                    else (f"job {part_id} is not an array")
+                )
+                raise JobNotFoundError(f"{what}: there is no task {text}.")
+            handle = Job(submission, part.offset + index)
+        else:
+            handle = ArrayJob(submission) if submission.is_array else Job(submission)
+        self._poller.watch(submission)
+        return handle
 
     def close(self) -> None:
         """Stop using this cluster. The local backend cancels what it still runs."""
@@ -425,6 +524,7 @@ class Cluster:
         gathered.extend(explicit)
         # 2. Pickle the payload; handles inside arguments become data dependencies.
         function_blob = _pickle_function(task)
+        self._check_function_size(task, function_blob)
         item_blobs = _pickle_scalars(calls) if array else None
         if item_blobs is not None:  # plain scalars: no handles inside, one fast pass
             if item_blobs and max(map(len, item_blobs)) > self.max_item_bytes:
@@ -461,9 +561,11 @@ class Cluster:
         active = self._drop_satisfied(kept, task.name)
         # 4. Write the job directory, then submit part by part.
         resources = self.defaults.updated(task.resources.to_json())
+        if array and size == 0:  # nothing to run: no job directory, no scheduler call
+            return self._empty_map(task, kept, site)
         directory = JobDirectory.create(self.root, task.name)
         try:
-            directory.write_payload(function_blob, item_blobs)
+            directory.write_payload(function_blob, item_blobs, driver_info(task.fn, _by_value))
             manifest = self._manifest(task, size, array, resources, site, max_concurrent)
             deps_json = [d.json_text for d in kept]
             directory.write_manifest(manifest, dependencies=deps_json)
@@ -494,12 +596,53 @@ class Cluster:
         self._poller.watch(submission)
         return ArrayJob(submission) if array else Job(submission)
 
+    def _empty_map(self, task: Task[..., Any], deps: list[Dependency], site: CallSite) -> ArrayJob:
+        """``map([])``: an array of no tasks, already succeeded (a satisfied dependency, no
+        results). It writes no job directory of its own (``status`` has nothing to list)
+        and reaches no scheduler; its directory is the root's shared, empty ``.empty``."""
+        empty = JobDirectory(self.root / ".empty")
+        empty.results_dir.mkdir(parents=True, exist_ok=True)
+        submission = Submission(self, empty, task.name, 0, True, [], deps)
+        log.info(
+            "slurmscope.submit",
+            task=task.name,
+            job_ids=[],
+            items=0,
+            backend=self.backend.kind,
+            cluster=self.name,
+            directory=None,
+            submitted_from=str(site),
+            dependencies=[_event_dep(d) for d in deps],
+            duplicates_dropped=0,
+        )
+        return ArrayJob(submission)
+
     def _too_big(self, task: Task[..., Any], index: int, size: int, array: bool) -> NoReturn:
-        what = f"item {index}" if array else "the arguments"
+        what = (
+            f"item {index} of task {task.name} pickles"
+            if array
+            else (f"the arguments of task {task.name} pickle")
+        )
         raise InvalidInputError(
-            f"{what} of task {task.name} pickle to {size / 2**20:.1f} MiB, over the "
-            f"limit of {self.max_item_bytes / 2**20:.1f} MiB. Write large data to a file "
-            "on the shared filesystem and pass its path, or raise the limit with "
+            f"{what} to {human_size(size)}, over the limit of "
+            f"{human_size(self.max_item_bytes)}. Write large data to a file on the shared "
+            "filesystem and pass its path, or raise the limit with "
+            "Cluster(max_item_size='1G') or SLURMSCOPE_MAX_ITEM_SIZE. Nothing was submitted."
+        )
+
+    def _check_function_size(self, task: Task[..., Any], blob: bytes) -> None:
+        """The function is a payload too: what it captures (globals of its module when it is
+        pickled by value, closure cells, default arguments) is written with it."""
+        if len(blob) <= self.max_item_bytes:
+            return
+        captured = largest_captures(task.fn)
+        listed = ", ".join(f"{name} ({human_size(n, exact=False)})" for name, n in captured[:3])
+        raise InvalidInputError(
+            f"the function of task {task.name} pickles to {human_size(len(blob))}, over the "
+            f"limit of {human_size(self.max_item_bytes)}: it carries the data it captures"
+            + (f", the largest being {listed}" if listed else "")
+            + ". Load large data inside the task (from a file on the shared filesystem, its "
+            "path passed as an argument or a module-level constant), or raise the limit with "
             "Cluster(max_item_size='1G') or SLURMSCOPE_MAX_ITEM_SIZE. Nothing was submitted."
         )
 
@@ -568,8 +711,6 @@ class Cluster:
         resources: Resources,
         max_concurrent: int | None,
     ) -> list[Part]:
-        if array and size == 0:
-            return []
         limit = self.backend.max_array_size or size or 1
         bounds = [(o, min(limit, size - o)) for o in range(0, size, limit)] if array else [(0, 1)]
         if any(d.kind == "aftercorr" for d in deps):
@@ -729,23 +870,12 @@ def root_problem(root: Path, node_hosts: Iterable[str], this_host: str, mounts: 
     )
 
 
-_SIZE = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-
-
-def _parse_size(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    text = str(value).strip().upper().removesuffix("B").removesuffix("I")
-    number, unit = (text[:-1], text[-1]) if text and text[-1] in _SIZE else (text, "")
+def _by_value(obj: Any) -> bool:
+    """Whether cloudpickle ships ``obj`` (a function or class) by value, not by reference."""
     try:
-        size = float(number) * _SIZE[unit]
-    except ValueError:
-        size = 0
-    if size <= 0:
-        raise InvalidInputError(
-            f"invalid size {value!r}: give bytes as an int or a string such as '64M' or '1G'."
-        )
-    return int(size)
+        return not cloudpickle.cloudpickle._should_pickle_by_reference(obj)
+    except Exception:  # noqa: BLE001 - a private helper of cloudpickle; guess as it would
+        return getattr(obj, "__module__", None) == "__main__"
 
 
 def _pickle_function(task: Task[..., Any]) -> bytes:

@@ -2,8 +2,10 @@
 
 Where the application configured structlog, slurmscope's events go through that
 configuration. Where it did not, they go to the standard-library logger ``"slurmscope"``
-(rendered as ``event key=value ...``), so they are silent below WARNING until the
-application turns them on, for example with :func:`configure_logging`.
+(rendered as ``slurmscope.submit key=value ...``, with the structlog context bound by
+``structlog.contextvars.bind_contextvars`` merged in, and every field on the record's
+``slurmscope`` attribute), so they are silent below WARNING until the application turns
+them on, for example with :func:`configure_logging`.
 
 Event names are stable; ``docs/logging.md`` lists every one with its fields. The main
 ones: ``slurmscope.backend.chosen``, ``slurmscope.submit`` (every dependency with its
@@ -20,11 +22,27 @@ from typing import Any
 import structlog
 
 _STDLIB = logging.getLogger("slurmscope")
+
+
+def _to_stdlib(
+    logger: Any, method_name: str, event_dict: dict[str, Any]
+) -> tuple[tuple[str], dict[str, Any]]:
+    """The last processor without structlog configured: one readable line (the event's name,
+    then ``key=value`` for its fields and the context bound with
+    ``structlog.contextvars.bind_contextvars``), and every field as plain data on the log
+    record's ``slurmscope`` attribute, for a handler or formatter that wants them."""
+    fields = dict(event_dict)
+    event = str(fields.pop("event", ""))
+    text = " ".join([event, *(f"{k}={v!r}" for k, v in fields.items())])
+    return (text,), {"extra": {"slurmscope": {"event": event, **fields}}}
+
+
 _fallback = structlog.wrap_logger(
     _STDLIB,
     processors=[
         structlog.stdlib.filter_by_level,
-        structlog.processors.KeyValueRenderer(key_order=["event"], sort_keys=False),
+        structlog.contextvars.merge_contextvars,
+        _to_stdlib,
     ],
     wrapper_class=structlog.stdlib.BoundLogger,
 )

@@ -5,6 +5,8 @@ Layout of one submission's directory::
     manifest.json     what was submitted, its scheduler ids and the provenance of
                       every dependency (JSON, rewritten atomically)
     function.pkl      the cloudpickled function, once
+    driver.pkl        what the worker needs to see what the driver saw: its sys.path and
+                      the source files of functions shipped by value (slurmscope.origin)
     items.bin         every item's pickled (args, kwargs), one after the other
     items.idx         little-endian uint64 offsets: item i is items.bin[idx[i]:idx[i+1]]
     results/<i>.pkl   the outcome of task i, written atomically (temp file + rename)
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 FUNCTION = "function.pkl"
+DRIVER = "driver.pkl"
 ITEMS = "items.bin"
 INDEX = "items.idx"
 RESULTS = "results"
@@ -72,6 +75,16 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
 def read_function(directory: str) -> bytes:
     with open(os.path.join(directory, FUNCTION), "rb") as fh:
         return fh.read()
+
+
+def read_driver(directory: str) -> dict[str, Any] | None:
+    """What the driver recorded for the worker (``None`` for a job directory without it)."""
+    try:
+        with open(os.path.join(directory, DRIVER), "rb") as fh:
+            info: dict[str, Any] = _loads(fh.read())
+    except FileNotFoundError:
+        return None
+    return info
 
 
 def read_item(directory: str, index: int) -> bytes:
@@ -161,10 +174,15 @@ class JobDirectory:
         (path / LOGS).mkdir()
         return cls(path)
 
-    def write_payload(self, function: bytes, items: Iterable[bytes]) -> int:
-        """Write the function and the items with their offset index; returns the count."""
+    def write_payload(
+        self, function: bytes, items: Iterable[bytes], driver: dict[str, Any] | None = None
+    ) -> int:
+        """Write the function and the items with their offset index, and what the driver
+        recorded for the worker (plain data); returns the number of items."""
         items = items if isinstance(items, list) else list(items)
         (self.path / FUNCTION).write_bytes(function)
+        if driver is not None:
+            (self.path / DRIVER).write_bytes(_dumps(driver, protocol=5))
         (self.path / ITEMS).write_bytes(b"".join(items))
         from array import array  # a packed buffer, not a list of ints: 8 bytes per item
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 import os
 import sys
 
+from .origin import load_error, restore_files, use_driver_path
 from .payload import (
     ResultRef,
     _dumps,
     _loads,
     atomic_write,
+    read_driver,
     read_function,
     read_item,
     result_file,
@@ -64,8 +66,17 @@ def _error_outcome(exc: BaseException) -> dict[str, Any]:
 def run(directory: str, index: int) -> int:
     print(f"slurmscope worker: task {index} of {directory} on {os.uname().nodename}", flush=True)
     try:
-        function = _loads(read_function(directory))
-        args, kwargs = _loads(read_item(directory, index))
+        driver = read_driver(directory)
+        use_driver_path(driver)  # the modules the driver saw, before anything is unpickled
+        try:
+            function = _loads(read_function(directory))
+        except (ImportError, AttributeError) as exc:
+            raise load_error("the task's function", exc, driver) from exc
+        restore_files(function, driver)
+        try:
+            args, kwargs = _loads(read_item(directory, index))
+        except (ImportError, AttributeError) as exc:
+            raise load_error(f"the arguments of task {index}", exc, driver) from exc
         args, kwargs = _resolve(args), _resolve(kwargs)
         value = function(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - everything the task raised is reported

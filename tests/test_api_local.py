@@ -63,6 +63,7 @@ def test_empty_map_submits_nothing(local: slurmscope.Cluster) -> None:
     assert array.wait(timeout=1).get_results() == []
     assert list(array) == []
     assert local.backend._seq == before
+    assert job_dirs(local) == []  # nothing for `slurmscope status` to list
     # an empty array is a satisfied dependency
     assert add.on(local).after(array)(1).get_result(timeout=60) == 2
 

@@ -66,7 +66,7 @@ def bad_calls(
             "huge item",
             lambda: identity.on(cluster).map([b"x" * 2_000_000]),
             InvalidInputError,
-            "over the limit of 1.0 MiB",
+            "over the limit of 1.00 MiB",
         ),
         (
             "huge argument",

@@ -9,9 +9,13 @@ dependency is resolved before submission; ``cluster.close()`` cancels everything
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -188,6 +192,213 @@ class ScopeStack(RuleBasedStateMachine):
 
 ScopeStack.TestCase.settings = settings(max_examples=60, stateful_step_count=25, deadline=None)
 TestScopeStack = ScopeStack.TestCase
+
+
+# -- blocks entered and exited in any order, by every mechanism --------------------------------
+class _Open:
+    """One open entry of the model: how to leave it, and the frame it pushed."""
+
+    def __init__(self, how: str, frame: Frame, leave: Any, block: Any) -> None:
+        self.how, self.frame, self.leave, self.block = how, frame, leave, block
+
+
+def _holding(block: Any):  # a pipeline stage written as a generator
+    with block:
+        yield
+
+
+class BlockOrders(RuleBasedStateMachine):
+    """``dependencies()`` and ``with cluster:`` blocks entered directly, by generators that
+    hold them across a ``yield`` and by ``ExitStack``s, then exited in ANY order, also from
+    another thread; re-entered block objects too. The stack must always be exactly the
+    entries still open, in the order they were entered, and a block that exited must never
+    be seen again (in this context, in a thread that carries the scope, or after a reset)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clusters = [
+            slurmscope.Cluster("local", root=_ORDERS_ROOT / str(i), set_as_default=False)
+            for i in range(2)
+        ]
+        self.open: list[_Open] = []
+        self.exited: list[Frame] = []
+        self.blocks: list[Any] = []
+
+    def _enter(self, how: str, block: Any) -> None:
+        before = scope.current()
+        if how == "direct":
+            block.__enter__()
+            leave = functools.partial(block.__exit__, None, None, None)
+        elif how == "generator":
+            gen = _holding(block)
+            next(gen)
+            leave = gen.close
+        else:
+            stack = contextlib.ExitStack()
+            stack.enter_context(block)
+            leave = stack.close
+        after = scope.current()
+        assert _same(after[:-1], before), "an enter must only add its own frame on top"
+        self.open.append(_Open(how, after[-1], leave, block))
+
+    @rule(
+        cluster=st.integers(0, 1),
+        how=st.sampled_from(["direct", "generator", "exitstack"]),
+        routing=st.booleans(),
+    )
+    def enter_new_block(self, cluster: int, how: str, routing: bool) -> None:
+        c = self.clusters[cluster]
+        block = c if routing and how != "direct" else c.dependencies()
+        if block is not c:
+            self.blocks.append(block)
+        self._enter(how, block)
+
+    @precondition(lambda self: self.blocks)
+    @rule(data=st.data())
+    def enter_a_block_object_again(self, data: st.DataObject) -> None:
+        self._enter("direct", data.draw(st.sampled_from(self.blocks)))
+
+    def _which(self, index: int) -> _Open:
+        entry = self.open[index % len(self.open)]
+        if entry.how == "direct":
+            # a block object entered several times leaves its newest entry first
+            entry = [o for o in self.open if o.block is entry.block and o.how == "direct"][-1]
+        return entry
+
+    @precondition(lambda self: self.open)
+    @rule(index=st.integers(0, 50))
+    def exit_any(self, index: int) -> None:
+        entry = self._which(index)
+        entry.leave()
+        self.open.remove(entry)
+        self.exited.append(entry.frame)
+
+    @precondition(
+        lambda self: any(o.how == "direct" and o.frame.is_dependency_block for o in self.open)
+    )
+    @rule(index=st.integers(0, 50))
+    def exit_from_another_thread(self, index: int) -> None:
+        candidates = [o for o in self.open if o.how == "direct"]
+        entry = self._which(self.open.index(candidates[index % len(candidates)]))
+        errors: list[BaseException] = []
+
+        def leave() -> None:
+            try:
+                entry.leave()
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        thread = threading.Thread(target=leave)
+        thread.start()
+        thread.join(timeout=30)
+        assert not errors, errors
+        self.open.remove(entry)
+        self.exited.append(entry.frame)
+
+    @precondition(lambda self: self.open)
+    @rule(index=st.integers(0, 50), where=st.sampled_from(["thread", "copied context"]))
+    def leave_by_generator_or_stack_elsewhere(self, index: int, where: str) -> None:
+        """A generator closed, or an ExitStack closed, by another thread or in a copy of
+        this context: that exit cannot reach this stack, so the frame is revoked."""
+        entry = self._which(index)
+        if where == "thread":
+            thread = threading.Thread(target=entry.leave)
+            thread.start()
+            thread.join(timeout=30)
+        else:
+            contextvars.copy_context().run(entry.leave)
+        self.open.remove(entry)
+        self.exited.append(entry.frame)
+
+    @rule()
+    def a_carried_thread_sees_the_open_blocks(self) -> None:
+        seen: list[Any] = []
+        wrapped = scope.carry_scope(lambda: seen.append(scope.current()))
+        thread = threading.Thread(target=wrapped)
+        thread.start()
+        thread.join(timeout=30)
+        assert len(seen) == 1
+        assert _same(seen[0], [o.frame for o in self.open])
+
+    @invariant()
+    def stack_is_exactly_the_open_entries(self) -> None:
+        stack = scope.current()
+        assert _same(stack, [o.frame for o in self.open])
+        for frame in self.exited:
+            assert all(f is not frame for f in stack)
+        for c in self.clusters:
+            mine = [o.frame for o in self.open if o.frame.cluster is c]
+            assert _same(scope.frames_of(c), mine)
+            assert scope.next_depth(c) == 1 + sum(f.is_dependency_block for f in mine)
+        assert scope.innermost_cluster() is (self.open[-1].frame.cluster if self.open else None)
+
+    def teardown(self) -> None:
+        while self.open:
+            entry = self.open.pop()
+            entry.leave()
+        assert scope.current() == ()
+        for c in self.clusters:
+            c.close()
+
+
+_ORDERS_ROOT = Path(tempfile.mkdtemp(prefix="slurmscope-orders-"))
+BlockOrders.TestCase.settings = settings(max_examples=80, stateful_step_count=30, deadline=None)
+TestBlockOrders = BlockOrders.TestCase
+
+
+def test_the_two_reproductions_of_issue_12() -> None:
+    """Blocks exited out of order, by hand and by generators closed in creation order."""
+    cluster = object()
+    site = CallSite("f", 1, "g", "MainThread")
+    a = scope.push(Frame(cluster, (), site, 1))
+    b = scope.push(Frame(cluster, (), site, 2))
+    scope.pop(a)
+    assert _same(scope.current(), [b.frame])
+    scope.pop(b)
+    assert scope.current() == ()
+    with pytest.raises(RuntimeError, match="already popped"):
+        scope.pop(a)
+
+    def stage(frame: Frame) -> Any:
+        entry = scope.push(frame)
+        try:
+            yield
+        finally:
+            scope.pop(entry)
+
+    first, second = stage(Frame(cluster, (), site, 1)), stage(Frame(cluster, (), site, 2))
+    next(first)
+    next(second)
+    assert len(scope.current()) == 2
+    first.close()
+    assert len(scope.current()) == 1 and scope.current()[0].depth == 2
+    second.close()
+    assert scope.current() == ()
+
+
+def test_a_block_exited_in_another_asyncio_task_is_gone_everywhere() -> None:
+    """The entering task cannot be reached from the task that exits: the frame is revoked,
+    so it is gone from the entering task's stack (and from any copy) too."""
+    import asyncio
+
+    cluster = object()
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        entry = scope.push(Frame(cluster, (), CallSite("f", 1, "g", "MainThread"), 1))
+        seen["inside"] = scope.current()
+
+        async def other() -> None:
+            seen["in_place"] = scope.pop(entry)
+
+        await asyncio.create_task(other())
+        seen["after"] = scope.current()
+
+    asyncio.run(main())
+    assert len(seen["inside"]) == 1
+    assert seen["in_place"] is False
+    assert seen["after"] == ()
+    assert seen["inside"][0].revoked
 
 
 def test_carry_scope_wrapper_runs_in_many_threads_at_once() -> None:
@@ -387,7 +598,7 @@ def test_exception_inside_block_pops_the_frame(env: dict[str, Any]) -> None:
         outer = scope.current()
         with pytest.raises(KeyError), cluster.dependencies(b, kind="afterany"):
             raise KeyError("inner")
-        assert scope.current() is outer
+        assert _same(scope.current(), outer)
         job = sleep(0)
     assert [d.target_id for d in job.dependencies] == [a.job_id]
     assert scope.current() == before
@@ -396,13 +607,16 @@ def test_exception_inside_block_pops_the_frame(env: dict[str, Any]) -> None:
     with pytest.raises(RuntimeError), cluster, cluster.dependencies(a):
         raise RuntimeError
     assert scope.current() == before
-    # a block object may not be entered twice at once, and stays usable afterwards
+    # a block object may be entered again while it is entered (recursion, reuse); each
+    # exit removes one entry, and the object stays usable afterwards
     block = cluster.dependencies(a)
     with block:
-        with pytest.raises(RuntimeError):
-            block.__enter__()
+        with block:
+            assert scope.depth() == len(before) + 2
         assert scope.depth() == len(before) + 1
     assert scope.current() == before
+    with pytest.raises(RuntimeError, match="not entered"):
+        block.__exit__(None, None, None)
     with block:
         again = sleep(0)
     assert [d.target_id for d in again.dependencies] == [a.job_id]

@@ -70,6 +70,10 @@ class _Job:
         return all(t.state not in ("PENDING", "RUNNING") for t in self.tasks.values())
 
 
+#: The options ``Cluster('local', ...)`` passes to this backend.
+OPTIONS: tuple[str, ...] = ("cpus", "max_array_size")
+
+
 class LocalBackend(Backend):
     """Runs jobs as subprocesses of this process, scheduled like Slurm would."""
 

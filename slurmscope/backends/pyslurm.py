@@ -308,6 +308,10 @@ def reachable(timeout: float = 10.0) -> tuple[bool, str]:
     )
 
 
+#: The options ``Cluster('pyslurm', ...)`` passes to this backend.
+OPTIONS: tuple[str, ...] = ("retries", "retry_delay")
+
+
 def create(**options: Any) -> PyslurmBackend:
     return PyslurmBackend(**options)
 

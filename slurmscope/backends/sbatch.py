@@ -56,6 +56,10 @@ def _environment(slurm_conf: str | None) -> dict[str, str]:
     return env
 
 
+#: The options ``Cluster('sbatch', ...)`` passes to this backend.
+OPTIONS: tuple[str, ...] = ("retries", "command_timeout", "slurm_conf")
+
+
 def create(**options: object) -> SbatchBackend:
     return SbatchBackend(**options)  # type: ignore[arg-type]
 
