@@ -32,6 +32,11 @@ thread, not on the RPC thread, so one caller backing off does not hold up the ot
   own. So cancelling *one task* of an array goes through ``scancel JOBID_INDEX``.
 - ``pyslurm.Nodes.load()`` gives the nodes' hostnames, for the check that the job
   directory root is shared with them (as the sbatch backend does with ``sinfo``).
+- ``pyslurm.Partitions.load()`` and ``pyslurm.Nodes.load()`` are read once, on the first
+  submission, for the partitions' limits (``Partition.max_time`` in minutes,
+  ``max_cpus_per_node``, ``max_memory_per_node`` in MiB, ``is_default``; ``Node.partitions``,
+  ``effective_cpus``, ``real_memory``): a request that can never run is refused at submit.
+  pyslurm gives ``"UNLIMITED"`` (a string) or ``None`` where there is no limit.
 - ``pyslurm.slurmctld.Config.load()`` is read once, for ``MaxArraySize``
   (``Config.max_array_size``), the cluster's name and the controller's Slurm version.
 - ``pyslurm.RPCError`` carries ``errno`` and ``msg`` (``slurm_strerror``); they become
@@ -61,10 +66,11 @@ from queue import SimpleQueue
 from types import ModuleType
 from typing import Any, TypeVar
 
+from .. import limits
 from ..dependency import render
 from ..errors import BackendUnavailableError, SchedulerError, SubmissionError
 from ..log import log
-from ..spec import JobSpec
+from ..spec import JobSpec, Resources
 from .base import Backend, StateMap, TaskState
 from .sbatch import TRANSIENT, _expand_range, batch_script
 
@@ -364,6 +370,8 @@ class PyslurmBackend(Backend):
         self.retry_delay = retry_delay
         self.calls: dict[str, int] = {"submit": 0, "load": 0, "cancel": 0}
         self._rpc = _RPCThread("slurmscope-pyslurm")
+        self._partitions: dict[str, limits.PartitionLimits] | None = None
+        self._limits_lock = threading.Lock()
         try:
             self._pyslurm, self._info = self._rpc.run(_probe)
         except BaseException:
@@ -401,8 +409,20 @@ class PyslurmBackend(Backend):
         """Stop the RPC thread; a later call (a handle still waiting) starts a new one."""
         self._rpc.close()
 
+    def request_limits(self, resources: Resources) -> list[limits.PartitionLimits] | None:
+        """From ``pyslurm.Partitions.load()`` and ``pyslurm.Nodes.load()``, read once."""
+        with self._limits_lock:
+            if self._partitions is None:
+                try:
+                    self._partitions = self._call("load", self._load_limits)
+                except self._pyslurm.RPCError as exc:  # Slurm judges alone, as before
+                    log.info("slurmscope.limits.unknown", backend=self.kind, error=str(exc.msg))
+                    self._partitions = {}
+        return limits.for_request(resources, self._partitions)
+
     # -- the seam -----------------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> str:
+        self.refuse_impossible(spec)
         fields = description_fields(spec)
         pyslurm = self._pyslurm
 
@@ -490,6 +510,31 @@ class PyslurmBackend(Backend):
             out.append((str(job.array_id), indices, state))
         return out
 
+    def _load_limits(self) -> dict[str, limits.PartitionLimits]:
+        """Every partition's limits (on the RPC thread)."""
+        pyslurm = self._pyslurm
+        parts = [
+            {
+                "name": p.name,
+                "default": bool(p.is_default),
+                "max_time": p.max_time * 60 if _number(p.max_time) else None,  # minutes
+                "max_cpus_per_node": p.max_cpus_per_node if _number(p.max_cpus_per_node) else None,
+                "max_mem_per_node": p.max_memory_per_node
+                if _number(p.max_memory_per_node)
+                else None,
+            }
+            for p in pyslurm.Partitions.load().values()
+        ]
+        nodes = [
+            limits.NodeInfo(
+                tuple(n.partitions or ()),
+                n.effective_cpus or n.total_cpus or None,
+                n.real_memory if _number(n.real_memory) else None,
+            )
+            for n in pyslurm.Nodes.load().values()
+        ]
+        return limits.build(parts, nodes)
+
     # -- calls, retries and errors ------------------------------------------------------------
     def _call(self, what: str, fn: Callable[..., T], *args: Any, retries: int | None = None) -> T:
         """Run ``fn`` on the RPC thread; retry transient Slurm errors with backoff."""
@@ -543,6 +588,11 @@ class PyslurmBackend(Backend):
             if "already completing or completed" in proc.stderr:
                 return
             raise SchedulerError(f"scancel {target} failed: {proc.stderr.strip()}")
+
+
+def _number(value: Any) -> bool:
+    """A pyslurm limit that is a number (not ``"UNLIMITED"``, not ``None``)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _transient(exc: Any) -> bool:

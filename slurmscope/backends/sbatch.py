@@ -18,9 +18,10 @@ import threading
 import time
 from collections.abc import Sequence
 
+from .. import limits
 from ..errors import BackendUnavailableError, SchedulerError, SubmissionError
 from ..log import log
-from ..spec import JobSpec
+from ..spec import JobSpec, Resources, time_to_seconds
 from .base import Backend, StateMap, TaskState
 
 #: Messages of a controller that is busy or restarting; anything else is permanent.
@@ -140,6 +141,7 @@ class SbatchBackend(Backend):
         self.command_timeout = command_timeout
         self.calls: dict[str, int] = {"sbatch": 0, "squeue": 0, "scancel": 0, "scontrol": 0}
         self._config: dict[str, str] | None = None
+        self._partitions: dict[str, limits.PartitionLimits] | None = None
         self._lock = threading.Lock()
         self.cluster_name = self.config().get("ClusterName", "slurm")
 
@@ -157,6 +159,21 @@ class SbatchBackend(Backend):
                 self._config = config
             return self._config
 
+    def request_limits(self, resources: Resources) -> list[limits.PartitionLimits] | None:
+        """From ``scontrol show partition`` and ``scontrol show node``, read once."""
+        with self._lock:
+            if self._partitions is None:
+                try:
+                    parts = self._run(
+                        ["scontrol", "--oneliner", "show", "partition"], what="scontrol"
+                    )
+                    nodes = self._run(["scontrol", "--oneliner", "show", "node"], what="scontrol")
+                    self._partitions = partition_limits(parts, nodes)
+                except SchedulerError as exc:  # Slurm judges alone, as before
+                    log.info("slurmscope.limits.unknown", backend=self.kind, error=str(exc))
+                    self._partitions = {}
+        return limits.for_request(resources, self._partitions)
+
     @property
     def max_array_size(self) -> int | None:
         value = self.config().get("MaxArraySize", "1001").split()[0]
@@ -171,6 +188,7 @@ class SbatchBackend(Backend):
 
     # -- the seam -----------------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> str:
+        self.refuse_impossible(spec)
         args = sbatch_arguments(spec)
         env = dict(self._env)
         env.update(spec.environment)
@@ -325,6 +343,57 @@ class SbatchBackend(Backend):
                 raise SubmissionError(f"Slurm refused the job: {message}")
             raise SchedulerError(f"{' '.join(args[:3])} failed: {message}")
         return proc.stdout
+
+
+def _oneliners(text: str) -> list[dict[str, str]]:
+    """``scontrol --oneliner show ...`` records as dicts (the first value of each key)."""
+    records = []
+    for line in text.splitlines():
+        fields: dict[str, str] = {}
+        for token in line.split():
+            key, sep, value = token.partition("=")
+            if sep and key not in fields:
+                fields[key] = value
+        if fields:
+            records.append(fields)
+    return records
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+def _seconds(value: str | None) -> int | None:
+    """A partition's MaxTime in seconds; None for UNLIMITED or anything unreadable."""
+    try:
+        return time_to_seconds(value) if value and value[0].isdigit() else None
+    except ValueError:
+        return None
+
+
+def partition_limits(partitions: str, nodes: str) -> dict[str, limits.PartitionLimits]:
+    """Each partition's limits from ``scontrol --oneliner show partition`` and ``... node``."""
+    parts = [
+        {
+            "name": p["PartitionName"],
+            "default": p.get("Default") == "YES",
+            "max_time": _seconds(p.get("MaxTime")),
+            "max_cpus_per_node": _int(p.get("MaxCPUsPerNode")),
+            "max_mem_per_node": _int(p.get("MaxMemPerNode")),
+        }
+        for p in _oneliners(partitions)
+        if "PartitionName" in p
+    ]
+    infos = [
+        limits.NodeInfo(
+            tuple(n.get("Partitions", "").split(",")),
+            _int(n.get("CPUEfctv")) or _int(n.get("CPUTot")),
+            _int(n.get("RealMemory")),
+        )
+        for n in _oneliners(nodes)
+        if "NodeName" in n
+    ]
+    return limits.build(parts, infos)
 
 
 def _expand_range(text: str) -> list[int]:
