@@ -200,7 +200,7 @@ class Submission:
                     self.requeued.add(index)
                 self.states[index] = new
                 changed = True
-                if new.never_runs:
+                if new.never_runs and index not in self.cancelled:  # a cancel ends it
                     self.stuck.add(index)
                 elif self.stuck:
                     self.stuck.discard(index)
@@ -670,6 +670,7 @@ class Job(_Handle):
         sub = self._submission
         part, local = sub.locate(self.index)
         sub.cancelled.add(self.index)
+        sub.stuck.discard(self.index)
         self.cluster.backend.cancel(part.job_id, local if sub.is_array else None)
         self.cluster._poller.poll_now()
 
@@ -876,6 +877,7 @@ class ArrayJob(_Handle):
     def cancel(self) -> None:
         """Cancel every task of the map (every part, if it was split)."""
         self._submission.cancelled.update(range(len(self)))
+        self._submission.stuck.clear()
         for part in self._submission.parts:
             self.cluster.backend.cancel(part.job_id)
         self.cluster._poller.poll_now()
