@@ -215,6 +215,9 @@ class Cluster:
       pickled item (or argument set) a submission accepts.
     - ``check_shared_root`` (default True): refuse a root on a local filesystem when the
       cluster's nodes are other machines.
+    - ``cancel_on_interrupt`` (default False): when Ctrl-C interrupts a ``wait()``,
+      ``get_result()`` or ``get_results()``, cancel every job of this cluster still queued
+      or running. Without it they are listed on stderr, with how to reattach and cancel.
     - sbatch backend: ``slurm_conf`` (another cluster's slurm.conf), ``retries`` (transient
       controller errors, default 6), ``command_timeout`` (seconds per Slurm command).
     - local backend: ``cpus`` (default: this machine's), ``max_array_size`` (default: none).
@@ -255,6 +258,8 @@ class Cluster:
                 "or set SLURMSCOPE_ROOT to a writable directory."
             )
         check_shared = options.pop("check_shared_root", True)
+        #: Cancel every job still queued or running when Ctrl-C interrupts a wait.
+        self.cancel_on_interrupt = bool(options.pop("cancel_on_interrupt", False))
         self.backend, why = _choose_backend(backend, self, options)
         if options:
             raise InvalidInputError(

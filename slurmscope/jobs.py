@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
-from . import reasons
+from . import interrupt, reasons
 from .backends.base import Backend, TaskState
 from .dependency import Dependency
 from .errors import (
@@ -311,6 +311,11 @@ class Poller:
             )
             self._thread.start()
 
+    def unfinished(self) -> list[Submission]:
+        """Every watched submission not yet ended, in the order they were watched."""
+        with self.cond:
+            return [s for s in self._watched if s.remaining > 0]
+
     def poll_now(self) -> None:
         """One look at everything watched, scheduler included, unless one happened moments
         ago (for ``job.state`` and friends: the caller wants the scheduler's word now)."""
@@ -441,6 +446,54 @@ def _show_progress(array: ArrayJob, *, final: bool) -> None:
     )
     sys.stderr.write(f"\r{line}\x1b[K" + ("\n" if final else ""))
     sys.stderr.flush()
+
+
+def _unfinished(sub: Submission) -> interrupt.Unfinished:
+    pending = running = 0
+    for state in sub.states:
+        if state is None or state.state in ("PENDING", "REQUEUED", "SUBMITTED"):
+            pending += 1
+        elif not state.terminal:
+            running += 1
+    return interrupt.Unfinished(
+        sub.name, tuple(p.job_id for p in sub.parts), sub.is_array, pending, running
+    )
+
+
+def _on_interrupt(handle: _Handle) -> None:
+    """A Ctrl-C while ``handle`` was waited on: say on stderr what is still queued or
+    running (every submission this cluster watches), how to reattach and how to cancel;
+    with ``cancel_on_interrupt`` cancel it all. The caller re-raises the interrupt."""
+    sub = handle._submission
+    cluster = sub.cluster
+    subs = cluster._poller.unfinished()
+    if sub.remaining > 0 and sub not in subs:
+        subs.insert(0, sub)
+    jobs = [_unfinished(s) for s in subs]
+    cancel = bool(getattr(cluster, "cancel_on_interrupt", False))
+    what = "array" if isinstance(handle, ArrayJob) else "job"
+    interrupt.write(
+        interrupt.notice(
+            waited=f"{what} {handle._target_id()} ({sub.name})",
+            backend=cluster.backend.kind,
+            cluster=cluster.name,
+            root=str(cluster.root),
+            jobs=jobs,
+            cancelled=cancel,
+        )
+    )
+    if not cancel or not jobs:
+        return
+    for s in subs:
+        s.cancelled.update(range(s.size))
+        s.stuck.clear()
+    try:
+        interrupt.write(interrupt.cancel_all(jobs, cluster.backend.cancel))
+    except KeyboardInterrupt:
+        interrupt.write(
+            "slurmscope: cancelling was interrupted; some jobs may still be queued or running "
+            f"(slurmscope --root {cluster.root} status).\n"
+        )
 
 
 class _Handle:
@@ -649,7 +702,11 @@ class Job(_Handle):
     def wait(self, timeout: float | None = None) -> Job:
         """Block until the job has ended; raises ``TimeoutError`` after ``timeout`` seconds."""
         sub = self._submission
-        ok = self.cluster._poller.wait(sub, range(self.index, self.index + 1), timeout)
+        try:
+            ok = self.cluster._poller.wait(sub, range(self.index, self.index + 1), timeout)
+        except KeyboardInterrupt:
+            _on_interrupt(self)
+            raise
         if not ok:
             raise TimeoutError(f"job {self.job_id} did not end within {timeout} s")
         if self.index in sub.stuck:
@@ -801,17 +858,23 @@ class ArrayJob(_Handle):
         poller = self.cluster._poller
         sub = self._submission
         show = _want_progress(progress) and sub.remaining > 0
-        if not show:
-            finished = poller.wait(sub, None, timeout)
-        else:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            finished = False
-            while not finished:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                finished = poller.wait(sub, None, 0.5 if left is None else min(0.5, left))
-                _show_progress(self, final=finished)
+        try:
+            if not show:
+                finished = poller.wait(sub, None, timeout)
+            else:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                finished = False
+                while not finished:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        break
+                    finished = poller.wait(sub, None, 0.5 if left is None else min(0.5, left))
+                    _show_progress(self, final=finished)
+        except KeyboardInterrupt:
+            if show:
+                interrupt.write("\n")  # end the progress line
+            _on_interrupt(self)
+            raise
         if not finished:
             raise TimeoutError(
                 f"array {self._target_id()} did not end within {timeout} s "

@@ -451,22 +451,59 @@ class LocalBackend(Backend):
 
     # -- interpreter exit --------------------------------------------------------------------
     def _drain_at_exit(self) -> None:
+        """At interpreter exit, wait for the jobs still queued or running, as
+        ``concurrent.futures`` does, saying so on stderr; Ctrl-C cancels them. Jobs that
+        can never start here are cancelled at once (waiting for them would never end)."""
         with self._cond:
+            never = [job for job in self._order if job.never_reason and not job.ended()]
+            for job in never:
+                _cancel(job.tasks.values())
             active = [job for job in self._order if not job.ended()]
+            # Those already being cancelled (killed, not yet reaped) end in moments.
+            waiting = [job for job in active if not _being_cancelled(job)]
+        if never:
+            _say(
+                f"cancelled local job(s) {_ids(never)} at exit: they can never start here "
+                f"({never[0].never_reason})"
+            )
         if not active:
             return
-        log.info(
-            "slurmscope.local.waiting_at_exit",
-            jobs=len(active),
-            hint="press Ctrl-C to cancel them",
-        )
+        if waiting:
+            log.info(
+                "slurmscope.local.waiting_at_exit",
+                jobs=len(waiting),
+                hint="press Ctrl-C to cancel them",
+            )
+            _say(
+                f"waiting for {len(waiting)} local job(s) still queued or running before the "
+                f"program exits ({_ids(waiting)}); press Ctrl-C to cancel them"
+            )
         try:
             with self._cond:
                 while any(not job.ended() for job in self._order):
                     self._cond.wait(timeout=0.1)
         except KeyboardInterrupt:
-            print("slurmscope: cancelling local jobs still pending or running", file=sys.stderr)
+            with self._cond:
+                left = [job for job in self._order if not job.ended()]
+            _say(f"cancelling local job(s) still queued or running: {_ids(left)}")
         self.close()
+
+
+def _being_cancelled(job: _Job) -> bool:
+    return all(
+        t.cancel_requested or t.state not in ("PENDING", "RUNNING") for t in job.tasks.values()
+    )
+
+
+def _say(text: str) -> None:
+    """One line on stderr (at exit nobody may have configured logging)."""
+    with contextlib.suppress(OSError, ValueError):
+        print(f"slurmscope: {text}", file=sys.stderr, flush=True)
+
+
+def _ids(jobs: Sequence[_Job], shown: int = 10) -> str:
+    text = ", ".join(job.id for job in jobs[:shown])
+    return text + (f" and {len(jobs) - shown} more" if len(jobs) > shown else "")
 
 
 def _cancel(tasks: Iterable[_Task]) -> None:
