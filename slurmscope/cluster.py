@@ -146,15 +146,18 @@ def _detect() -> tuple[str, str]:
         candidates.append("pyslurm")
     if importlib.util.find_spec("slurmscope.backends.sbatch") and shutil.which("sbatch"):
         candidates.append("sbatch")
+    whys = []
     for name in candidates:
         module = __import__(f"slurmscope.backends.{name}", fromlist=["reachable"])
         ok, why = module.reachable()
         if ok:
             return name, why
+        whys.append(f"{name}: {why}")
     if shutil.which("sbatch"):
         return (
             "local",
-            "sbatch is on PATH but no Slurm backend answered; using the embedded scheduler",
+            "sbatch is on PATH but no Slurm backend answered; using the embedded scheduler "
+            f"({'; '.join(whys)})",
         )
     return "local", "no Slurm cluster reachable (no sbatch on PATH); using the embedded scheduler"
 
@@ -220,6 +223,8 @@ class Cluster:
       or running. Without it they are listed on stderr, with how to reattach and cancel.
     - sbatch backend: ``slurm_conf`` (another cluster's slurm.conf), ``retries`` (transient
       controller errors, default 6), ``command_timeout`` (seconds per Slurm command).
+    - pyslurm backend: ``slurm_conf`` (read once per process, at ``import pyslurm``),
+      ``retries``.
     - local backend: ``cpus`` (default: this machine's), ``max_array_size`` (default: none).
     """
 

@@ -43,6 +43,12 @@ thread, not on the RPC thread, so one caller backing off does not hold up the ot
   :class:`~slurmscope.errors.SubmissionError` with Slurm's message. Transient ones
   (controller unreachable, busy, timed out) are retried with backoff.
 
+**Configuration.** ``import pyslurm`` initialises libslurm from ``$SLURM_CONF`` (or
+``slurm_conf=``, which is put there before the import), once per process. A file it cannot
+read makes libslurm retry for 60 s and then end the whole process, so the path is checked
+first and a bad one raises :class:`~slurmscope.errors.BackendUnavailableError` at once,
+with the reason libslurm would have given (``cannot stat file ...``).
+
 **Versions.** pyslurm X.Y builds only against Slurm X.Y. Installed against another Slurm
 it fails at ``import pyslurm`` (a missing or different ``libslurmfull.so``: "undefined
 symbol", "cannot open shared object file"), or its first RPC fails with "Incompatible
@@ -57,6 +63,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -72,7 +79,7 @@ from ..errors import BackendUnavailableError, SchedulerError, SubmissionError
 from ..log import log
 from ..spec import JobSpec, Resources
 from .base import Backend, StateMap, TaskState
-from .sbatch import TRANSIENT, _expand_range, batch_script
+from .sbatch import TRANSIENT, _expand_range, batch_script, slurm_conf_problem
 
 T = TypeVar("T")
 
@@ -152,8 +159,42 @@ def _mismatch(detail: str) -> str:
     )
 
 
+def _bad_conf(problem: str) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"pyslurm cannot read Slurm's configuration: {problem}. Point slurm_conf= (or "
+        "SLURM_CONF) at the cluster's slurm.conf, or leave both unset to use Slurm's "
+        "default. (libslurm would retry for 60 s, then end this process.)"
+    )
+
+
+def _use_conf(slurm_conf: str | None) -> None:
+    """Make libslurm read ``slurm_conf``: it reads ``$SLURM_CONF`` once per process, when
+    pyslurm is imported, and keeps that configuration for good."""
+    if slurm_conf is None:
+        return
+    if "pyslurm" not in sys.modules:
+        os.environ["SLURM_CONF"] = slurm_conf
+        return
+    current = os.environ.get("SLURM_CONF", "")
+    if os.path.realpath(current) != os.path.realpath(slurm_conf):
+        raise BackendUnavailableError(
+            f"pyslurm is loaded in this process already, with SLURM_CONF={current or '(unset)'}, "
+            "and libslurm keeps the configuration it first read for the life of the process: "
+            f"slurm_conf={slurm_conf} cannot take effect. Use one configuration per process "
+            f"with pyslurm, or {FALLBACK} (it takes slurm_conf= per cluster)."
+        )
+
+
 def _import() -> ModuleType:
-    """``import pyslurm``, with errors that say what to do."""
+    """``import pyslurm``, with errors that say what to do.
+
+    The import initialises libslurm from ``$SLURM_CONF``; a file it cannot read makes
+    libslurm retry for 60 s and then end the process (``fatal()``), so it is checked first.
+    """
+    if "pyslurm" not in sys.modules:
+        problem = slurm_conf_problem()
+        if problem:
+            raise _bad_conf(problem)
     try:
         import pyslurm
     except ModuleNotFoundError as exc:
@@ -176,8 +217,9 @@ def _major_minor(version: str | None) -> tuple[int, int] | None:
         return None
 
 
-def _probe() -> tuple[ModuleType, dict[str, Any]]:
+def _probe(slurm_conf: str | None = None) -> tuple[ModuleType, dict[str, Any]]:
     """Import pyslurm, ping the controller and read its configuration (one thread only)."""
+    _use_conf(slurm_conf)
     pyslurm = _import()
     try:
         pyslurm.slurmctld.ping(0)
@@ -365,7 +407,15 @@ class PyslurmBackend(Backend):
     kind = "pyslurm"
     poll_interval = (0.25, 5.0)
 
-    def __init__(self, *, retries: int = 6, retry_delay: float = 0.5) -> None:
+    def __init__(
+        self, *, retries: int = 6, retry_delay: float = 0.5, slurm_conf: str | None = None
+    ) -> None:
+        """``slurm_conf`` points at another cluster's slurm.conf (default: ``$SLURM_CONF``
+        or Slurm's own default). libslurm reads it once per process, at ``import pyslurm``:
+        every pyslurm cluster of a process must use the same one."""
+        problem = slurm_conf_problem(slurm_conf)
+        if problem:
+            raise _bad_conf(problem)
         self.retries = retries
         self.retry_delay = retry_delay
         self.calls: dict[str, int] = {"submit": 0, "load": 0, "cancel": 0}
@@ -373,7 +423,7 @@ class PyslurmBackend(Backend):
         self._partitions: dict[str, limits.PartitionLimits] | None = None
         self._limits_lock = threading.Lock()
         try:
-            self._pyslurm, self._info = self._rpc.run(_probe)
+            self._pyslurm, self._info = self._rpc.run(_probe, slurm_conf)
         except BaseException:
             self._rpc.close()
             raise

@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import threading
 import time
@@ -39,11 +40,45 @@ TRANSIENT = (
 _RANGE = re.compile(r"^(\d+)_\[(.+)\]$")
 
 
+def slurm_conf_problem(slurm_conf: str | None = None) -> str | None:
+    """Why the slurm.conf that Slurm's commands (and libslurm) would read cannot be read:
+    ``slurm_conf`` if given, else ``$SLURM_CONF``; ``None`` when it can, or when neither is
+    set (Slurm then finds its configuration its own way).
+
+    Slurm retries a file it cannot stat once a second for 60 s before it gives up (and
+    libslurm then ends the whole process), so this is checked first, in microseconds, with
+    the reason Slurm would give in the end.
+    """
+    path = slurm_conf or os.environ.get("SLURM_CONF")
+    if not path:
+        return None
+    source = "slurm_conf" if slurm_conf else "SLURM_CONF"
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        return f"{source}={path}: cannot stat file {path}: {exc.strerror}"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{source}={path} is not a file"
+    if not os.access(path, os.R_OK):
+        return f"{source}={path}: cannot read the file (permission denied)"
+    return None
+
+
+def _partial(exc: subprocess.TimeoutExpired) -> str:
+    """What a command had printed on stderr when it was stopped for taking too long."""
+    err = exc.stderr or b""
+    text = err.decode(errors="replace") if isinstance(err, bytes) else err
+    return " ".join(text.split())
+
+
 def reachable(timeout: float = 10.0, slurm_conf: str | None = None) -> tuple[bool, str]:
     """Whether the Slurm CLI is here and the controller answers ``scontrol ping``."""
     env = _environment(slurm_conf)
     if not shutil.which("sbatch") or not shutil.which("scontrol"):
         return False, "sbatch or scontrol is not on PATH"
+    problem = slurm_conf_problem(slurm_conf)
+    if problem:
+        return False, problem
     try:
         out = subprocess.run(
             ["scontrol", "ping"],
@@ -53,7 +88,12 @@ def reachable(timeout: float = 10.0, slurm_conf: str | None = None) -> tuple[boo
             check=False,
             env=env,
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except subprocess.TimeoutExpired as exc:
+        said = _partial(exc)
+        return False, f"scontrol ping did not answer within {timeout} s" + (
+            f"; it said: {said}" if said else ""
+        )
+    except OSError as exc:
         return False, f"scontrol ping failed: {exc}"
     text = (out.stdout + out.stderr).strip()
     if out.returncode == 0 and "UP" in text:
@@ -131,6 +171,13 @@ class SbatchBackend(Backend):
         """``slurm_conf`` points at another cluster's slurm.conf (default: ``$SLURM_CONF``
         or Slurm's own default)."""
         self._env = _environment(slurm_conf)
+        problem = slurm_conf_problem(slurm_conf)
+        if problem:
+            raise BackendUnavailableError(
+                f"the sbatch backend cannot read Slurm's configuration: {problem}. Point "
+                "slurm_conf= (or SLURM_CONF) at the cluster's slurm.conf, or leave both unset "
+                "to use Slurm's default."
+            )
         ok, why = reachable(slurm_conf=slurm_conf)
         if not ok:
             raise BackendUnavailableError(
@@ -311,8 +358,15 @@ class SbatchBackend(Backend):
                     timeout=self.command_timeout,
                     check=False,
                 )
-            except subprocess.TimeoutExpired:
-                proc = subprocess.CompletedProcess(args, 1, "", "Socket timed out (command)")
+            except subprocess.TimeoutExpired as exc:
+                said = _partial(exc)  # what it printed is often the real reason
+                proc = subprocess.CompletedProcess(
+                    args,
+                    1,
+                    "",
+                    f"Socket timed out (command ran over {self.command_timeout} s)"
+                    + (f"; it said: {said}" if said else ""),
+                )
             if proc.returncode == 0 or not any(t in proc.stderr for t in TRANSIENT):
                 return proc
             if attempt < retries:

@@ -51,6 +51,12 @@ core/slurmctld/*.pyx, utils/uint.pyx, xcollections.pyx):
 - ``RPCError(errno, msg)`` with Slurm's errno and ``slurm_strerror`` text, taken from the
   CLI's error message.
 
+- ``import pyslurm`` initialises libslurm (``slurm_init()``, unless
+  ``PYSLURM_DISABLE_AUTO_INIT`` is set): with ``$SLURM_CONF`` naming a file that cannot be
+  stat'ed, libslurm logs ``cannot stat file``, retries once a second for 60 s, and then
+  ``fatal()`` ends the whole process with exit code 1. The double prints the same lines and
+  ends the process the same way, without the 60 s.
+
 What it cannot reproduce: the GIL held during an RPC (here the GIL is released while a
 command runs), pyslurm's memory handling, and JobSubmitDescription fields slurmscope does
 not use (setting one makes ``submit()`` raise ``NotImplementedError``, rather than act
@@ -247,6 +253,27 @@ def _cli_version() -> str:
         raise ImportError(f"pyslurm TEST DOUBLE: cannot read the Slurm version from {out!r}")
     return f"{match.group(1)}.{match.group(2)}.0+test-double"
 
+
+def _slurm_init() -> None:
+    """api.slurm_init() at import: libslurm's slurm_conf_init() -> s_p_parse_file()."""
+    path = os.environ.get("SLURM_CONF")
+    if not path:
+        return
+    try:
+        os.stat(path)
+    except OSError as exc:
+        sys.stderr.write(
+            f"error: s_p_parse_file: cannot stat file {path}: {exc.strerror}, retrying in 1sec "
+            "up to 60sec\nfatal: Unable to process configuration file\n"
+        )
+        sys.stderr.flush()
+        os._exit(1)  # libslurm's fatal(): the process ends, no exception to catch
+
+
+# pyslurm calls slurm_init() at the end of its import; here it comes before the version is
+# read, since ``sbatch --version`` reads the configuration too (and would retry for 60 s).
+if not os.environ.get("PYSLURM_DISABLE_AUTO_INIT"):
+    _slurm_init()
 
 __version__ = _cli_version()
 
