@@ -47,8 +47,6 @@ NEVER_CLEARS: dict[str, str] = {
     "PartitionTimeLimit": "the time limit asked for exceeds the partition's MaxTime",
     "MaxMemPerLimit": "the memory asked for exceeds the partition's MaxMemPerNode or MaxMemPerCPU",
     "BadConstraints": "the job's requirements can never be satisfied (Slurm holds the job)",
-    "DependencyNeverSatisfied": "a job it depends on ended in a way that can never satisfy "
-    "the dependency",
     "InvalidAccount": "the job's account is invalid",
     "InvalidQOS": "the job's QOS is invalid",
     "AccountNotAllowed": "the job's account may not use the partition",
@@ -57,6 +55,11 @@ NEVER_CLEARS: dict[str, str] = {
     "ReservationInvalid": "the reservation the job asked for is invalid (Slurm holds the job)",
     "JobHoldMaxRequeue": "the job failed to launch too often and Slurm holds it",
 }
+
+# DependencyNeverSatisfied never clears either, but slurmscope submits with
+# --kill-on-invalid-dep=yes: Slurm ends such a job CANCELLED at once, and the wait's error
+# then walks the dependency chain down to the job that failed. It is not listed above, so
+# that a poll catching the moment before the kill does not end the wait with less.
 
 #: Per-job (and per-node) limits of a QOS or an association, and QOS minimums: the request
 #: itself is over (or under) them, which no other job's end changes. Aggregate limits

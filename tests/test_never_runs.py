@@ -195,6 +195,8 @@ def test_never_clearing_reasons() -> None:
         "AssocMaxJobsLimit",
         "MaxCpuPerAccount",
         "ReqNodeNotAvail, UnavailableNodes:n1",
+        # Killed by Slurm (--kill-on-invalid-dep=yes); the error then walks the chain.
+        "DependencyNeverSatisfied",
     ):
         assert not reasons.never_clears(reason), reason
     assert reasons.is_routine("Priority") and not reasons.is_routine("PartitionDown")
