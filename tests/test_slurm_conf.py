@@ -79,6 +79,24 @@ def test_a_command_stopped_for_time_says_what_it_printed(
     assert "ran over 1.0 s" in str(info.value) and "the real reason" in str(info.value)
 
 
+def test_pyslurm_task_cancel_stopped_for_time_says_what_scancel_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One array task goes through scancel (pyslurm cannot); a hung scancel is reported
+    with its words, not as a bare TimeoutExpired."""
+    from types import SimpleNamespace
+
+    from slurmscope.backends.pyslurm import PyslurmBackend
+
+    fake_slurm(tmp_path, monkeypatch, "exit 0")
+    scancel = tmp_path / "bin" / "scancel"
+    scancel.write_text("#!/bin/sh\necho 'scancel: error: stuck on the controller' >&2\nsleep 30\n")
+    scancel.chmod(0o755)
+    backend = SimpleNamespace(calls={}, scancel_timeout=1.0)
+    with pytest.raises(SchedulerError, match="within 1.0 s; it said: scancel: error: stuck"):
+        PyslurmBackend._scancel(backend, "12_3")  # type: ignore[arg-type]
+
+
 def test_reachable_says_what_a_slow_scontrol_printed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

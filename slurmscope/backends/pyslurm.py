@@ -79,7 +79,7 @@ from ..errors import BackendUnavailableError, SchedulerError, SubmissionError
 from ..log import log
 from ..spec import JobSpec, Resources
 from .base import Backend, StateMap, TaskState
-from .sbatch import TRANSIENT, _expand_range, batch_script, slurm_conf_problem
+from .sbatch import TRANSIENT, _expand_range, _partial, batch_script, slurm_conf_problem
 
 T = TypeVar("T")
 
@@ -631,9 +631,17 @@ class PyslurmBackend(Backend):
             )
         log.info("slurmscope.pyslurm.cancel_task", target=target, via="scancel")
         self.calls["scancel"] = self.calls.get("scancel", 0) + 1
-        proc = subprocess.run(
-            [scancel, target], capture_output=True, text=True, timeout=60, check=False
-        )
+        timeout = getattr(self, "scancel_timeout", 60.0)
+        try:
+            proc = subprocess.run(
+                [scancel, target], capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            said = _partial(exc)
+            raise SchedulerError(
+                f"scancel {target} did not finish within {timeout} s"
+                + (f"; it said: {said}" if said else "")
+            ) from exc
         if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
             if "already completing or completed" in proc.stderr:
                 return
