@@ -116,6 +116,7 @@ if TYPE_CHECKING:
         BackendUnavailableError,
         DependencyError,
         InvalidInputError,
+        JobCannotRunError,
         JobError,
         JobNotCompletedError,
         JobNotFoundError,
@@ -123,6 +124,7 @@ if TYPE_CHECKING:
         SlurmscopeError,
         SubmissionError,
         TaskFailedError,
+        UnsatisfiableRequestError,
     )
     from .jobs import ArrayJob, Job
     from .log import configure_logging
