@@ -179,3 +179,47 @@ def test_notice_lists_at_most_ten() -> None:
     assert "... and 2 more" in text and "job 9 (t): 1 queued" in text
     assert "job 10 (t)" not in text
     assert text.count("slurmscope --root /r cancel") == 10
+
+
+# -- in this process: every waiting path (one job, the progress line) ------------------------
+@pytest.mark.parametrize("how", ["job", "array with progress line"])
+@pytest.mark.parametrize("cancel", [False, True])
+def test_every_wait_reports_an_interrupt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str, cancel: bool
+) -> None:
+    """Ctrl-C (``_thread.interrupt_main``, as the signal would) in ``job.get_result()`` and
+    in the progress loop of ``array.get_results(progress=True)``."""
+    import _thread
+    import threading
+
+    import tasks
+
+    sleep = slurmscope.task(tasks.sleep)
+    cluster = slurmscope.Cluster(
+        "local", root=tmp_path, cancel_on_interrupt=cancel, set_as_default=False
+    )
+    try:
+        handle = sleep.on(cluster)(60) if how == "job" else sleep.on(cluster).map([60, 60])
+        other = sleep.on(cluster)(60)
+        timer = threading.Timer(1.0, _thread.interrupt_main)
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            if how == "job":
+                handle.get_result(timeout=30)
+            else:
+                handle.get_results(timeout=30, progress=True)
+        timer.join()
+        err = capsys.readouterr().err
+        what = "job" if how == "job" else "array"
+        assert f"interrupted while waiting for {what} {handle.job_id} (sleep)" in err, err
+        assert f"job {other.job_id} (sleep): 1" in err, err  # every unfinished one is listed
+        if cancel:
+            assert f"cancelled {handle.job_id}, {other.job_id}." in err, err
+            handle.wait(timeout=30)
+            other.wait(timeout=30)
+            assert {handle.state, other.state} == {"CANCELLED"}
+        else:
+            assert "cancelled" not in err
+            assert other.state in ("PENDING", "RUNNING")
+    finally:
+        cluster.close()
