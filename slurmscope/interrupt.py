@@ -14,6 +14,10 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .jobs import Submission
 
 #: At most this many jobs are listed one per line; the rest are counted.
 _SHOWN = 10
@@ -116,3 +120,48 @@ def write(text: str) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):  # stderr closed: nothing more to do
         pass
+
+
+def unfinished(sub: Submission) -> Unfinished:
+    """The plain view of one submission not yet ended."""
+    pending = running = 0
+    for state in sub.states:
+        if state is None or state.state in ("PENDING", "REQUEUED", "SUBMITTED"):
+            pending += 1
+        elif not state.terminal:
+            running += 1
+    return Unfinished(sub.name, tuple(p.job_id for p in sub.parts), sub.is_array, pending, running)
+
+
+def on_interrupt(sub: Submission, waited: str) -> None:
+    """A Ctrl-C while ``sub`` was waited on: say on stderr what is still queued or running
+    (every submission its cluster watches), how to reattach and how to cancel; with
+    ``cancel_on_interrupt`` cancel it all. The caller re-raises the interrupt."""
+    cluster = sub.cluster
+    subs = cluster._poller.unfinished()
+    if sub.remaining > 0 and sub not in subs:
+        subs.insert(0, sub)
+    jobs = [unfinished(s) for s in subs]
+    cancel = bool(getattr(cluster, "cancel_on_interrupt", False))
+    write(
+        notice(
+            waited=f"{waited} ({sub.name})",
+            backend=cluster.backend.kind,
+            cluster=cluster.name,
+            root=str(cluster.root),
+            jobs=jobs,
+            cancelled=cancel,
+        )
+    )
+    if not cancel or not jobs:
+        return
+    for s in subs:
+        s.cancelled.update(range(s.size))
+        s.stuck.clear()
+    try:
+        write(cancel_all(jobs, cluster.backend.cancel))
+    except KeyboardInterrupt:
+        write(
+            "slurmscope: cancelling was interrupted; some jobs may still be queued or running "
+            f"(slurmscope --root {cluster.root} status).\n"
+        )

@@ -416,84 +416,16 @@ def _want_progress(progress: bool | None) -> bool:
         return False
 
 
-def _pending_reasons(sub: Submission) -> str:
-    """`` (PartitionConfig: never starts)`` or `` (Resources 3, Priority 2)``: why the
-    pending tasks wait, most common first; empty when the scheduler gave no reason."""
-    counts: dict[str, int] = {}
-    for state in sub.states:
-        if state is not None and state.state == "PENDING":
-            reason = reasons.name(state.reason)
-            if reason != "None":
-                counts[reason] = counts.get(reason, 0) + 1
-    if not counts:
-        return ""
-    shown = []
-    for reason, n in sorted(counts.items(), key=lambda kv: -kv[1])[:3]:
-        text = reason if len(counts) == 1 else f"{reason} {n}"
-        if reasons.never_clears(reason):
-            text += ": never starts"
-        shown.append(text)
-    return f" ({', '.join(shown)})"
-
-
 def _show_progress(array: ArrayJob, *, final: bool) -> None:
     counts = array.progress()
     sub = array._submission
     line = (
         f"{sub.name} {array._target_id()}: {counts['done']}/{len(array)} done, "
         f"{counts['running']} running, {counts['pending']} pending"
-        f"{_pending_reasons(sub) if counts['pending'] else ''}, {counts['failed']} failed"
+        f"{reasons.summary(sub.states) if counts['pending'] else ''}, {counts['failed']} failed"
     )
     sys.stderr.write(f"\r{line}\x1b[K" + ("\n" if final else ""))
     sys.stderr.flush()
-
-
-def _unfinished(sub: Submission) -> interrupt.Unfinished:
-    pending = running = 0
-    for state in sub.states:
-        if state is None or state.state in ("PENDING", "REQUEUED", "SUBMITTED"):
-            pending += 1
-        elif not state.terminal:
-            running += 1
-    return interrupt.Unfinished(
-        sub.name, tuple(p.job_id for p in sub.parts), sub.is_array, pending, running
-    )
-
-
-def _on_interrupt(handle: _Handle) -> None:
-    """A Ctrl-C while ``handle`` was waited on: say on stderr what is still queued or
-    running (every submission this cluster watches), how to reattach and how to cancel;
-    with ``cancel_on_interrupt`` cancel it all. The caller re-raises the interrupt."""
-    sub = handle._submission
-    cluster = sub.cluster
-    subs = cluster._poller.unfinished()
-    if sub.remaining > 0 and sub not in subs:
-        subs.insert(0, sub)
-    jobs = [_unfinished(s) for s in subs]
-    cancel = bool(getattr(cluster, "cancel_on_interrupt", False))
-    what = "array" if isinstance(handle, ArrayJob) else "job"
-    interrupt.write(
-        interrupt.notice(
-            waited=f"{what} {handle._target_id()} ({sub.name})",
-            backend=cluster.backend.kind,
-            cluster=cluster.name,
-            root=str(cluster.root),
-            jobs=jobs,
-            cancelled=cancel,
-        )
-    )
-    if not cancel or not jobs:
-        return
-    for s in subs:
-        s.cancelled.update(range(s.size))
-        s.stuck.clear()
-    try:
-        interrupt.write(interrupt.cancel_all(jobs, cluster.backend.cancel))
-    except KeyboardInterrupt:
-        interrupt.write(
-            "slurmscope: cancelling was interrupted; some jobs may still be queued or running "
-            f"(slurmscope --root {cluster.root} status).\n"
-        )
 
 
 class _Handle:
@@ -705,7 +637,7 @@ class Job(_Handle):
         try:
             ok = self.cluster._poller.wait(sub, range(self.index, self.index + 1), timeout)
         except KeyboardInterrupt:
-            _on_interrupt(self)
+            interrupt.on_interrupt(self._submission, f"job {self.job_id}")
             raise
         if not ok:
             raise TimeoutError(f"job {self.job_id} did not end within {timeout} s")
@@ -873,7 +805,7 @@ class ArrayJob(_Handle):
         except KeyboardInterrupt:
             if show:
                 interrupt.write("\n")  # end the progress line
-            _on_interrupt(self)
+            interrupt.on_interrupt(sub, f"array {self._target_id()}")
             raise
         if not finished:
             raise TimeoutError(

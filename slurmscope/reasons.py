@@ -20,6 +20,8 @@ Three kinds:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import Any
 
 #: Reasons of a queue at work: the job starts when others end.
 ROUTINE = frozenset(
@@ -104,3 +106,24 @@ def meaning(reason: str | None) -> str:
     if text in ("ReqNodeNotAvail", "NodeDown"):
         return "a node the job needs is not available now"
     return "the scheduler's reason for keeping the job pending"
+
+
+def summary(states: Iterable[Any]) -> str:
+    """`` (PartitionConfig: never starts)`` or `` (Resources 3, Priority 2)``: why the
+    pending tasks among ``states`` (TaskState or None) wait, most common first; empty when
+    the scheduler gave no reason. For the progress line."""
+    counts: dict[str, int] = {}
+    for state in states:
+        if state is not None and state.state == "PENDING":
+            reason = name(state.reason)
+            if reason != "None":
+                counts[reason] = counts.get(reason, 0) + 1
+    if not counts:
+        return ""
+    shown = []
+    for reason, n in sorted(counts.items(), key=lambda kv: -kv[1])[:3]:
+        text = reason if len(counts) == 1 else f"{reason} {n}"
+        if never_clears(reason):
+            text += ": never starts"
+        shown.append(text)
+    return f" ({', '.join(shown)})"
