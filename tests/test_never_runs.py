@@ -201,3 +201,48 @@ def test_never_clearing_reasons() -> None:
         assert not reasons.never_clears(reason), reason
     assert reasons.is_routine("Priority") and not reasons.is_routine("PartitionDown")
     assert reasons.name("ReqNodeNotAvail, UnavailableNodes:n1") == "ReqNodeNotAvail"
+
+
+def test_partition_limits_from_pyslurm_objects() -> None:
+    """pyslurm 25.11's values: minutes, MiB, "UNLIMITED" for infinite, None for unset."""
+    from types import SimpleNamespace as NS
+
+    from slurmscope.backends.pyslurm import PyslurmBackend
+
+    partitions = {
+        "short": NS(
+            name="short",
+            is_default=True,
+            max_time=60,
+            max_cpus_per_node="UNLIMITED",
+            max_memory_per_node="UNLIMITED",
+        ),
+        "big": NS(
+            name="big",
+            is_default=False,
+            max_time="UNLIMITED",
+            max_cpus_per_node=6,
+            max_memory_per_node=4000,
+        ),
+        "percpu": NS(  # MaxMemPerCPU set: max_memory_per_node reads None
+            name="percpu",
+            is_default=False,
+            max_time=None,
+            max_cpus_per_node=None,
+            max_memory_per_node=None,
+        ),
+    }
+    nodes = {
+        "a": NS(partitions=["short"], effective_cpus=4, total_cpus=4, real_memory=8000),
+        "b": NS(
+            partitions=["short", "big", "percpu"],
+            effective_cpus="UNLIMITED",
+            total_cpus=8,
+            real_memory=16000,
+        ),
+    }
+    fake = NS(_pyslurm=NS(Partitions=NS(load=lambda: partitions), Nodes=NS(load=lambda: nodes)))
+    parts = PyslurmBackend._load_limits(fake)  # type: ignore[arg-type]
+    assert parts["short"] == limits.PartitionLimits("short", True, 8, 16000, 3600)
+    assert parts["big"] == limits.PartitionLimits("big", False, 6, 4000, None)
+    assert parts["percpu"] == limits.PartitionLimits("percpu", False, 8, 16000, None)

@@ -578,7 +578,7 @@ class PyslurmBackend(Backend):
         nodes = [
             limits.NodeInfo(
                 tuple(n.partitions or ()),
-                n.effective_cpus or n.total_cpus or None,
+                next((c for c in (n.effective_cpus, n.total_cpus) if _number(c) and c), None),
                 n.real_memory if _number(n.real_memory) else None,
             )
             for n in pyslurm.Nodes.load().values()
