@@ -53,6 +53,8 @@ _EXPORTS = {
     "TaskFailedError": "slurmscope.errors",
     "JobNotCompletedError": "slurmscope.errors",
     "JobNotFoundError": "slurmscope.errors",
+    "UnsatisfiableRequestError": "slurmscope.errors",
+    "JobCannotRunError": "slurmscope.errors",
 }
 
 __all__ = [
@@ -66,6 +68,7 @@ __all__ = [
     "DependencyRequest",
     "InvalidInputError",
     "Job",
+    "JobCannotRunError",
     "JobError",
     "JobNotCompletedError",
     "JobNotFoundError",
@@ -78,6 +81,7 @@ __all__ = [
     "Task",
     "TaskFailedError",
     "TaskState",
+    "UnsatisfiableRequestError",
     "carry_scope",
     "configure_logging",
     "default_cluster",
@@ -112,6 +116,7 @@ if TYPE_CHECKING:
         BackendUnavailableError,
         DependencyError,
         InvalidInputError,
+        JobCannotRunError,
         JobError,
         JobNotCompletedError,
         JobNotFoundError,
@@ -119,6 +124,7 @@ if TYPE_CHECKING:
         SlurmscopeError,
         SubmissionError,
         TaskFailedError,
+        UnsatisfiableRequestError,
     )
     from .jobs import ArrayJob, Job
     from .log import configure_logging

@@ -132,7 +132,14 @@ def _choose_backend(
 
 _BACKENDS = ("local", "sbatch", "pyslurm")
 #: What Cluster() takes besides resources and backend options.
-_CLUSTER_OPTIONS = ("backend", "root", "set_as_default", "max_item_size", "check_shared_root")
+_CLUSTER_OPTIONS = (
+    "backend",
+    "root",
+    "set_as_default",
+    "max_item_size",
+    "check_shared_root",
+    "cancel_on_interrupt",
+)
 
 
 def _backend_module(name: str) -> Any:
@@ -200,15 +207,18 @@ def _detect() -> tuple[str, str]:
         candidates.append("pyslurm")
     if importlib.util.find_spec("slurmscope.backends.sbatch") and shutil.which("sbatch"):
         candidates.append("sbatch")
+    whys = []
     for name in candidates:
         module = __import__(f"slurmscope.backends.{name}", fromlist=["reachable"])
         ok, why = module.reachable()
         if ok:
             return name, why
+        whys.append(f"{name}: {why}")
     if shutil.which("sbatch"):
         return (
             "local",
-            "sbatch is on PATH but no Slurm backend answered; using the embedded scheduler",
+            "sbatch is on PATH but no Slurm backend answered; using the embedded scheduler "
+            f"({'; '.join(whys)})",
         )
     return "local", "no Slurm cluster reachable (no sbatch on PATH); using the embedded scheduler"
 
@@ -285,8 +295,13 @@ class Cluster:
       pickled item (or argument set) a submission accepts.
     - ``check_shared_root`` (default True): refuse a root on a local filesystem when the
       cluster's nodes are other machines.
+    - ``cancel_on_interrupt`` (default False): when Ctrl-C interrupts a ``wait()``,
+      ``get_result()`` or ``get_results()``, cancel every job of this cluster still queued
+      or running. Without it they are listed on stderr, with how to reattach and cancel.
     - sbatch backend: ``slurm_conf`` (another cluster's slurm.conf), ``retries`` (transient
       controller errors, default 6), ``command_timeout`` (seconds per Slurm command).
+    - pyslurm backend: ``slurm_conf`` (read once per process, at ``import pyslurm``),
+      ``retries``.
     - local backend: ``cpus`` (default: this machine's), ``max_array_size`` (default: none).
     """
 
@@ -327,6 +342,8 @@ class Cluster:
                 f"the job directory root {self.root} is not writable. Pass Cluster(root=...) "
                 "or set SLURMSCOPE_ROOT to a writable directory."
             )
+        #: Cancel every job still queued or running when Ctrl-C interrupts a wait.
+        self.cancel_on_interrupt = bool(options.pop("cancel_on_interrupt", False))
         self.backend, why = _choose_backend(backend, self, options)
         self._poller_obj: Any = None
         node_hosts = getattr(self.backend, "node_hosts", None)

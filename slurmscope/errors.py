@@ -85,3 +85,63 @@ class JobNotCompletedError(JobError):
 
 class JobNotFoundError(SlurmscopeError, LookupError):
     """No job directory is known for this job id."""
+
+
+class UnsatisfiableRequestError(InvalidInputError, SubmissionError):
+    """The request can never run in its partition (more CPUs per task than its largest node
+    has, more memory, a time limit over MaxTime). Refused before anything was submitted."""
+
+    def __init__(self, task: str, problem: str, backend: str) -> None:
+        super().__init__(
+            f"task {task} can never run here: it asks for {problem}. Slurm would accept it and "
+            "keep it pending forever. Ask for less (task.options(...) or the @task "
+            "arguments), or choose another partition (partition=...; `sinfo -o '%P %c %m %l'` "
+            f"lists each partition's CPUs, memory and time limit). Backend: {backend}. "
+            "Nothing was submitted."
+        )
+        self.task = task
+        self.problem = problem
+
+
+class JobCannotRunError(JobError):
+    """The scheduler keeps the job pending for a reason that never clears by waiting
+    (``PartitionConfig``, ``PartitionTimeLimit``, ``BadConstraints``...). The job is still
+    queued: cancel it, fix the request, and submit again."""
+
+    def __init__(
+        self,
+        job_id: str,
+        indices: list[int] | None,
+        reason: str,
+        meaning: str,
+        request: str,
+    ) -> None:
+        where = f"job {job_id}" if indices is None else f"{_tasks_text(indices)} of array {job_id}"
+        super().__init__(
+            f"{where} can never start: the scheduler keeps it PENDING with reason {reason}: "
+            f"{meaning}. It asked for {request}. Waiting cannot help. Cancel it "
+            f"(job.cancel(), or `slurmscope cancel {job_id}`), change the request, and submit "
+            "again; `sinfo -o '%P %c %m %l %D'` lists each partition's CPUs, memory, time "
+            "limit and nodes."
+        )
+        self.job_id = job_id
+        self.indices = indices
+        self.reason = reason
+        self.request = request
+
+
+def _tasks_text(indices: list[int]) -> str:
+    """``tasks 0-3,7`` for a sorted list of indices."""
+    runs: list[str] = []
+    start = prev = None
+    for i in indices:
+        if start is None:
+            start = prev = i
+        elif i == prev + 1:
+            prev = i
+        else:
+            runs.append(f"{start}-{prev}" if prev != start else str(start))
+            start = prev = i
+    if start is not None:
+        runs.append(f"{start}-{prev}" if prev != start else str(start))
+    return ("task " if len(indices) == 1 else "tasks ") + ",".join(runs)

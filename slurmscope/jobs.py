@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
+from . import interrupt, reasons
 from .backends.base import Backend, TaskState
 from .dependency import Dependency
 from .errors import (
     ArrayAlreadySubmittedError,
+    JobCannotRunError,
     JobError,
     JobNotCompletedError,
     TaskFailedError,
@@ -83,6 +85,67 @@ class Submission:
         self.requeued: set[int] = set()
         #: Indices of tasks cancelled through a handle of this process.
         self.cancelled: set[int] = set()
+        #: (scheduler job id, reason) pairs already logged as slurmscope.task.pending_reason.
+        self._reasons_logged: set[tuple[str, str]] = set()
+        self._request: str | None = None
+        #: Indices the scheduler keeps pending for a reason that never clears by waiting.
+        self.stuck: set[int] = set()
+
+    def request(self) -> str:
+        """What the submission asked the scheduler for, as ``key=value, ...`` (from the
+        manifest), for messages about a job that cannot run."""
+        if self._request is None:
+            try:
+                asked = self.directory.read_manifest().get("resources") or {}
+            except (OSError, ValueError):
+                asked = {}
+            partition = asked.pop("partition", None)
+            shown = [f"{k}={v!r}" if k == "extra" else f"{k}={v}" for k, v in asked.items()]
+            where = f"partition {partition}" if partition else "the default partition"
+            self._request = f"{', '.join(shown) or 'the defaults'} in {where}"
+        return self._request
+
+    def never_runs(self, indices: Sequence[int] | range | None = None) -> list[int]:
+        """Indices (of ``indices``, default all) the scheduler keeps pending for a reason
+        that never clears by waiting."""
+        if indices is None:
+            return sorted(self.stuck)
+        return [i for i in indices if i in self.stuck]
+
+    def cannot_run_error(self, indices: list[int]) -> JobCannotRunError:
+        """The error for tasks that never run (all share one reason in practice: the first
+        one's is named)."""
+        first = self.states[indices[0]]
+        reason = reasons.name(first.reason if first else None)
+        part, _ = self.locate(indices[0])
+        return JobCannotRunError(
+            part.job_id if self.is_array else self.task_id(indices[0]),
+            indices if self.is_array else None,
+            reason,
+            reasons.meaning(reason),
+            self.request(),
+        )
+
+    def _note_reason(self, job_id: str, index: int, state: TaskState) -> None:
+        """Log a pending reason worth knowing, once per scheduler job and reason."""
+        reason = reasons.name(state.reason)
+        if (job_id, reason) in self._reasons_logged:
+            return
+        self._reasons_logged.add((job_id, reason))
+        never = reasons.never_clears(reason)
+        log.warning(
+            "slurmscope.task.pending_reason",
+            task=self.name,
+            job_id=job_id,
+            index=index if self.is_array else None,
+            reason=reason,
+            meaning=reasons.meaning(reason),
+            never_clears=never,
+            request=self.request(),
+            hint="waiting cannot help: cancel it, change the request and submit again"
+            if never
+            else "it may wait for long",
+        )
 
     def locate(self, index: int) -> tuple[Part, int]:
         """The part holding global item ``index``, and the index within that part."""
@@ -123,6 +186,8 @@ class Submission:
                         new = _CANCELLED
                 if new is None or new == old:
                     continue
+                if new.state == "PENDING" and not reasons.is_routine(new.reason):
+                    self._note_reason(part.job_id, index, new)
                 if old is not None and old.state == "RUNNING" and new.state == "PENDING":
                     log.warning(
                         "slurmscope.task.requeued",
@@ -135,6 +200,10 @@ class Submission:
                     self.requeued.add(index)
                 self.states[index] = new
                 changed = True
+                if new.never_runs and index not in self.cancelled:  # a cancel ends it
+                    self.stuck.add(index)
+                elif self.stuck:
+                    self.stuck.discard(index)
                 if new.terminal:
                     self.remaining -= 1
         return changed
@@ -178,6 +247,7 @@ class Submission:
             if old is not None and old.terminal:
                 continue
             self.states[index] = _COMPLETED if ok else _FAILED
+            self.stuck.discard(index)
             self.remaining -= 1
             changed = True
         return changed
@@ -240,6 +310,11 @@ class Poller:
                 target=self._loop, name="slurmscope-poller", daemon=True
             )
             self._thread.start()
+
+    def unfinished(self) -> list[Submission]:
+        """Every watched submission not yet ended, in the order they were watched."""
+        with self.cond:
+            return [s for s in self._watched if s.remaining > 0]
 
     def poll_now(self) -> None:
         """One look at everything watched, scheduler included, unless one happened moments
@@ -314,9 +389,11 @@ class Poller:
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def done() -> bool:
+            # Ended, or pending for a reason that never clears: waiting cannot change it.
             if indices is None:
-                return submission.remaining == 0
-            return all((s := submission.states[i]) is not None and s.terminal for i in indices)
+                return submission.remaining == len(submission.stuck)
+            states, stuck = submission.states, submission.stuck
+            return all(i in stuck or ((s := states[i]) is not None and s.terminal) for i in indices)
 
         with self.cond:
             while not done():
@@ -341,9 +418,11 @@ def _want_progress(progress: bool | None) -> bool:
 
 def _show_progress(array: ArrayJob, *, final: bool) -> None:
     counts = array.progress()
+    sub = array._submission
     line = (
-        f"{array._submission.name} {array._target_id()}: {counts['done']}/{len(array)} done, "
-        f"{counts['running']} running, {counts['pending']} pending, {counts['failed']} failed"
+        f"{sub.name} {array._target_id()}: {counts['done']}/{len(array)} done, "
+        f"{counts['running']} running, {counts['pending']} pending"
+        f"{reasons.summary(sub.states) if counts['pending'] else ''}, {counts['failed']} failed"
     )
     sys.stderr.write(f"\r{line}\x1b[K" + ("\n" if final else ""))
     sys.stderr.flush()
@@ -405,6 +484,8 @@ class _Handle:
                 except Exception:
                     cause = None
             raise error from cause
+        if index in sub.stuck:
+            raise sub.cannot_run_error([index])
         state = sub.states[index] or TaskState("UNKNOWN")
         reason = state.reason if state.reason not in (None, "None") else None
         upstream: list[str] = []
@@ -552,9 +633,16 @@ class Job(_Handle):
 
     def wait(self, timeout: float | None = None) -> Job:
         """Block until the job has ended; raises ``TimeoutError`` after ``timeout`` seconds."""
-        ok = self.cluster._poller.wait(self._submission, range(self.index, self.index + 1), timeout)
+        sub = self._submission
+        try:
+            ok = self.cluster._poller.wait(sub, range(self.index, self.index + 1), timeout)
+        except KeyboardInterrupt:
+            interrupt.on_interrupt(self._submission, f"job {self.job_id}")
+            raise
         if not ok:
             raise TimeoutError(f"job {self.job_id} did not end within {timeout} s")
+        if self.index in sub.stuck:
+            raise sub.cannot_run_error([self.index])
         return self
 
     def get_result(self, timeout: float | None = None) -> Any:
@@ -571,6 +659,7 @@ class Job(_Handle):
         sub = self._submission
         part, local = sub.locate(self.index)
         sub.cancelled.add(self.index)
+        sub.stuck.discard(self.index)
         self.cluster.backend.cancel(part.job_id, local if sub.is_array else None)
         self.cluster._poller.poll_now()
 
@@ -701,22 +790,31 @@ class ArrayJob(_Handle):
         poller = self.cluster._poller
         sub = self._submission
         show = _want_progress(progress) and sub.remaining > 0
-        if not show:
-            finished = poller.wait(sub, None, timeout)
-        else:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            finished = False
-            while not finished:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                finished = poller.wait(sub, None, 0.5 if left is None else min(0.5, left))
-                _show_progress(self, final=finished)
+        try:
+            if not show:
+                finished = poller.wait(sub, None, timeout)
+            else:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                finished = False
+                while not finished:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        break
+                    finished = poller.wait(sub, None, 0.5 if left is None else min(0.5, left))
+                    _show_progress(self, final=finished)
+        except KeyboardInterrupt:
+            if show:
+                interrupt.write("\n")  # end the progress line
+            interrupt.on_interrupt(sub, f"array {self._target_id()}")
+            raise
         if not finished:
             raise TimeoutError(
                 f"array {self._target_id()} did not end within {timeout} s "
                 f"({sub.remaining} of {len(self)} tasks unfinished)"
             )
+        stuck = sub.never_runs()
+        if stuck:
+            raise sub.cannot_run_error(stuck)
         return self
 
     @property
@@ -752,7 +850,11 @@ class ArrayJob(_Handle):
         traceback); with ``return_exceptions=True`` errors are returned in place instead,
         as ``asyncio.gather`` does.
         """
-        self.wait(timeout, progress=progress)
+        try:
+            self.wait(timeout, progress=progress)
+        except JobCannotRunError:
+            if not return_exceptions:
+                raise  # else each task that cannot run gets its own error, in place
         results = []
         for i in range(len(self)):
             try:
@@ -770,6 +872,7 @@ class ArrayJob(_Handle):
     def cancel(self) -> None:
         """Cancel every task of the map (every part, if it was split)."""
         self._submission.cancelled.update(range(len(self)))
+        self._submission.stuck.clear()
         for part in self._submission.parts:
             self.cluster.backend.cancel(part.job_id)
         self.cluster._poller.poll_now()

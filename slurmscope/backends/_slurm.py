@@ -11,6 +11,8 @@ import contextlib
 import os
 import resource
 import socket
+import stat
+import subprocess
 from collections.abc import Iterable
 
 #: Messages of a controller that is busy or restarting; anything else is permanent.
@@ -113,3 +115,34 @@ def propagated_limits(include: Iterable[str] = (), exclude: Iterable[str] = ()) 
         return []
     names = RLIMITS if not wanted or "ALL" in wanted else [n for n in RLIMITS if n in wanted]
     return [name for name in names if name not in unwanted]
+
+
+def slurm_conf_problem(slurm_conf: str | None = None) -> str | None:
+    """Why the slurm.conf that Slurm's commands (and libslurm) would read cannot be read:
+    ``slurm_conf`` if given, else ``$SLURM_CONF``; ``None`` when it can, or when neither is
+    set (Slurm then finds its configuration its own way).
+
+    Slurm retries a file it cannot stat once a second for 60 s before it gives up (and
+    libslurm then ends the whole process), so this is checked first, in microseconds, with
+    the reason Slurm would give in the end.
+    """
+    path = slurm_conf or os.environ.get("SLURM_CONF")
+    if not path:
+        return None
+    source = "slurm_conf" if slurm_conf else "SLURM_CONF"
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        return f"{source}={path}: cannot stat file {path}: {exc.strerror}"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{source}={path} is not a file"
+    if not os.access(path, os.R_OK):
+        return f"{source}={path}: cannot read the file (permission denied)"
+    return None
+
+
+def partial_output(exc: subprocess.TimeoutExpired) -> str:
+    """What a command had printed on stderr when it was stopped for taking too long."""
+    err = exc.stderr or b""
+    text = err.decode(errors="replace") if isinstance(err, bytes) else err
+    return " ".join(text.split())

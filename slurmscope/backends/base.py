@@ -11,7 +11,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..spec import JobSpec
+from .. import limits, reasons
+from ..errors import UnsatisfiableRequestError
+from ..spec import JobSpec, Resources
 
 #: Slurm job states after which a job never runs again.
 TERMINAL_STATES = frozenset(
@@ -46,6 +48,13 @@ class TaskState:
     def succeeded(self) -> bool:
         """True when the task COMPLETED (exit code 0, result written)."""
         return self.state == "COMPLETED"
+
+    @property
+    def never_runs(self) -> bool:
+        """True while the task is PENDING for a reason that never clears by waiting
+        (``PartitionConfig``, ``PartitionTimeLimit``, ``BadConstraints``...; see
+        :mod:`slurmscope.reasons`). It is not terminal: the scheduler still holds it."""
+        return self.state == "PENDING" and reasons.never_clears(self.reason)
 
 
 #: job id -> {task index: state}; a single job has the one index 0.
@@ -89,6 +98,18 @@ class Backend(ABC):
     def max_array_size(self) -> int | None:
         """How many tasks one array may hold (Slurm's ``MaxArraySize``); ``None``: no limit."""
         return None
+
+    def request_limits(self, resources: Resources) -> list[limits.PartitionLimits] | None:
+        """The limits of the partitions a request may run in (read once per backend), or
+        ``None`` where they are not known: then the scheduler alone judges the request."""
+        return None
+
+    def refuse_impossible(self, spec: JobSpec) -> None:
+        """Raise :class:`UnsatisfiableRequestError` when ``spec`` can never run in any
+        partition it may go to. Every backend calls it first thing in :meth:`submit`."""
+        problem = limits.refusal(spec.resources, self.request_limits(spec.resources))
+        if problem:
+            raise UnsatisfiableRequestError(spec.name, problem, self.kind)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds. Submitted jobs are not cancelled."""

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SubmissionError
+from ..limits import PartitionLimits
 from ..log import log
 from ..payload import atomic_write
-from ..spec import JobSpec, time_to_seconds
+from ..spec import JobSpec, Resources, time_to_seconds
 from .base import Backend, StateMap, TaskState
 
 _TICK = 0.02
@@ -58,6 +59,8 @@ class _Job:
     time_limit: float | None
     tasks: dict[int, _Task] = field(default_factory=dict)
     recorded: bool = False
+    #: Why the job can never start here (it pends with this reason, as under Slurm).
+    never_reason: str | None = None
 
     @property
     def is_array(self) -> bool:
@@ -107,13 +110,13 @@ class LocalBackend(Backend):
     def max_array_size(self) -> int | None:
         return self._max_array_size
 
+    def request_limits(self, resources: Resources) -> list[PartitionLimits]:
+        """One partition, whatever its name: this machine's CPUs and memory, no MaxTime."""
+        return [PartitionLimits("local", True, self.cpus, _memory_mib())]
+
     def submit(self, spec: JobSpec) -> str:
+        self.refuse_impossible(spec)
         cpus = spec.resources.cpus_per_task or 1
-        if cpus > self.cpus:
-            raise SubmissionError(
-                f"the local backend has {self.cpus} CPUs and the task asks for {cpus} "
-                "(cpus_per_task); ask for fewer, or run on a Slurm cluster."
-            )
         size = spec.array.size if spec.array else 1
         if self._max_array_size is not None and size > self._max_array_size:
             raise SubmissionError(
@@ -135,6 +138,14 @@ class LocalBackend(Backend):
             self._record(job_id, {"owner": os.getpid(), "size": size, "tasks": None})
             self._seq += 1
             job = _Job(job_id, self._seq, spec, cpus, float(time_limit) if time_limit else None)
+            nodes, ntasks = (
+                _flag_count(spec.resources.extra, ("--nodes", "-N")),
+                _flag_count(spec.resources.extra, ("--ntasks", "-n")),
+            )
+            if nodes > 1 or ntasks * cpus > self.cpus:
+                # One node of self.cpus CPUs: Slurm (22.05) accepts such a request, made
+                # through extra=[...] flags, and keeps it pending with this reason.
+                job.never_reason = "PartitionConfig"
             job.tasks = {i: _Task(i) for i in range(size)}
             self._jobs[job_id] = job
             self._order.append(job)
@@ -267,6 +278,9 @@ class LocalBackend(Backend):
             running = sum(1 for t in job.tasks.values() if t.state == "RUNNING")
             throttle = job.spec.array.throttle if job.spec.array else None
             for task in pending:
+                if job.never_reason:
+                    task.reason = job.never_reason
+                    continue
                 status = self._dependency_status(job, task.index)
                 if status == "never":
                     if job.spec.kill_on_invalid_dep:
@@ -441,22 +455,59 @@ class LocalBackend(Backend):
 
     # -- interpreter exit --------------------------------------------------------------------
     def _drain_at_exit(self) -> None:
+        """At interpreter exit, wait for the jobs still queued or running, as
+        ``concurrent.futures`` does, saying so on stderr; Ctrl-C cancels them. Jobs that
+        can never start here are cancelled at once (waiting for them would never end)."""
         with self._cond:
+            never = [job for job in self._order if job.never_reason and not job.ended()]
+            for job in never:
+                _cancel(job.tasks.values())
             active = [job for job in self._order if not job.ended()]
+            # Those already being cancelled (killed, not yet reaped) end in moments.
+            waiting = [job for job in active if not _being_cancelled(job)]
+        if never:
+            _say(
+                f"cancelled local job(s) {_ids(never)} at exit: they can never start here "
+                f"({never[0].never_reason})"
+            )
         if not active:
             return
-        log.info(
-            "slurmscope.local.waiting_at_exit",
-            jobs=len(active),
-            hint="press Ctrl-C to cancel them",
-        )
+        if waiting:
+            log.info(
+                "slurmscope.local.waiting_at_exit",
+                jobs=len(waiting),
+                hint="press Ctrl-C to cancel them",
+            )
+            _say(
+                f"waiting for {len(waiting)} local job(s) still queued or running before the "
+                f"program exits ({_ids(waiting)}); press Ctrl-C to cancel them"
+            )
         try:
             with self._cond:
                 while any(not job.ended() for job in self._order):
                     self._cond.wait(timeout=0.1)
         except KeyboardInterrupt:
-            print("slurmscope: cancelling local jobs still pending or running", file=sys.stderr)
+            with self._cond:
+                left = [job for job in self._order if not job.ended()]
+            _say(f"cancelling local job(s) still queued or running: {_ids(left)}")
         self.close()
+
+
+def _being_cancelled(job: _Job) -> bool:
+    return all(
+        t.cancel_requested or t.state not in ("PENDING", "RUNNING") for t in job.tasks.values()
+    )
+
+
+def _say(text: str) -> None:
+    """One line on stderr (at exit nobody may have configured logging)."""
+    with contextlib.suppress(OSError, ValueError):
+        print(f"slurmscope: {text}", file=sys.stderr, flush=True)
+
+
+def _ids(jobs: Sequence[_Job], shown: int = 10) -> str:
+    text = ", ".join(job.id for job in jobs[:shown])
+    return text + (f" and {len(jobs) - shown} more" if len(jobs) > shown else "")
 
 
 def _cancel(tasks: Iterable[_Task]) -> None:
@@ -467,6 +518,34 @@ def _cancel(tasks: Iterable[_Task]) -> None:
         elif task.state == "RUNNING" and task.proc is not None:
             task.cancel_requested = True
             _kill(task.proc)
+
+
+def _memory_mib() -> int | None:
+    """This machine's memory in MiB (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (ValueError, OSError):
+        return None
+
+
+def _flag_count(extra: Sequence[str], names: tuple[str, str]) -> int:
+    """The (minimum) count an ``extra=[...]`` list gives a flag such as ``--nodes=3``,
+    ``-N 2-4`` or ``-n3``; 1 when it is not there."""
+    long, short = names
+    flags = list(extra)
+    for i, flag in enumerate(flags):
+        name, sep, value = flag.partition("=")
+        if name in names:
+            if not sep:
+                value = flags[i + 1] if i + 1 < len(flags) else ""
+        elif flag.startswith(short) and not flag.startswith(long) and len(flag) > 2:
+            value = flag[2:]
+        else:
+            continue
+        low = value.split("-")[0].split(":")[0]
+        if low.isdigit():
+            return max(1, int(low))
+    return 1
 
 
 def _alive(pid: int) -> bool:

@@ -33,11 +33,22 @@ thread, not on the RPC thread, so one caller backing off does not hold up the ot
   calls that succeed: an error it raises is believed only if the job has not ended.
 - ``pyslurm.Nodes.load()`` gives the nodes' hostnames, for the check that the job
   directory root is shared with them (as the sbatch backend does with ``sinfo``).
+- ``pyslurm.Partitions.load()`` and ``pyslurm.Nodes.load()`` are read once, on the first
+  submission, for the partitions' limits (``Partition.max_time`` in minutes,
+  ``max_cpus_per_node``, ``max_memory_per_node`` in MiB, ``is_default``; ``Node.partitions``,
+  ``effective_cpus``, ``real_memory``): a request that can never run is refused at submit.
+  pyslurm gives ``"UNLIMITED"`` (a string) or ``None`` where there is no limit.
 - ``pyslurm.slurmctld.Config.load()`` is read once, for ``MaxArraySize``
   (``Config.max_array_size``), the cluster's name and the controller's Slurm version.
 - ``pyslurm.RPCError`` carries ``errno`` and ``msg`` (``slurm_strerror``); they become
   :class:`~slurmscope.errors.SubmissionError` with Slurm's message. Transient ones
   (controller unreachable, busy, timed out) are retried with backoff.
+
+**Configuration.** ``import pyslurm`` initialises libslurm from ``$SLURM_CONF`` (or
+``slurm_conf=``, which is put there before the import), once per process. A file it cannot
+read makes libslurm retry for 60 s and then end the whole process, so the path is checked
+first and a bad one raises :class:`~slurmscope.errors.BackendUnavailableError` at once,
+with the reason libslurm would have given (``cannot stat file ...``).
 
 **Versions.** pyslurm X.Y builds only against Slurm X.Y. Installed against another Slurm
 it fails at ``import pyslurm`` (a missing or different ``libslurmfull.so``: "undefined
@@ -63,16 +74,19 @@ from queue import SimpleQueue
 from types import ModuleType
 from typing import Any, TypeVar
 
+from .. import limits
 from ..dependency import render
 from ..errors import BackendUnavailableError, SchedulerError, SubmissionError
 from ..log import log
-from ..spec import JobSpec
+from ..spec import JobSpec, Resources
 from ._slurm import (
     FULL_RANGES,
     RLIMITS,
     TRANSIENT,
     expand_array_range,
+    partial_output,
     propagated_limits,
+    slurm_conf_problem,
     submit_environment,
 )
 from .base import TERMINAL_STATES, Backend, StateMap, TaskState
@@ -156,6 +170,32 @@ def _mismatch(detail: str) -> str:
     )
 
 
+def _bad_conf(problem: str) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"pyslurm cannot read Slurm's configuration: {problem}. Point slurm_conf= (or "
+        "SLURM_CONF) at the cluster's slurm.conf, or leave both unset to use Slurm's "
+        "default. (libslurm would retry for 60 s, then end this process.)"
+    )
+
+
+def _use_conf(slurm_conf: str | None) -> None:
+    """Make libslurm read ``slurm_conf``: it reads ``$SLURM_CONF`` once per process, when
+    pyslurm is imported, and keeps that configuration for good."""
+    if slurm_conf is None:
+        return
+    if "pyslurm" not in sys.modules:
+        os.environ["SLURM_CONF"] = slurm_conf
+        return
+    current = os.environ.get("SLURM_CONF", "")
+    if os.path.realpath(current) != os.path.realpath(slurm_conf):
+        raise BackendUnavailableError(
+            f"pyslurm is loaded in this process already, with SLURM_CONF={current or '(unset)'}, "
+            "and libslurm keeps the configuration it first read for the life of the process: "
+            f"slurm_conf={slurm_conf} cannot take effect. Use one configuration per process "
+            f"with pyslurm, or {FALLBACK} (it takes slurm_conf= per cluster)."
+        )
+
+
 #: What a process that ``import pyslurm`` would kill prints, kept per configuration: the
 #: import runs libslurm's ``slurm_init()``, which ends the whole process (libslurm's
 #: ``fatal()``) where it finds no usable slurm.conf. So the first import is tried in a
@@ -181,14 +221,10 @@ def _import_in_child(timeout: float) -> None:
     """Raise ``BackendUnavailableError`` if ``import pyslurm`` would end this process."""
     if "pyslurm" in sys.modules:
         return  # imported (and libslurm initialised) already
-    conf = os.environ.get("SLURM_CONF")
-    if conf and not os.path.isfile(conf):
-        # libslurm would retry reading it for 60 s, then end the process.
-        raise BackendUnavailableError(
-            f"SLURM_CONF names {conf}, which is not a file: point it at the cluster's "
-            f"slurm.conf (or unset it for Slurm's default), or use {FALLBACK}."
-        )
-    key = (conf, tuple(_search_path()))
+    problem = slurm_conf_problem()  # libslurm would retry 60 s, then end the process
+    if problem:
+        raise _bad_conf(problem)
+    key = (os.environ.get("SLURM_CONF"), tuple(_search_path()))
     with _import_lock:
         if key not in _import_checked:
             env = {**os.environ, **FULL_RANGES, "PYTHONPATH": os.pathsep.join(key[1])}
@@ -226,7 +262,15 @@ def _import_in_child(timeout: float) -> None:
 
 
 def _import() -> ModuleType:
-    """``import pyslurm``, with errors that say what to do."""
+    """``import pyslurm``, with errors that say what to do.
+
+    The import initialises libslurm from ``$SLURM_CONF``; a file it cannot read makes
+    libslurm retry for 60 s and then end the process (``fatal()``), so it is checked first.
+    """
+    if "pyslurm" not in sys.modules:
+        problem = slurm_conf_problem()
+        if problem:
+            raise _bad_conf(problem)
     try:
         import pyslurm
     except ModuleNotFoundError as exc:
@@ -249,8 +293,12 @@ def _major_minor(version: str | None) -> tuple[int, int] | None:
         return None
 
 
-def _probe() -> tuple[ModuleType, dict[str, Any]]:
+def _probe(
+    slurm_conf: str | None = None, timeout: float = 60.0
+) -> tuple[ModuleType, dict[str, Any]]:
     """Import pyslurm, ping the controller and read its configuration (one thread only)."""
+    _use_conf(slurm_conf)
+    _import_in_child(timeout)
     pyslurm = _import()
     try:
         pyslurm.slurmctld.ping(0)
@@ -293,8 +341,7 @@ def reachable(timeout: float = 10.0) -> tuple[bool, str]:
     """
     rpc = _RPCThread("slurmscope-pyslurm-probe")
     try:
-        _import_in_child(timeout)
-        _, info = rpc.run(_probe, timeout=timeout)
+        _, info = rpc.run(_probe, None, timeout, timeout=timeout)
     except BackendUnavailableError as exc:
         log.info("slurmscope.pyslurm.unusable", reason=str(exc))
         return False, str(exc)
@@ -309,7 +356,7 @@ def reachable(timeout: float = 10.0) -> tuple[bool, str]:
 
 
 #: The options ``Cluster('pyslurm', ...)`` passes to this backend.
-OPTIONS: tuple[str, ...] = ("retries", "retry_delay")
+OPTIONS: tuple[str, ...] = ("retries", "retry_delay", "slurm_conf")
 
 
 def create(**options: Any) -> PyslurmBackend:
@@ -472,15 +519,24 @@ class PyslurmBackend(Backend):
     kind = "pyslurm"
     poll_interval = (0.25, 5.0)
 
-    def __init__(self, *, retries: int = 6, retry_delay: float = 0.5) -> None:
+    def __init__(
+        self, *, retries: int = 6, retry_delay: float = 0.5, slurm_conf: str | None = None
+    ) -> None:
+        """``slurm_conf`` points at another cluster's slurm.conf (default: ``$SLURM_CONF``
+        or Slurm's own default). libslurm reads it once per process, at ``import pyslurm``:
+        every pyslurm cluster of a process must use the same one."""
+        problem = slurm_conf_problem(slurm_conf)
+        if problem:
+            raise _bad_conf(problem)
         self.retries = retries
         self.retry_delay = retry_delay
         self.calls: dict[str, int] = {"submit": 0, "load": 0, "cancel": 0}
         self._partition_nodes: dict[str, int] | None = None
         self._rpc = _RPCThread("slurmscope-pyslurm")
+        self._partitions: dict[str, limits.PartitionLimits] | None = None
+        self._limits_lock = threading.Lock()
         try:
-            _import_in_child(60.0)
-            self._pyslurm, self._info = self._rpc.run(_probe)
+            self._pyslurm, self._info = self._rpc.run(_probe, slurm_conf)
         except BaseException:
             self._rpc.close()
             raise
@@ -516,8 +572,20 @@ class PyslurmBackend(Backend):
         """Stop the RPC thread; a later call (a handle still waiting) starts a new one."""
         self._rpc.close()
 
+    def request_limits(self, resources: Resources) -> list[limits.PartitionLimits] | None:
+        """From ``pyslurm.Partitions.load()`` and ``pyslurm.Nodes.load()``, read once."""
+        with self._limits_lock:
+            if self._partitions is None:
+                try:
+                    self._partitions = self._call("load", self._load_limits)
+                except self._pyslurm.RPCError as exc:  # Slurm judges alone, as before
+                    log.info("slurmscope.limits.unknown", backend=self.kind, error=str(exc.msg))
+                    self._partitions = {}
+        return limits.for_request(resources, self._partitions)
+
     # -- the seam -----------------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> str:
+        self.refuse_impossible(spec)
         fields = description_fields(
             spec, self._info["rlimits"], self._info["hydra_bootstrap"]
         )
@@ -686,6 +754,31 @@ class PyslurmBackend(Backend):
             out.append((str(job.array_id), indices, state))
         return out
 
+    def _load_limits(self) -> dict[str, limits.PartitionLimits]:
+        """Every partition's limits (on the RPC thread)."""
+        pyslurm = self._pyslurm
+        parts = [
+            {
+                "name": p.name,
+                "default": bool(p.is_default),
+                "max_time": p.max_time * 60 if _number(p.max_time) else None,  # minutes
+                "max_cpus_per_node": p.max_cpus_per_node if _number(p.max_cpus_per_node) else None,
+                "max_mem_per_node": p.max_memory_per_node
+                if _number(p.max_memory_per_node)
+                else None,
+            }
+            for p in pyslurm.Partitions.load().values()
+        ]
+        nodes = [
+            limits.NodeInfo(
+                tuple(n.partitions or ()),
+                next((c for c in (n.effective_cpus, n.total_cpus) if _number(c) and c), None),
+                n.real_memory if _number(n.real_memory) else None,
+            )
+            for n in pyslurm.Nodes.load().values()
+        ]
+        return limits.build(parts, nodes)
+
     # -- calls, retries and errors ------------------------------------------------------------
     def _call(self, what: str, fn: Callable[..., T], *args: Any, retries: int | None = None) -> T:
         """Run ``fn`` on the RPC thread; retry transient Slurm errors with backoff."""
@@ -732,13 +825,26 @@ class PyslurmBackend(Backend):
             )
         log.info("slurmscope.pyslurm.cancel_task", target=target, via="scancel")
         self.calls["scancel"] = self.calls.get("scancel", 0) + 1
-        proc = subprocess.run(
-            [scancel, target], capture_output=True, text=True, timeout=60, check=False
-        )
+        timeout = getattr(self, "scancel_timeout", 60.0)
+        try:
+            proc = subprocess.run(
+                [scancel, target], capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            said = partial_output(exc)
+            raise SchedulerError(
+                f"scancel {target} did not finish within {timeout} s"
+                + (f"; it said: {said}" if said else "")
+            ) from exc
         if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
             if "already completing or completed" in proc.stderr:
                 return
             raise SchedulerError(f"scancel {target} failed: {proc.stderr.strip()}")
+
+
+def _number(value: Any) -> bool:
+    """A pyslurm limit that is a number (not ``"UNLIMITED"``, not ``None``)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _transient(exc: Any) -> bool:

@@ -18,10 +18,17 @@ import threading
 import time
 from collections.abc import Sequence
 
+from .. import limits
 from ..errors import BackendUnavailableError, SchedulerError, SubmissionError
 from ..log import log
-from ..spec import JobSpec
-from ._slurm import FULL_RANGES, TRANSIENT, expand_array_range
+from ..spec import JobSpec, Resources, time_to_seconds
+from ._slurm import (
+    FULL_RANGES,
+    TRANSIENT,
+    expand_array_range,
+    partial_output,
+    slurm_conf_problem,
+)
 from .base import Backend, StateMap, TaskState
 
 _RANGE = re.compile(r"^(\d+)_\[(.+)\]$")
@@ -32,6 +39,9 @@ def reachable(timeout: float = 10.0, slurm_conf: str | None = None) -> tuple[boo
     env = _environment(slurm_conf)
     if not shutil.which("sbatch") or not shutil.which("scontrol"):
         return False, "sbatch or scontrol is not on PATH"
+    problem = slurm_conf_problem(slurm_conf)
+    if problem:
+        return False, problem
     try:
         out = subprocess.run(
             ["scontrol", "ping"],
@@ -41,7 +51,12 @@ def reachable(timeout: float = 10.0, slurm_conf: str | None = None) -> tuple[boo
             check=False,
             env=env,
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except subprocess.TimeoutExpired as exc:
+        said = partial_output(exc)
+        return False, f"scontrol ping did not answer within {timeout} s" + (
+            f"; it said: {said}" if said else ""
+        )
+    except OSError as exc:
         return False, f"scontrol ping failed: {exc}"
     text = (out.stdout + out.stderr).strip()
     if out.returncode == 0 and "UP" in text:
@@ -123,6 +138,13 @@ class SbatchBackend(Backend):
         """``slurm_conf`` points at another cluster's slurm.conf (default: ``$SLURM_CONF``
         or Slurm's own default)."""
         self.slurm_conf = slurm_conf
+        problem = slurm_conf_problem(slurm_conf)
+        if problem:
+            raise BackendUnavailableError(
+                f"the sbatch backend cannot read Slurm's configuration: {problem}. Point "
+                "slurm_conf= (or SLURM_CONF) at the cluster's slurm.conf, or leave both unset "
+                "to use Slurm's default."
+            )
         ok, why = reachable(slurm_conf=slurm_conf)
         if not ok:
             raise BackendUnavailableError(
@@ -133,6 +155,7 @@ class SbatchBackend(Backend):
         self.command_timeout = command_timeout
         self.calls: dict[str, int] = {"sbatch": 0, "squeue": 0, "scancel": 0, "scontrol": 0}
         self._config: dict[str, str] | None = None
+        self._partitions: dict[str, limits.PartitionLimits] | None = None
         self._lock = threading.Lock()
         self.cluster_name = self.config().get("ClusterName", "slurm")
 
@@ -150,6 +173,21 @@ class SbatchBackend(Backend):
                 self._config = config
             return self._config
 
+    def request_limits(self, resources: Resources) -> list[limits.PartitionLimits] | None:
+        """From ``scontrol show partition`` and ``scontrol show node``, read once."""
+        with self._lock:
+            if self._partitions is None:
+                try:
+                    parts = self._run(
+                        ["scontrol", "--oneliner", "show", "partition"], what="scontrol"
+                    )
+                    nodes = self._run(["scontrol", "--oneliner", "show", "node"], what="scontrol")
+                    self._partitions = partition_limits(parts, nodes)
+                except SchedulerError as exc:  # Slurm judges alone, as before
+                    log.info("slurmscope.limits.unknown", backend=self.kind, error=str(exc))
+                    self._partitions = {}
+        return limits.for_request(resources, self._partitions)
+
     @property
     def max_array_size(self) -> int | None:
         value = self.config().get("MaxArraySize", "1001").split()[0]
@@ -164,6 +202,7 @@ class SbatchBackend(Backend):
 
     # -- the seam -----------------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> str:
+        self.refuse_impossible(spec)
         args = sbatch_arguments(spec)
         # The environment as it is now (sbatch --export=ALL sends the current one), not as
         # it was when the backend was made.
@@ -290,8 +329,15 @@ class SbatchBackend(Backend):
                     timeout=self.command_timeout,
                     check=False,
                 )
-            except subprocess.TimeoutExpired:
-                proc = subprocess.CompletedProcess(args, 1, "", "Socket timed out (command)")
+            except subprocess.TimeoutExpired as exc:
+                said = partial_output(exc)  # what it printed is often the real reason
+                proc = subprocess.CompletedProcess(
+                    args,
+                    1,
+                    "",
+                    f"Socket timed out (command ran over {self.command_timeout} s)"
+                    + (f"; it said: {said}" if said else ""),
+                )
             if proc.returncode == 0 or not any(t in proc.stderr for t in TRANSIENT):
                 return proc
             if attempt < retries:
@@ -322,3 +368,54 @@ class SbatchBackend(Backend):
                 raise SubmissionError(f"Slurm refused the job: {message}")
             raise SchedulerError(f"{' '.join(args[:3])} failed: {message}")
         return proc.stdout
+
+
+def _oneliners(text: str) -> list[dict[str, str]]:
+    """``scontrol --oneliner show ...`` records as dicts (the first value of each key)."""
+    records = []
+    for line in text.splitlines():
+        fields: dict[str, str] = {}
+        for token in line.split():
+            key, sep, value = token.partition("=")
+            if sep and key not in fields:
+                fields[key] = value
+        if fields:
+            records.append(fields)
+    return records
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+def _seconds(value: str | None) -> int | None:
+    """A partition's MaxTime in seconds; None for UNLIMITED or anything unreadable."""
+    try:
+        return time_to_seconds(value) if value and value[0].isdigit() else None
+    except ValueError:
+        return None
+
+
+def partition_limits(partitions: str, nodes: str) -> dict[str, limits.PartitionLimits]:
+    """Each partition's limits from ``scontrol --oneliner show partition`` and ``... node``."""
+    parts = [
+        {
+            "name": p["PartitionName"],
+            "default": p.get("Default") == "YES",
+            "max_time": _seconds(p.get("MaxTime")),
+            "max_cpus_per_node": _int(p.get("MaxCPUsPerNode")),
+            "max_mem_per_node": _int(p.get("MaxMemPerNode")),
+        }
+        for p in _oneliners(partitions)
+        if "PartitionName" in p
+    ]
+    infos = [
+        limits.NodeInfo(
+            tuple(n.get("Partitions", "").split(",")),
+            _int(n.get("CPUEfctv")) or _int(n.get("CPUTot")),
+            _int(n.get("RealMemory")),
+        )
+        for n in _oneliners(nodes)
+        if "NodeName" in n
+    ]
+    return limits.build(parts, infos)

@@ -37,11 +37,25 @@ core/slurmctld/*.pyx, utils/uint.pyx, xcollections.pyx):
   Slurm shows them (``"12_*(unfulfilled)"``), or ``None``.
 - ``Job(job_id).cancel()`` sends SIGKILL and ignores "already done" and, for SIGKILL,
   "invalid job id".
-- ``Nodes.load()``: every node, ``Node.name``, ``Node.hostname``, ``Node.address``.
+- ``Nodes.load()``: every node, ``Node.name``, ``Node.hostname``, ``Node.address``,
+  ``Node.partitions`` (a list), ``Node.total_cpus``, ``Node.effective_cpus``,
+  ``Node.real_memory`` (MiB).
+- ``Partitions.load()``: every partition (it loads ``slurmctld.Config`` too, as pyslurm
+  does); ``Partition.name``, ``is_default``, ``max_time`` (minutes), ``max_cpus_per_node``,
+  ``max_nodes``, ``max_memory_per_node``/``max_memory_per_cpu`` (MiB), ``nodes``,
+  ``total_cpus``, ``total_nodes``, ``state``. A limit that is infinite reads
+  ``"UNLIMITED"`` (``pyslurm.constants.UNLIMITED``), one that is unset ``None``
+  (``u32_parse``, ``_raw_time``, ``_get_memory``).
 - ``slurmctld.ping(0)``, ``slurmctld.Config.load()`` (``max_array_size``,
   ``cluster_name``, ``version``).
 - ``RPCError(errno, msg)`` with Slurm's errno and ``slurm_strerror`` text, taken from the
   CLI's error message.
+
+- ``import pyslurm`` initialises libslurm (``slurm_init()``, unless
+  ``PYSLURM_DISABLE_AUTO_INIT`` is set): with ``$SLURM_CONF`` naming a file that cannot be
+  stat'ed, libslurm logs ``cannot stat file``, retries once a second for 60 s, and then
+  ``fatal()`` ends the whole process with exit code 1. The double prints the same lines and
+  ends the process the same way, without the 60 s.
 
 What it cannot reproduce: the GIL held during an RPC (here the GIL is released while a
 command runs), pyslurm's memory handling, and JobSubmitDescription fields slurmscope does
@@ -239,6 +253,27 @@ def _cli_version() -> str:
         raise ImportError(f"pyslurm TEST DOUBLE: cannot read the Slurm version from {out!r}")
     return f"{match.group(1)}.{match.group(2)}.0+test-double"
 
+
+def _slurm_init() -> None:
+    """api.slurm_init() at import: libslurm's slurm_conf_init() -> s_p_parse_file()."""
+    path = os.environ.get("SLURM_CONF")
+    if not path:
+        return
+    try:
+        os.stat(path)
+    except OSError as exc:
+        sys.stderr.write(
+            f"error: s_p_parse_file: cannot stat file {path}: {exc.strerror}, retrying in 1sec "
+            "up to 60sec\nfatal: Unable to process configuration file\n"
+        )
+        sys.stderr.flush()
+        os._exit(1)  # libslurm's fatal(): the process ends, no exception to catch
+
+
+# pyslurm calls slurm_init() at the end of its import; here it comes before the version is
+# read, since ``sbatch --version`` reads the configuration too (and would retry for 60 s).
+if not os.environ.get("PYSLURM_DISABLE_AUTO_INIT"):
+    _slurm_init()
 
 __version__ = _cli_version()
 
@@ -769,6 +804,24 @@ class Node:
     def address(self) -> str | None:
         return self._get("NodeAddr")
 
+    @property
+    def partitions(self) -> list[str]:
+        """cstr.to_list: the comma list as a list ([] when unset)."""
+        value = self._get("Partitions")
+        return value.split(",") if value else []
+
+    @property
+    def total_cpus(self) -> int | None:
+        return _u_parse(self._get("CPUTot"), on_noval=0)
+
+    @property
+    def effective_cpus(self) -> int | None:
+        return _u_parse(self._get("CPUEfctv"), on_noval=0)
+
+    @property
+    def real_memory(self) -> int | str | None:
+        return _u_parse(self._get("RealMemory"))
+
 
 class Nodes(_MultiClusterMap):
     """pyslurm.Nodes: cluster -> {node name: Node}; ``values()`` yields every Node."""
@@ -788,28 +841,94 @@ class Nodes(_MultiClusterMap):
         return nodes
 
 
+# -- Partition and Partitions (pyslurm/core/partition.pyx) ----------------------------------
+UNLIMITED = "UNLIMITED"  # pyslurm.constants.UNLIMITED
+constants = types.SimpleNamespace(UNLIMITED=UNLIMITED)
+
+
+def _u_parse(value: str | None, on_noval: Any = None) -> int | str | None:
+    """utils.uint.u*_parse on the value scontrol printed: UNLIMITED for infinite, on_noval
+    for unset or 0."""
+    if value is None or value in ("", "N/A", "NONE"):
+        return on_noval
+    if value.upper() in ("UNLIMITED", "INFINITE"):
+        return UNLIMITED
+    number = int(value) if value.isdigit() else 0
+    return on_noval if number == 0 else number
+
+
 class Partition:
-    """pyslurm.Partition: the attributes slurmscope reads."""
+    """pyslurm.Partition: one partition as slurmctld holds it (the attributes read)."""
 
-    _fields: dict[str, str]
+    def __init__(self, name: str | None = None) -> None:
+        self._fields = {"PartitionName": name or ""}
+
+    def __repr__(self) -> str:
+        return f"pyslurm.Partition({self.name})"
+
+    def _get(self, key: str) -> str | None:
+        value = self._fields.get(key)
+        return None if value in (None, "", "(null)") else value
 
     @property
-    def name(self) -> str:
-        return self._fields["PartitionName"]
-
-    @property
-    def total_nodes(self) -> int:
-        return int(self._fields.get("TotalNodes", "0"))
-
-    @property
-    def max_nodes(self) -> int | str:
-        """An int, or ``"UNLIMITED"`` (pyslurm's u32_parse of INFINITE)."""
-        value = self._fields.get("MaxNodes", "UNLIMITED")
-        return int(value) if value.isdigit() else "UNLIMITED"
+    def name(self) -> str | None:
+        return self._get("PartitionName")
 
     @property
     def is_default(self) -> bool:
-        return self._fields.get("Default") == "YES"
+        return self._get("Default") == "YES"
+
+    @property
+    def max_time(self) -> int | str | None:
+        """_raw_time(max_time, on_inf=UNLIMITED): minutes."""
+        value = self._get("MaxTime")
+        if value is None:
+            return None
+        if value.upper() in ("UNLIMITED", "INFINITE"):
+            return UNLIMITED
+        return _time_str2mins(value) or None
+
+    @property
+    def max_cpus_per_node(self) -> int | str | None:
+        return _u_parse(self._get("MaxCPUsPerNode"))
+
+    @property
+    def max_nodes(self) -> int | str | None:
+        return _u_parse(self._get("MaxNodes"))
+
+    @property
+    def max_memory_per_node(self) -> int | str | None:
+        """_get_memory(max_mem_per_cpu, per_cpu=False): None when a per-CPU limit is set,
+        UNLIMITED for 0."""
+        if self._get("MaxMemPerCPU") is not None:
+            return None
+        value = self._get("MaxMemPerNode")
+        if value is None or value.upper() == "UNLIMITED" or value == "0":
+            return UNLIMITED
+        return int(value)
+
+    @property
+    def max_memory_per_cpu(self) -> int | str | None:
+        value = self._get("MaxMemPerCPU")
+        if value is None:
+            return None
+        return UNLIMITED if value.upper() == "UNLIMITED" else int(value)
+
+    @property
+    def nodes(self) -> str | None:
+        return self._get("Nodes")
+
+    @property
+    def total_cpus(self) -> int | str | None:
+        return _u_parse(self._get("TotalCPUs"), on_noval=0)
+
+    @property
+    def total_nodes(self) -> int | str | None:
+        return _u_parse(self._get("TotalNodes"), on_noval=0)
+
+    @property
+    def state(self) -> str | None:
+        return self._get("State")
 
 
 class Partitions(_MultiClusterMap):
@@ -817,17 +936,18 @@ class Partitions(_MultiClusterMap):
 
     @staticmethod
     def load() -> Partitions:
-        """slurm_load_partitions: every partition, in one call."""
+        """slurm_load_partitions(SHOW_ALL), then slurmctld.Config.load() as pyslurm does."""
         _double.rpc("Partitions.load")
-        proc = _run(["scontrol", "--oneliner", "show", "partition"])
+        proc = _run(["scontrol", "--all", "--oneliner", "show", "partition"])
         if proc.returncode != 0:
             raise _error_from(proc.stderr)
-        parts = Partitions()
+        Config.load()
+        partitions = Partitions()
         for fields in _records(proc.stdout, first="PartitionName"):
             part = Partition()
             part._fields = fields
-            parts.setdefault(_local_cluster(), {})[part.name] = part
-        return parts
+            partitions.setdefault(_local_cluster(), {})[part.name] = part
+        return partitions
 
 
 # -- slurmctld (pyslurm/core/slurmctld) ------------------------------------------------------
@@ -918,6 +1038,8 @@ __all__ = [
     "JobSubmitDescription",
     "Node",
     "Nodes",
+    "Partition",
+    "Partitions",
     "PyslurmError",
     "RPCError",
     "error",
