@@ -166,5 +166,8 @@ def test_auto_detection_says_why_it_fell_back(
     if not shutil.which("sbatch"):
         pytest.skip("no sbatch on PATH: auto-detection does not try Slurm")
     monkeypatch.setenv("SLURM_CONF", str(tmp_path / "nosuch.conf"))
+    # libslurm reads SLURM_CONF once, at import: a pyslurm already loaded by an earlier test
+    # would keep its configuration. Detection in a process without it is what is tested.
+    monkeypatch.delitem(sys.modules, "pyslurm", raising=False)
     name, why = cluster_module._detect()
     assert name == "local" and "cannot stat file" in why, why
