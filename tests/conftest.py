@@ -21,9 +21,9 @@ _NOT_ON_COMPAT_LANE = {"local", "pyslurm"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On the 22.05 compatibility lane (``SLURMSCOPE_SLURM_LANE=22.05``, set by
-    ``scripts/slurm-cluster env``), deselect the tests of the local and pyslurm backends."""
-    if os.environ.get("SLURMSCOPE_SLURM_LANE") != "22.05":
+    """In the compatibility run of ``scripts/test`` (``SLURMSCOPE_COMPAT_RUN=1``: sbatch
+    again on Debian's Slurm 22.05), deselect the tests of the local and pyslurm backends."""
+    if os.environ.get("SLURMSCOPE_COMPAT_RUN") != "1":
         return
     keep, drop = [], []
     for item in items:

@@ -297,10 +297,16 @@ def test_polling_rides_out_a_controller_that_does_not_answer(
 
 
 def test_node_hosts_for_the_shared_root_check(cluster: slurmscope.Cluster) -> None:
+    """The same nodes as sinfo names, a node whose NodeAddr is this machine as this machine."""
+    from slurmscope.backends._slurm import local_node_names
+
     sinfo = subprocess.run(
-        ["sinfo", "--noheader", "--Node", "--format=%o"], capture_output=True, text=True
-    ).stdout.split()
-    assert cluster.backend.node_hosts() == sorted(set(sinfo))  # type: ignore[attr-defined]
+        ["sinfo", "--noheader", "--Node", "--format=%n %o"], capture_output=True, text=True
+    ).stdout.split("\n")
+    pairs = [tuple(line.split()) for line in sinfo if line.strip()]
+    assert pairs, "sinfo listed no node"
+    expected = local_node_names(pairs)  # type: ignore[arg-type]
+    assert cluster.backend.node_hosts() == expected  # type: ignore[attr-defined]
 
 
 # -- pyslurm's quirks, and the backend's handling of them ---------------------------------------

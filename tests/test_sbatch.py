@@ -171,3 +171,22 @@ def test_example_runs_unchanged_on_slurm(tmp_path: Path) -> None:
     assert "backend: sbatch" in out.stdout
     assert "all eight: sum=204" in out.stdout
     assert "with cluster.dependencies() block (depth 2)" in out.stdout
+
+
+def test_nodes_at_this_machines_addresses_count_as_this_machine() -> None:
+    """The shared-root check names nodes by hostname, except those whose NodeAddr is this
+    machine (loopback or one of its own addresses), which are this machine whatever they
+    are called (several slurmd on one host, or a node named apart from its host)."""
+    import socket
+
+    from slurmscope.backends._slurm import local_node_names
+
+    here = socket.gethostname()
+    own = socket.gethostbyname_ex(here)[2]
+    assert local_node_names([("n1", "127.0.0.1"), ("n2", "::1")]) == [here]
+    assert local_node_names([("node7", own[0])]) == [here]
+    assert local_node_names([("gpu01", "10.255.1.7"), ("n1", "127.0.0.1")]) == sorted(
+        ["gpu01", here]
+    )
+    assert local_node_names([("gpu01", None)]) == ["gpu01"]
+

@@ -13,6 +13,7 @@ import resource
 import socket
 import stat
 import subprocess
+import threading
 from collections.abc import Iterable
 
 #: Messages of a controller that is busy or restarting; anything else is permanent.
@@ -92,9 +93,7 @@ def submit_environment(
     with contextlib.suppress(OSError):
         env["SLURM_SUBMIT_DIR"] = os.getcwd()
     env["SLURM_SUBMIT_HOST"] = socket.gethostname()
-    mask = os.umask(0)
-    os.umask(mask)
-    env["SLURM_UMASK"] = os.environ.get("SLURM_UMASK") or f"0{mask:03o}"
+    env["SLURM_UMASK"] = os.environ.get("SLURM_UMASK") or f"0{current_umask():03o}"
     with contextlib.suppress(OSError):
         env["SLURM_PRIO_PROCESS"] = str(os.getpriority(os.PRIO_PROCESS, 0))
     for name in limits:
@@ -104,6 +103,26 @@ def submit_environment(
         soft = resource.getrlimit(limit)[0]
         env[f"SLURM_RLIMIT_{name}"] = str(_RLIM_INFINITY if soft == resource.RLIM_INFINITY else soft)
     return env
+
+
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (``/proc/self/status``): the classic
+    ``umask(0); umask(old)`` leaves the whole process at 000 for a moment, which another
+    thread creating files (or reading it the same way) would get."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:  # no /proc: at least our own threads never see the 000
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
 
 
 def propagated_limits(include: Iterable[str] = (), exclude: Iterable[str] = ()) -> list[str]:
@@ -128,6 +147,9 @@ def slurm_conf_problem(slurm_conf: str | None = None) -> str | None:
     """
     path = slurm_conf or os.environ.get("SLURM_CONF")
     if not path:
+        if slurm_conf is None and os.environ.get("SLURM_CONF") == "":
+            # libslurm takes an empty SLURM_CONF as the path "" and retries it for 60 s.
+            return "SLURM_CONF is set but empty (unset it for Slurm's default)"
         return None
     source = "slurm_conf" if slurm_conf else "SLURM_CONF"
     try:
@@ -139,6 +161,23 @@ def slurm_conf_problem(slurm_conf: str | None = None) -> str | None:
     if not os.access(path, os.R_OK):
         return f"{source}={path}: cannot read the file (permission denied)"
     return None
+
+
+def local_node_names(nodes: Iterable[tuple[str | None, str | None]]) -> list[str]:
+    """The names to check the job directory root against, one per node given as
+    (hostname, NodeAddr): a node whose address is this machine (loopback, or one of its own
+    addresses) is named as this machine, whatever its hostname; others by hostname."""
+    here = socket.gethostname()
+    own = {"127.0.0.1", "::1", "localhost", here}
+    with contextlib.suppress(OSError):
+        own.update(socket.gethostbyname_ex(here)[2])
+    names = set()
+    for hostname, address in nodes:
+        if address and (address in own or address.startswith("127.")):
+            names.add(here)
+        elif hostname or address:
+            names.add(hostname or address or "")
+    return sorted(names)
 
 
 def partial_output(exc: subprocess.TimeoutExpired) -> str:

@@ -84,6 +84,7 @@ from ._slurm import (
     RLIMITS,
     TRANSIENT,
     expand_array_range,
+    local_node_names,
     partial_output,
     propagated_limits,
     slurm_conf_problem,
@@ -423,6 +424,10 @@ def _minutes(time: str | None) -> int | str | None:
     return int(time) if time.isdigit() else time
 
 
+#: SLURM_BITSTR_LEN as the user's environment had it when slurmscope was imported.
+_USER_BITSTR_LEN = os.environ.get("SLURM_BITSTR_LEN")
+
+
 def job_environment(
     spec: JobSpec, rlimits: Sequence[str] = RLIMITS, hydra_bootstrap: bool = True
 ) -> dict[str, str]:
@@ -430,6 +435,12 @@ def job_environment(
     the variables sbatch adds (:func:`~slurmscope.backends._slurm.submit_environment`),
     then the spec's own."""
     env = dict(os.environ)
+    # SLURM_BITSTR_LEN is set around each load on the RPC thread (_load_jobs): a copy taken
+    # meanwhile must not hand it to the job. The user's own value is kept.
+    if _USER_BITSTR_LEN is None:
+        env.pop("SLURM_BITSTR_LEN", None)
+    else:
+        env["SLURM_BITSTR_LEN"] = _USER_BITSTR_LEN
     added = submit_environment(
         rlimits, gpus=spec.resources.gpus, hydra_bootstrap=hydra_bootstrap
     )
@@ -683,7 +694,7 @@ class PyslurmBackend(Backend):
                 for job in self._load_jobs().values()
                 if job.id == job_id or job.array_id == job_id
             ]
-            if all(state in TERMINAL_STATES or state == "CANCELLED" for state in states):
+            if all(state in TERMINAL_STATES for state in states):
                 log.info(
                     "slurmscope.pyslurm.stale_errno",
                     job_id=job_id,
@@ -695,19 +706,17 @@ class PyslurmBackend(Backend):
             raise
 
     def node_hosts(self) -> list[str]:
-        """The addresses of the cluster's nodes (``NodeAddr``, from ``pyslurm.Nodes.load()``),
-        so that the Cluster can check the job directory root is shared with them."""
+        """The cluster's nodes (``pyslurm.Nodes.load()``) for the check that the root is
+        shared: a node whose ``NodeAddr`` is this machine counts as this machine."""
         pyslurm = self._pyslurm
         try:
             nodes = self._call(
                 "load",
-                lambda: [
-                    n.address or n.hostname or n.name for n in pyslurm.Nodes.load().values()
-                ],
+                lambda: [(n.hostname or n.name, n.address) for n in pyslurm.Nodes.load().values()],
             )
         except pyslurm.RPCError:
             return []
-        return sorted(set(nodes))
+        return local_node_names(nodes)
 
     # -- introspection for tests and the CLI ------------------------------------------------
     def recorded_dependencies(self, job_id: str) -> str:

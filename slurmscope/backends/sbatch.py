@@ -26,6 +26,7 @@ from ._slurm import (
     FULL_RANGES,
     TRANSIENT,
     expand_array_range,
+    local_node_names,
     partial_output,
     slurm_conf_problem,
 )
@@ -270,10 +271,13 @@ class SbatchBackend(Backend):
             raise SchedulerError(f"scancel {target} failed: {proc.stderr.strip()}")
 
     def node_hosts(self) -> list[str]:
-        """The addresses of the cluster's nodes (``NodeAddr``, from ``sinfo``: the
-        hostname unless slurm.conf says otherwise), to check the root is shared."""
-        proc = self._call(["sinfo", "--noheader", "--Node", "--format=%o"], what="sinfo")
-        return sorted(set(proc.stdout.split())) if proc.returncode == 0 else []
+        """The cluster's nodes for the check that the root is shared (``sinfo``): a node
+        whose ``NodeAddr`` is this machine counts as this machine, whatever its hostname."""
+        proc = self._call(["sinfo", "--noheader", "--Node", "--format=%n %o"], what="sinfo")
+        if proc.returncode != 0:
+            return []
+        pairs = [(line.split() + ["", ""])[:2] for line in proc.stdout.splitlines() if line.strip()]
+        return local_node_names((host or None, addr or None) for host, addr in pairs)
 
     # -- introspection for tests and the CLI ------------------------------------------------
     def show_job(self, job_id: str) -> dict[str, str]:
