@@ -380,6 +380,7 @@ class Cluster:
         submission = Submission(
             self, directory, manifest["name"], manifest["size"], manifest["array"], parts, deps
         )
+        submission.load_recorded()
         self._poller.watch(submission)
         if not submission.is_array:
             return Job(submission)

@@ -8,7 +8,6 @@ arrays), its dependencies, and the last known state of every task. :class:`Job` 
 
 from __future__ import annotations
 
-import os
 import pickle
 import sys
 import threading
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
-from .backends.base import Backend, TaskState
+from .backends.base import TERMINAL_STATES, UNSUCCESSFUL_ENDINGS, Backend, TaskState
 from .dependency import Dependency
 from .errors import (
     ArrayAlreadySubmittedError,
@@ -83,6 +82,44 @@ class Submission:
         self.requeued: set[int] = set()
         #: Indices of tasks cancelled through a handle of this process.
         self.cancelled: set[int] = set()
+        #: Final states the scheduler told this process and not yet recorded in the job
+        #: directory (see :meth:`take_ended`).
+        self._unrecorded: dict[int, tuple[str, str | None, str | None]] = {}
+
+    def load_recorded(self) -> None:
+        """Take the final states recorded in the job directory (by this or another process,
+        when it saw the tasks end): the scheduler may have forgotten them since."""
+        for index, (state, reason, exit_code) in self.directory.recorded_states().items():
+            if 0 <= index < self.size and self.states[index] is None:
+                self.states[index] = TaskState(state, reason, exit_code)
+                if self.states[index].terminal:
+                    self.remaining -= 1
+
+    def outcomes_from_directory(self, indices: Sequence[int]) -> list[bool | None]:
+        """Whether each task succeeded, from the job directory alone: its outcome file, else
+        the final state recorded when a process saw it end; ``None``: neither tells."""
+        try:
+            with_file = set(self.directory.finished())
+        except OSError:
+            with_file = set()
+        recorded: dict[int, tuple[str, str | None, str | None]] | None = None
+        out: list[bool | None] = []
+        for index in indices:
+            ok = self.directory.outcome_ok(index) if index in with_file else None
+            if ok is None:
+                if recorded is None:
+                    recorded = self.directory.recorded_states()
+                ended = recorded.get(index)
+                if ended is not None and ended[0] in TERMINAL_STATES:
+                    ok = ended[0] == "COMPLETED"
+            out.append(ok)
+        return out
+
+    def take_ended(self) -> dict[int, tuple[str, str | None, str | None]]:
+        """The final states seen since the last call, to record (call with the lock held;
+        write them without it)."""
+        ended, self._unrecorded = self._unrecorded, {}
+        return ended
 
     def locate(self, index: int) -> tuple[Part, int]:
         """The part holding global item ``index``, and the index within that part."""
@@ -100,6 +137,7 @@ class Submission:
         changed = False
         now = time.monotonic()
         grace = self.cluster.backend.lost_after
+        recorded: dict[int, tuple[str, str | None, str | None]] | None = None
         for part in self.parts:
             known = answer.get(part.job_id)
             if known is None:
@@ -116,13 +154,18 @@ class Submission:
                 if old is not None and old.terminal:
                     continue
                 new = known.get(local) if known is not None else None
+                seen = new is not None and new.terminal  # the scheduler says it ended
                 if new is None or new.state == "UNKNOWN":
-                    new = self._from_directory(index, job_gone=job_gone) or new
+                    if recorded is None:
+                        recorded = self.directory.recorded_states()
+                    new = self._from_directory(index, recorded, job_gone=job_gone) or new
                     if new is None and index in self.cancelled:
                         # Slurm drops the record of a pending array task it cancels
-                        new = _CANCELLED
+                        new, seen = _CANCELLED, True
                 if new is None or new == old:
                     continue
+                if seen:
+                    self._unrecorded[index] = (new.state, new.reason, new.exit_code)
                 if old is not None and old.state == "RUNNING" and new.state == "PENDING":
                     log.warning(
                         "slurmscope.task.requeued",
@@ -182,11 +225,22 @@ class Submission:
             changed = True
         return changed
 
-    def _from_directory(self, index: int, *, job_gone: bool) -> TaskState | None:
-        """A task the scheduler did not mention: its outcome file tells, if there is one."""
+    def _from_directory(
+        self,
+        index: int,
+        recorded: dict[int, tuple[str, str | None, str | None]],
+        *,
+        job_gone: bool,
+    ) -> TaskState | None:
+        """A task the scheduler did not mention: its outcome file tells, if there is one;
+        else the final state a process recorded when it saw the task end. LOST only when
+        neither tells and the scheduler has not known the job for a while."""
         outcome = self.directory.read_outcome(index)
         if outcome is not None:
             return _COMPLETED if outcome["ok"] else _FAILED
+        ended = recorded.get(index)
+        if ended is not None:
+            return TaskState(*ended)
         return _LOST if job_gone else None
 
 
@@ -289,10 +343,22 @@ class Poller:
             changed = False
             for submission in unfinished:
                 changed |= submission.update(answer)
+            ended = [(s, e) for s in unfinished if (e := s.take_ended())]
             low, high = self._query_bounds
             self._query_interval = low if changed else min(high, self._query_interval * 1.5)
             self._watched = [s for s in self._watched if s.remaining > 0]
             self.cond.notify_all()
+        for submission, states in ended:
+            # What the scheduler said, kept: it forgets ended jobs (MinJobAge), and a later
+            # process must not read a job that ended without a result as pending, or lost.
+            try:
+                submission.directory.record_ended(states)
+            except OSError as exc:
+                log.warning(
+                    "slurmscope.record_ended.failed",
+                    directory=str(submission.directory.path),
+                    error=str(exc),
+                )
         return progress or changed
 
     def _loop(self) -> None:
@@ -530,7 +596,7 @@ class Job(_Handle):
             return state.succeeded
         if self._submission.looked_recently():
             return None
-        return self._submission.directory.outcome_ok(self.index)
+        return self._submission.outcomes_from_directory([self.index])[0]
 
     @property
     def state(self) -> str:
@@ -622,13 +688,12 @@ class ArrayJob(_Handle):
             return all(s is not None and s.succeeded for s in sub.states)
         if sub.looked_recently():
             return None
-        # The poller may not have caught up (or the scheduler forgot the job): the
-        # result files decide once every task has written one.
-        results = sub.directory.results_dir
-        if sum(1 for n in os.listdir(results) if not n.startswith(".")) < sub.size:
+        # The poller may not have caught up (or the scheduler forgot the job): the result
+        # files and the recorded final states decide once every task has one.
+        outcomes = sub.outcomes_from_directory(range(sub.size))
+        if any(o is None for o in outcomes):
             return None
-        outcomes = [sub.directory.read_outcome(i) for i in range(sub.size)]
-        return all(o is not None and o["ok"] for o in outcomes)
+        return all(outcomes)
 
     def __len__(self) -> int:
         """The number of items (tasks) of the map."""
@@ -675,7 +740,7 @@ class ArrayJob(_Handle):
             return "RUNNING"
         if "PENDING" in states or "SUBMITTED" in states:
             return "PENDING" if states <= {"PENDING", "SUBMITTED"} else "RUNNING"
-        for bad in ("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "CANCELLED", "LOST"):
+        for bad in UNSUCCESSFUL_ENDINGS:
             if bad in states:
                 return bad
         return sorted(states)[0]

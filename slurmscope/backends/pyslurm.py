@@ -65,7 +65,7 @@ from ..dependency import render
 from ..errors import BackendUnavailableError, SchedulerError, SubmissionError
 from ..log import log
 from ..spec import JobSpec
-from .base import Backend, StateMap, TaskState
+from .base import TERMINAL_STATES, Backend, StateMap, TaskState
 from .sbatch import TRANSIENT, _expand_range, batch_script
 
 T = TypeVar("T")
@@ -477,7 +477,7 @@ class PyslurmBackend(Backend):
         """Every job record as (job id as submitted, task indices, state)."""
         out = []
         for job in self._pyslurm.Jobs.load().values():
-            state = TaskState(job.state, job.state_reason)
+            state = TaskState(job.state, job.state_reason, _exit_code(job))
             if job.array_id is None:  # a single job
                 out.append((str(job.id), [0], state))
                 continue
@@ -543,6 +543,17 @@ class PyslurmBackend(Backend):
             if "already completing or completed" in proc.stderr:
                 return
             raise SchedulerError(f"scancel {target} failed: {proc.stderr.strip()}")
+
+
+def _exit_code(job: Any) -> str | None:
+    """``Job.exit_code`` and ``Job.exit_code_signal`` as Slurm shows them (``"1:0"``), once
+    the job has ended; ``None`` before, or where this pyslurm does not have them."""
+    if job.state not in TERMINAL_STATES:
+        return None
+    code, signal = getattr(job, "exit_code", None), getattr(job, "exit_code_signal", None)
+    if code is None and signal is None:
+        return None
+    return f"{code or 0}:{signal or 0}"
 
 
 def _transient(exc: Any) -> bool:
