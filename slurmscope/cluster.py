@@ -30,6 +30,7 @@ from .dependency import (
     check_kind,
     clauses_for_part,
     merge,
+    never_satisfied,
 )
 from .errors import (
     BackendUnavailableError,
@@ -540,14 +541,12 @@ class Cluster:
                 # Undecided, or decided task by task: the scheduler pairs the tasks.
                 active.append(dep)
                 continue
-            never = (dep.kind == "afterok" and outcome is False) or (
-                dep.kind == "afternotok" and outcome is True
-            )
-            if never:
+            why = never_satisfied(dep.kind, outcome)
+            if why is not None:
                 raise DependencyError(
                     f"{dep.kind}:{dep.target_id} can never be satisfied: job {dep.target_id} "
-                    f"already {'failed' if outcome is False else 'succeeded'}. Nothing was "
-                    f"submitted for {name}. The dependency came from "
+                    f"already {'failed' if outcome is False else 'succeeded'} ({why}). Nothing "
+                    f"was submitted for {name}. The dependency came from "
                     f"{dep.provenance.describe()}."
                 )
             log.info(

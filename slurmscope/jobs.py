@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from .backends.base import TERMINAL_STATES, UNSUCCESSFUL_ENDINGS, Backend, TaskState
-from .dependency import Dependency
+from .dependency import Dependency, never_satisfied
 from .errors import (
     ArrayAlreadySubmittedError,
     JobError,
@@ -83,7 +83,7 @@ class Submission:
         #: Indices of tasks cancelled through a handle of this process.
         self.cancelled: set[int] = set()
         #: Final states the scheduler told this process and not yet recorded in the job
-        #: directory (see :meth:`take_ended`).
+        #: directory (see :meth:`record_ended`).
         self._unrecorded: dict[int, tuple[str, str | None, str | None]] = {}
 
     def load_recorded(self) -> None:
@@ -115,11 +115,16 @@ class Submission:
             out.append(ok)
         return out
 
-    def take_ended(self) -> dict[int, tuple[str, str | None, str | None]]:
-        """The final states seen since the last call, to record (call with the lock held;
-        write them without it)."""
+    def record_ended(self) -> None:
+        """Record in the job directory the final states the scheduler told since the last
+        call (a warning, not an error, if the directory cannot be written)."""
         ended, self._unrecorded = self._unrecorded, {}
-        return ended
+        try:
+            self.directory.record_ended(ended)
+        except OSError as exc:
+            log.warning(
+                "slurmscope.record_ended.failed", directory=str(self.directory.path), error=str(exc)
+            )
 
     def locate(self, index: int) -> tuple[Part, int]:
         """The part holding global item ``index``, and the index within that part."""
@@ -343,22 +348,17 @@ class Poller:
             changed = False
             for submission in unfinished:
                 changed |= submission.update(answer)
-            ended = [(s, e) for s in unfinished if (e := s.take_ended())]
+            for submission in unfinished:
+                # What the scheduler said, kept: it forgets ended jobs (MinJobAge), and a
+                # later process must not read a job that ended without a result as pending,
+                # then lost. Written before any waiter wakes up to it: a driver that exits
+                # right after wait() has recorded what it saw. (Rare and small: only tasks
+                # the scheduler, not a result file, told ended.)
+                submission.record_ended()
             low, high = self._query_bounds
             self._query_interval = low if changed else min(high, self._query_interval * 1.5)
             self._watched = [s for s in self._watched if s.remaining > 0]
             self.cond.notify_all()
-        for submission, states in ended:
-            # What the scheduler said, kept: it forgets ended jobs (MinJobAge), and a later
-            # process must not read a job that ended without a result as pending, or lost.
-            try:
-                submission.directory.record_ended(states)
-            except OSError as exc:
-                log.warning(
-                    "slurmscope.record_ended.failed",
-                    directory=str(submission.directory.path),
-                    error=str(exc),
-                )
         return progress or changed
 
     def _loop(self) -> None:
@@ -474,18 +474,37 @@ class _Handle:
         state = sub.states[index] or TaskState("UNKNOWN")
         reason = state.reason if state.reason not in (None, "None") else None
         upstream: list[str] = []
+        detail = ""
         if reason and "Dependency" in reason:
             lines = _failed_dependencies(self, index, upstream, depth=0, seen=set())
-            detail = "It depends on a job that failed:\n" + "\n".join(lines) if lines else ""
-        else:
+            if lines:
+                detail = "It has a dependency that can never be satisfied:\n" + "\n".join(lines)
+            elif "NeverSatisfied" in reason:
+                detail = (
+                    "Slurm says a dependency of it can never be satisfied; `slurmscope explain "
+                    f"{sub.task_id(index)}` shows each dependency and how its job ended."
+                )
+        if not detail:
             detail = _log_tail(_log_paths(sub, index)[1])
+            how = _how_it_ended(state.exit_code)
             exit_status = getattr(self.cluster.backend, "exit_status", None)
-            how = exit_status(sub.task_id(index)) if exit_status and state.terminal else None
+            if how is None and exit_status and state.terminal:
+                how = exit_status(sub.task_id(index))
             if how:
                 reason = f"{reason}, {how}" if reason else how
         error2 = JobNotCompletedError(job_id, position, state.state, reason, detail)
         error2.upstream = upstream
         raise error2
+
+
+def _how_it_ended(exit_code: str | None) -> str | None:
+    """Slurm's ``"status:signal"`` in words: ``"0:9"`` -> "killed by signal 9"."""
+    status, _, sig = (exit_code or "").partition(":")
+    if sig.isdigit() and int(sig):
+        return f"killed by signal {sig}"
+    if status.isdigit() and int(status):
+        return f"exit code {status}"
+    return None
 
 
 def _log_paths(sub: Submission, index: int) -> tuple[Path, Path]:
@@ -507,24 +526,27 @@ def _log_tail(path: Path, lines: int = 8) -> str:
 
 
 def _never_satisfied(dep: Dependency, index: int) -> tuple[bool, str]:
-    """Whether ``dep`` can no longer be satisfied for task ``index``, and what happened."""
+    """Whether ``dep`` can no longer be satisfied for task ``index``, and what happened, in
+    the words of its kind (``afternotok`` on a job that succeeded is not a failure)."""
     target = dep.target
     if target is None:
         return False, ""
     if dep.kind == "aftercorr" and isinstance(target, ArrayJob):
         element = target[index]
         outcome = element._known_outcome()
-        return outcome is False, f"task {index} ({element.job_id}) {element.status.state}"
+        why = None if outcome is None else never_satisfied(dep.kind, outcome)
+        return why is not None, f"task {index} ({element.job_id}) {element.status.state}; {why}"
     outcome = target._known_outcome()
-    if dep.kind == "afterok" and outcome is False:
-        if isinstance(target, ArrayJob):
-            bad = [i for i, st in enumerate(target._submission.states) if st and not st.succeeded]
-            shown = ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
-            return True, f"tasks {shown} did not complete"
-        return True, f"ended {target.status.state}"
-    if dep.kind == "afternotok" and outcome is True:
-        return True, "succeeded"
-    return False, ""
+    why = None if outcome is None else never_satisfied(dep.kind, outcome)
+    if why is None:
+        return False, ""
+    if outcome is False and isinstance(target, ArrayJob):
+        bad = [i for i, st in enumerate(target._submission.states) if st and not st.succeeded]
+        shown = ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
+        return True, f"tasks {shown} did not complete; {why}"
+    if outcome is False:
+        return True, f"ended {target.status.state}; {why}"
+    return True, f"succeeded; {why}"
 
 
 def _failed_dependencies(
