@@ -41,7 +41,7 @@ from .errors import (
 )
 from .jobs import ArrayJob, Job, Part, Submission, _Handle
 from .log import log
-from .payload import JobDirectory, ResultRef
+from .payload import JobDirectory, ResultRef, split_job_id
 from .spec import ArraySpec, JobSpec, Resources
 
 if TYPE_CHECKING:
@@ -191,6 +191,23 @@ class DependencyBlock:
     ) -> None:
         scope.pop(self._token)
         self._token = None
+
+
+def _task_index(submission: Submission, job_id: str, index: int) -> int:
+    """The item index of task ``job_id_index``; ``JobNotFoundError`` if there is none."""
+    if not submission.is_array:
+        raise JobNotFoundError(
+            f"job {job_id} ({submission.name}) is a single job, not an array: it has no task "
+            f"{job_id}_{index}. Give {job_id}."
+        )
+    part = next((p for p in submission.parts if p.job_id == job_id), None)
+    if part is None or not 0 <= index < part.count:
+        last = f"{job_id}_{part.count - 1}" if part is not None and part.count else "none"
+        raise JobNotFoundError(
+            f"array {job_id} ({submission.name}) has no task {job_id}_{index}: its tasks are "
+            f"{job_id}_0 to {last}."
+        )
+    return part.offset + index
 
 
 def _target_id(request: DependencyRequest) -> str | None:
@@ -363,15 +380,17 @@ class Cluster:
         if os.sep in text or Path(text).is_dir():
             directory = JobDirectory(Path(text))
         else:
-            found = JobDirectory.find(self.root, self.name, text)
+            try:
+                job_id, index = split_job_id(text)
+            except ValueError as exc:
+                raise InvalidInputError(f"cannot attach: {exc}.") from None
+            found = JobDirectory.find(self.root, self.name, job_id)
             if found is None:
                 raise JobNotFoundError(
                     f"no job directory for job {text} of cluster {self.name} under {self.root}; "
                     "pass the job directory instead, or the root it was submitted with."
                 )
             directory = found
-            if "_" in text:
-                index = int(text.split("_", 1)[1])
         try:
             manifest = directory.read_manifest()
         except FileNotFoundError as exc:
@@ -381,15 +400,12 @@ class Cluster:
         submission = Submission(
             self, directory, manifest["name"], manifest["size"], manifest["array"], parts, deps
         )
+        task_index = None if index is None else _task_index(submission, job_id, index)
         submission.load_recorded()
         self._poller.watch(submission)
-        if not submission.is_array:
-            return Job(submission)
-        if index is not None:
-            part_id = text.split("_", 1)[0]
-            part = next(p for p in parts if p.job_id == part_id)
-            return Job(submission, part.offset + index)
-        return ArrayJob(submission)
+        if task_index is not None:
+            return Job(submission, task_index)
+        return Job(submission) if not submission.is_array else ArrayJob(submission)
 
     def close(self) -> None:
         """Stop using this cluster. The local backend cancels what it still runs."""
