@@ -32,9 +32,7 @@ from slurmscope.payload import JobDirectory
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 MIN_JOB_AGE = 5
-FORGETFUL = slurm_cluster.OwnCluster(
-    "forgetful", 28000, SLURMSCOPE_MIN_JOB_AGE=str(MIN_JOB_AGE)
-)
+FORGETFUL = slurm_cluster.OwnCluster("forgetful", 28000, SLURMSCOPE_MIN_JOB_AGE=str(MIN_JOB_AGE))
 
 add = slurmscope.task(tasks.add)
 boom = slurmscope.task(tasks.boom)
