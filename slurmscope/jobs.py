@@ -140,18 +140,23 @@ class Submission:
     def update(self, answer: Any) -> bool:
         """Apply a backend answer; returns True when anything changed."""
         changed = False
-        now = time.monotonic()
         grace = self.cluster.backend.lost_after
         recorded: dict[int, tuple[str, str | None, str | None]] | None = None
         for part in self.parts:
             known = answer.get(part.job_id)
             if known is None:
                 # Forgotten by the scheduler, or a controller restarting: only call it lost
-                # when it stays missing for a while.
-                since = self._missing_since.setdefault(part.job_id, now)
-                job_gone = now - since >= grace
+                # when it stays missing for a while, as told by the job directory, so that a
+                # later process (the CLI, `clean`) need not watch for that long itself.
+                since = self._missing_since.get(part.job_id)
+                if since is None:
+                    since = self._missing_since[part.job_id] = self.directory.missing_since(
+                        part.job_id
+                    )
+                job_gone = time.time() - since >= grace
             else:
-                self._missing_since.pop(part.job_id, None)
+                if self._missing_since.pop(part.job_id, None) is not None:
+                    self.directory.forget_missing(part.job_id)  # it was a controller's blip
                 job_gone = False
             for local in range(part.count):
                 index = part.offset + local

@@ -307,13 +307,39 @@ class JobDirectory:
         name = f"{time.time_ns()}-{os.getpid()}-{os.urandom(3).hex()}.json"
         atomic_write(folder / name, json.dumps(data).encode() + b"\n")
 
+    def missing_since(self, job_id: str) -> float:
+        """Since when (``time.time()``) scheduler job ``job_id`` has been seen missing from
+        the scheduler's answers: the first process to see it records the moment, later
+        processes read it."""
+        path = self.path / ENDED / f"missing-{job_id}"
+        try:
+            return float(path.read_text())
+        except (OSError, ValueError):
+            pass
+        now = time.time()
+        try:
+            path.parent.mkdir(exist_ok=True)
+            atomic_write(path, repr(now).encode())
+        except OSError:
+            pass
+        return now
+
+    def forget_missing(self, job_id: str) -> None:
+        """The scheduler knows job ``job_id`` again: drop the note of :meth:`missing_since`."""
+        try:  # noqa: SIM105 - contextlib is one import more for every task
+            os.unlink(self.path / ENDED / f"missing-{job_id}")
+        except OSError:
+            pass
+
     def recorded_states(self) -> dict[int, tuple[str, str | None, str | None]]:
         """Every final state recorded in this directory: ``{index: (state, reason, exit
         code)}``; the earliest record of a task wins."""
         import json
 
         try:
-            names = sorted(n for n in os.listdir(self.path / ENDED) if not n.startswith("."))
+            names = sorted(
+                n for n in os.listdir(self.path / ENDED) if n.endswith(".json") and n[0] != "."
+            )
         except OSError:
             return {}
         found: dict[int, tuple[str, str | None, str | None]] = {}

@@ -75,11 +75,12 @@ def _forgotten(cluster: slurmscope.Cluster, job_ids: list[str], timeout: float) 
 
 
 def _submit_and_leave(kind: str, root: Path) -> str:
-    """A job submitted by a process that exits at once: nobody sees it end."""
+    """A job submitted by a process that exits at once: nobody sees it end (it sleeps, to
+    be cancelled without a handle)."""
     code = (
         "import time, slurmscope\n"
         f"c = slurmscope.Cluster({kind!r}, root={str(root)!r})\n"
-        "print(slurmscope.task(time.sleep)(0).job_id)\n"
+        "print(slurmscope.task(time.sleep)(600).job_id)\n"
     )
     env = dict(os.environ)
     if kind == "pyslurm":
@@ -120,6 +121,7 @@ def test_ended_jobs_read_as_they_ended_once_slurm_forgot_them(
     ids = [timed_out.job_id, cancelled.job_id, failed.job_id, never.job_id]
     later = slurmscope.Cluster(kind, root=root, set_as_default=False)
     try:
+        later.backend.cancel(unseen)  # the backend alone: no handle, no poller sees it end
         _forgotten(later, [*ids, unseen], timeout=MIN_JOB_AGE + 180)
 
         # status, from the job directories alone
@@ -138,8 +140,9 @@ def test_ended_jobs_read_as_they_ended_once_slurm_forgot_them(
         # explain: the forgotten dependent and its forgotten failed dependency
         tree = _cli(root, capsys, "explain", never.job_id)
         assert tree["summary"] == "CANCELLED 1"  # type: ignore[index]
-        upstream = tree["dependencies"][0]["upstream"]  # type: ignore[index]
-        assert upstream["summary"] == "FAILED 1" and upstream["blocks"]
+        edge = tree["dependencies"][0]  # type: ignore[index]
+        assert edge["upstream"]["summary"] == "FAILED 1"
+        assert edge["never_satisfied"] == "afterok needs it to succeed, and it did not"
 
         # attach: at once, no 60 s of PENDING before LOST
         again = later.attach(timed_out.job_id)
@@ -148,18 +151,22 @@ def test_ended_jobs_read_as_they_ended_once_slurm_forgot_them(
         assert later.attach(cancelled.job_id).states == ["CANCELLED", "CANCELLED"]  # type: ignore[union-attr]
         with pytest.raises(JobNotCompletedError) as info:
             later.attach(never.job_id).get_result(timeout=30)
-        assert "CANCELLED" in str(info.value) and failed.job_id in str(info.value)
+        assert "CANCELLED" in str(info.value) and "DependencyNeverSatisfied" in str(info.value)
 
-        # nobody saw this one end: it is LOST (once the scheduler forgot it for a while)
-        lost = later.attach(unseen)
-        later.backend.lost_after = 0.0
-        later._poller._poll()
-        assert lost.state == "LOST"
-        assert not JobDirectory(lost.directory).recorded_states()
+        # nobody saw this one end: LOST, once the scheduler has not known it for a while
+        # (a minute, however many processes look: the first notes since when it is missing)
+        unseen_dir = JobDirectory.find(root, later.name, unseen)
+        assert unseen_dir is not None
+        _cli(root, capsys, "status", unseen)
+        marker = unseen_dir.path / "ended" / f"missing-{unseen}"
+        assert marker.exists()
+        marker.write_text(repr(time.time() - 61))  # as if that look were a minute ago
+        assert _cli(root, capsys, "status", unseen)["counts"] == {"LOST": 1}  # type: ignore[index]
+        assert not unseen_dir.recorded_states()  # LOST is not a state anyone saw
 
         # clean: every one of them has ended, none is kept as unfinished
         cleaned = _cli(root, capsys, "clean", "--older-than", "0s")
         assert cleaned["kept_unfinished"] == []  # type: ignore[index]
-        assert len(cleaned["removed"]) == 5  # type: ignore[index,arg-type]
+        assert len(cleaned["removed"]) == 6  # type: ignore[index,arg-type]
     finally:
         later.close()
