@@ -26,7 +26,7 @@ import tasks
 
 import slurmscope
 from slurmscope import cli
-from slurmscope.errors import JobNotCompletedError
+from slurmscope.errors import DependencyError, JobNotCompletedError
 from slurmscope.payload import JobDirectory
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -148,6 +148,10 @@ def test_ended_jobs_read_as_they_ended_once_slurm_forgot_them(
         again = later.attach(timed_out.job_id)
         assert again.state == "TIMEOUT"
         assert again.status.reason == "TimeLimit"
+        # a dependency on it is decided from the record, not handed to Slurm, which forgot it
+        with pytest.raises(DependencyError, match="can never be satisfied"):
+            add.on(later).after(again)(1)
+        assert add.on(later).after(again, kind="afterany")(1).get_result(timeout=120) == 2
         assert later.attach(cancelled.job_id).states == ["CANCELLED", "CANCELLED"]  # type: ignore[union-attr]
         with pytest.raises(JobNotCompletedError) as info:
             later.attach(never.job_id).get_result(timeout=30)
@@ -167,6 +171,6 @@ def test_ended_jobs_read_as_they_ended_once_slurm_forgot_them(
         # clean: every one of them has ended, none is kept as unfinished
         cleaned = _cli(root, capsys, "clean", "--older-than", "0s")
         assert cleaned["kept_unfinished"] == []  # type: ignore[index]
-        assert len(cleaned["removed"]) == 6  # type: ignore[index,arg-type]
+        assert len(cleaned["removed"]) == 7  # type: ignore[index,arg-type]
     finally:
         later.close()
