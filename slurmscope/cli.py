@@ -413,20 +413,24 @@ def _clean(args: argparse.Namespace) -> int:
     removing = {p for p in old if p not in unfinished or args.force}
     # A job that is not removed and has not finished may still need, through any kind of
     # dependency (a job passed as an argument included), the directories it depends on.
-    needed_by: dict[Path, list[str]] = {}
+    # (Compared as real paths: the root may be given relative, or through a symlink.)
+    needed_by: dict[str, list[str]] = {}
     for d in directories:
         if d.path in unfinished and d.path not in removing:
             for dep in manifests[d.path]["dependencies"]:
                 if dep.get("target_dir"):
-                    needed_by.setdefault(Path(dep["target_dir"]), []).append(str(d.path))
+                    target = os.path.realpath(dep["target_dir"])
+                    needed_by.setdefault(target, []).append(str(d.path))
     removed, kept, needed = [], [], []
     for d in directories:
         if d.path not in old:
             continue
         if d.path not in removing:
             kept.append(str(d.path))
-        elif needed_by.get(d.path):
-            needed.append({"directory": str(d.path), "needed_by": needed_by[d.path]})
+        elif needed_by.get(os.path.realpath(d.path)):
+            needed.append(
+                {"directory": str(d.path), "needed_by": needed_by[os.path.realpath(d.path)]}
+            )
         else:
             removed.append(str(d.path))
             if not args.dry_run:

@@ -94,6 +94,31 @@ def test_clean_never_removes_what_an_unfinished_job_depends_on(
     assert len(gone["removed"]) == 4 and not gone["kept_needed"]  # type: ignore[index,arg-type]
 
 
+def test_clean_keeps_what_is_needed_under_a_relative_root(tmp_path: Path) -> None:
+    local = slurmscope.Cluster("local", root=tmp_path / "jobs", set_as_default=False)
+    try:
+        up = add.on(local)(1)
+        assert up.get_result(timeout=60) == 2
+        opened = gate.on(local)(str(tmp_path / "go"))
+        with local.dependencies(opened):
+            pending = identity.on(local)(up)
+        proc = subprocess.run(
+            [sys.executable, "-m", "slurmscope.cli", "--root", "jobs", "--json", "clean"]
+            + ["--older-than", "0s"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            check=True,
+        )
+        needed = json.loads(proc.stdout)["kept_needed"]
+        assert [row["needed_by"] for row in needed] == [["jobs/" + pending.directory.name]]
+        assert up.directory.exists()
+        (tmp_path / "go").touch()
+        assert pending.get_result(timeout=60) == 2
+    finally:
+        local.close()
+
+
 def test_a_removed_upstream_result_is_said_to_be_removed(
     cluster: slurmscope.Cluster,  # noqa: F811
     tmp_path: Path,
