@@ -106,9 +106,15 @@ def _rows(handle: Any) -> list[Row]:
     rows = []
     for job in jobs:
         state = job._submission.states[job.index]
-        reason = (state.reason or "") if state and state.reason != "None" else ""
-        rows.append((job.index, job.job_id, state.state if state else "PENDING", reason))
+        if state is None:  # the scheduler did not answer, or no longer knows it (not yet LOST)
+            rows.append((job.index, job.job_id, "UNKNOWN", _NOT_KNOWN))
+            continue
+        reason = (state.reason or "") if state.reason != "None" else ""
+        rows.append((job.index, job.job_id, state.state, reason))
     return rows
+
+
+_NOT_KNOWN = "the scheduler did not tell; no result or recorded end in the job directory"
 
 
 def _states(handle: Any) -> list[Row]:

@@ -8,9 +8,12 @@ Layout of one submission's directory::
     items.bin         every item's pickled (args, kwargs), one after the other
     items.idx         little-endian uint64 offsets: item i is items.bin[idx[i]:idx[i+1]]
     results/<i>.pkl   the outcome of task i, written atomically (temp file + rename)
-    ended/*.json      final states seen by a driver or the CLI: each file written once,
-                      atomically, by the process that saw tasks end (for tasks that ended
-                      without a result, once the scheduler has forgotten them)
+    ended/*.json      final states (state, reason, exit code) as a driver or the CLI saw
+                      the scheduler tell them: each file written once, atomically, by the
+                      process that saw tasks end; read once the scheduler has forgotten
+                      them (a task that ended without a result has nothing else to tell)
+    ended/missing-<id>  since when scheduler job <id> has been missing from its answers
+                      (LOST comes after a grace counted from there, in any process)
     logs/             the scheduler's stdout/stderr files
 
 This module is imported by the worker inside every job: standard library only, and only
@@ -398,7 +401,7 @@ class JobDirectory:
 def describe_ended(ended: tuple[str, str | None, str | None]) -> str:
     """``("TIMEOUT", "TimeLimit", "0:15")`` -> ``"TIMEOUT (TimeLimit, exit code 0:15)"``."""
     state, reason, exit_code = ended
-    details = [d for d in (reason if reason not in (None, "", "None") else None,) if d]
+    details = [reason] if reason not in (None, "", "None") else []
     if exit_code not in (None, "", "0", "0:0"):
         details.append(f"exit code {exit_code}")
     return f"{state} ({', '.join(details)})" if details else state
