@@ -384,7 +384,7 @@ def _cancel(args: argparse.Namespace) -> int:
     handle = _checked_handle(root, directory, asked)
     rows = _states(handle)
     ended = [r for r in rows if TaskState(r[2]).terminal]
-    what = asked or str(directory.path)
+    what = (f"task {asked}" if "_" in asked else f"job {asked}") if asked else str(directory.path)
     if len(ended) == len(rows):
         raise CliError(f"{what} has already ended ({_summary(rows)}): nothing to cancel")
     handle.cancel()
