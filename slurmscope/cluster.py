@@ -31,6 +31,7 @@ from .dependency import (
     check_kind,
     clauses_for_part,
     merge,
+    never_satisfied,
 )
 from .errors import (
     BackendUnavailableError,
@@ -42,7 +43,7 @@ from .errors import (
 from .jobs import ArrayJob, Job, Part, Submission, _Handle
 from .log import log
 from .origin import driver_info
-from .payload import JobDirectory, ResultRef
+from .payload import JobDirectory, ResultRef, split_job_id
 from .sizes import human_size, largest_captures, parse_size
 from .spec import ArraySpec, JobSpec, Resources
 
@@ -272,6 +273,23 @@ class DependencyBlock:
             )
 
 
+def _task_index(submission: Submission, job_id: str, index: int) -> int:
+    """The item index of task ``job_id_index``; ``JobNotFoundError`` if there is none."""
+    if not submission.is_array:
+        raise JobNotFoundError(
+            f"job {job_id} ({submission.name}) is a single job, not an array: it has no task "
+            f"{job_id}_{index}. Give {job_id}."
+        )
+    part = next((p for p in submission.parts if p.job_id == job_id), None)
+    if part is None or not 0 <= index < part.count:
+        last = f"{job_id}_{part.count - 1}" if part is not None and part.count else "none"
+        raise JobNotFoundError(
+            f"array {job_id} ({submission.name}) has no task {job_id}_{index}: its tasks are "
+            f"{job_id}_0 to {last}."
+        )
+    return part.offset + index
+
+
 def _target_id(request: DependencyRequest) -> str | None:
     return None if request.kind == "singleton" else request.job._target_id()
 
@@ -465,20 +483,17 @@ class Cluster:
         if text and (os.sep in text or Path(text).is_dir()):
             directory = JobDirectory(Path(text))
         else:
-            if not _JOB_ID.fullmatch(text):
-                raise InvalidInputError(
-                    f"{text!r} is neither a job id (12, '12' or '12_3' for one task of an "
-                    "array) nor a job directory."
-                )
-            found = JobDirectory.find(self.root, self.name, text)
+            try:
+                job_id, index = split_job_id(text)
+            except ValueError as exc:
+                raise InvalidInputError(f"cannot attach: {exc}.") from None
+            found = JobDirectory.find(self.root, self.name, job_id)
             if found is None:
                 raise JobNotFoundError(
                     f"no job directory for job {text} of cluster {self.name} under {self.root}; "
                     "pass the job directory instead, or the root it was submitted with."
                 )
             directory = found
-            if "_" in text:
-                index = int(text.split("_", 1)[1])
         try:
             manifest = directory.read_manifest()
         except FileNotFoundError as exc:
@@ -488,22 +503,12 @@ class Cluster:
         submission = Submission(
             self, directory, manifest["name"], manifest["size"], manifest["array"], parts, deps
         )
-        handle: Job | ArrayJob
-        if index is not None:
-            part_id = text.split("_", 1)[0]
-            part = next((p for p in parts if p.job_id == part_id), None)
-            if not submission.is_array or part is None or index >= part.count:
-                what = (
-                    f"array {part_id} has {part.count} tasks"
-                    if part and submission.is_array
-                    else (f"job {part_id} is not an array")
-                )
-                raise JobNotFoundError(f"{what}: there is no task {text}.")
-            handle = Job(submission, part.offset + index)
-        else:
-            handle = ArrayJob(submission) if submission.is_array else Job(submission)
+        task_index = None if index is None else _task_index(submission, job_id, index)
+        submission.load_recorded()
         self._poller.watch(submission)
-        return handle
+        if task_index is not None:
+            return Job(submission, task_index)
+        return Job(submission) if not submission.is_array else ArrayJob(submission)
 
     def close(self) -> None:
         """Stop using this cluster. The local backend cancels what it still runs."""
@@ -699,14 +704,12 @@ class Cluster:
                 # Undecided, or decided task by task: the scheduler pairs the tasks.
                 active.append(dep)
                 continue
-            never = (dep.kind == "afterok" and outcome is False) or (
-                dep.kind == "afternotok" and outcome is True
-            )
-            if never:
+            why = never_satisfied(dep.kind, outcome)
+            if why is not None:
                 raise DependencyError(
                     f"{dep.kind}:{dep.target_id} can never be satisfied: job {dep.target_id} "
-                    f"already {'failed' if outcome is False else 'succeeded'}. Nothing was "
-                    f"submitted for {name}. The dependency came from "
+                    f"already {'failed' if outcome is False else 'succeeded'} ({why}). Nothing "
+                    f"was submitted for {name}. The dependency came from "
                     f"{dep.provenance.describe()}."
                 )
             log.info(

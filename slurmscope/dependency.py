@@ -55,6 +55,20 @@ def check_kind(kind: str) -> str:
     return kind
 
 
+def never_satisfied(kind: str, succeeded: bool) -> str | None:
+    """Why a ``kind`` dependency on a job that has ended (``succeeded``: every task of it
+    COMPLETED) can never be satisfied; ``None`` when the ending satisfies it.
+
+    ``after`` and ``afterany`` are satisfied by any ending, ``afterok`` (and ``aftercorr``,
+    task by task) only by success, ``afternotok`` only by a failure.
+    """
+    if kind in ("afterok", "aftercorr") and not succeeded:
+        return f"{kind} needs it to succeed, and it did not"
+    if kind == "afternotok" and succeeded:
+        return "afternotok needs it to fail, and it succeeded"
+    return None
+
+
 @dataclass(frozen=True)
 class CallSite:
     """Where in the user's code something happened."""

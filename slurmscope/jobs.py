@@ -8,7 +8,6 @@ arrays), its dependencies, and the last known state of every task. :class:`Job` 
 
 from __future__ import annotations
 
-import os
 import pickle
 import sys
 import threading
@@ -19,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from . import interrupt, reasons
-from .backends.base import Backend, TaskState
-from .dependency import Dependency
+from .backends.base import TERMINAL_STATES, UNSUCCESSFUL_ENDINGS, Backend, TaskState
+from .dependency import Dependency, never_satisfied
 from .errors import (
     ArrayAlreadySubmittedError,
     JobCannotRunError,
@@ -91,6 +90,10 @@ class Submission:
         #: Indices the scheduler keeps pending for a reason that never clears by waiting.
         self.stuck: set[int] = set()
 
+        #: Final states the scheduler told this process and not yet recorded in the job
+        #: directory (see :meth:`record_ended`).
+        self._unrecorded: dict[int, tuple[str, str | None, str | None]] = {}
+
     def request(self) -> str:
         """What the submission asked the scheduler for, as ``key=value, ...`` (from the
         manifest), for messages about a job that cannot run."""
@@ -147,6 +150,46 @@ class Submission:
             else "it may wait for long",
         )
 
+    def load_recorded(self) -> None:
+        """Take the final states recorded in the job directory (by this or another process,
+        when it saw the tasks end): the scheduler may have forgotten them since."""
+        for index, (state, reason, exit_code) in self.directory.recorded_states().items():
+            if 0 <= index < self.size and self.states[index] is None:
+                self.states[index] = TaskState(state, reason, exit_code)
+                if self.states[index].terminal:
+                    self.remaining -= 1
+
+    def outcomes_from_directory(self, indices: Sequence[int]) -> list[bool | None]:
+        """Whether each task succeeded, from the job directory alone: its outcome file, else
+        the final state recorded when a process saw it end; ``None``: neither tells."""
+        try:
+            with_file = set(self.directory.finished())
+        except OSError:
+            with_file = set()
+        recorded: dict[int, tuple[str, str | None, str | None]] | None = None
+        out: list[bool | None] = []
+        for index in indices:
+            ok = self.directory.outcome_ok(index) if index in with_file else None
+            if ok is None:
+                if recorded is None:
+                    recorded = self.directory.recorded_states()
+                ended = recorded.get(index)
+                if ended is not None and ended[0] in TERMINAL_STATES:
+                    ok = ended[0] == "COMPLETED"
+            out.append(ok)
+        return out
+
+    def record_ended(self) -> None:
+        """Record in the job directory the final states the scheduler told since the last
+        call (a warning, not an error, if the directory cannot be written)."""
+        ended, self._unrecorded = self._unrecorded, {}
+        try:
+            self.directory.record_ended(ended)
+        except OSError as exc:
+            log.warning(
+                "slurmscope.record_ended.failed", directory=str(self.directory.path), error=str(exc)
+            )
+
     def locate(self, index: int) -> tuple[Part, int]:
         """The part holding global item ``index``, and the index within that part."""
         for part in self.parts:
@@ -161,17 +204,23 @@ class Submission:
     def update(self, answer: Any) -> bool:
         """Apply a backend answer; returns True when anything changed."""
         changed = False
-        now = time.monotonic()
         grace = self.cluster.backend.lost_after
+        recorded: dict[int, tuple[str, str | None, str | None]] | None = None
         for part in self.parts:
             known = answer.get(part.job_id)
             if known is None:
                 # Forgotten by the scheduler, or a controller restarting: only call it lost
-                # when it stays missing for a while.
-                since = self._missing_since.setdefault(part.job_id, now)
-                job_gone = now - since >= grace
+                # when it stays missing for a while, as told by the job directory, so that a
+                # later process (the CLI, `clean`) need not watch for that long itself.
+                since = self._missing_since.get(part.job_id)
+                if since is None:
+                    since = self._missing_since[part.job_id] = self.directory.missing_since(
+                        part.job_id
+                    )
+                job_gone = time.time() - since >= grace
             else:
-                self._missing_since.pop(part.job_id, None)
+                if self._missing_since.pop(part.job_id, None) is not None:
+                    self.directory.forget_missing(part.job_id)  # it was a controller's blip
                 job_gone = False
             for local in range(part.count):
                 index = part.offset + local
@@ -179,15 +228,20 @@ class Submission:
                 if old is not None and old.terminal:
                     continue
                 new = known.get(local) if known is not None else None
+                seen = new is not None and new.terminal  # the scheduler says it ended
                 if new is None or new.state == "UNKNOWN":
-                    new = self._from_directory(index, job_gone=job_gone) or new
+                    if recorded is None:
+                        recorded = self.directory.recorded_states()
+                    new = self._from_directory(index, recorded, job_gone=job_gone) or new
                     if new is None and index in self.cancelled:
                         # Slurm drops the record of a pending array task it cancels
-                        new = _CANCELLED
+                        new, seen = _CANCELLED, True
                 if new is None or new == old:
                     continue
                 if new.state == "PENDING" and not reasons.is_routine(new.reason):
                     self._note_reason(part.job_id, index, new)
+                if seen:
+                    self._unrecorded[index] = (new.state, new.reason, new.exit_code)
                 if old is not None and old.state == "RUNNING" and new.state == "PENDING":
                     log.warning(
                         "slurmscope.task.requeued",
@@ -252,11 +306,22 @@ class Submission:
             changed = True
         return changed
 
-    def _from_directory(self, index: int, *, job_gone: bool) -> TaskState | None:
-        """A task the scheduler did not mention: its outcome file tells, if there is one."""
+    def _from_directory(
+        self,
+        index: int,
+        recorded: dict[int, tuple[str, str | None, str | None]],
+        *,
+        job_gone: bool,
+    ) -> TaskState | None:
+        """A task the scheduler did not mention: its outcome file tells, if there is one;
+        else the final state a process recorded when it saw the task end. LOST only when
+        neither tells and the scheduler has not known the job for a while."""
         outcome = self.directory.read_outcome(index)
         if outcome is not None:
             return _COMPLETED if outcome["ok"] else _FAILED
+        ended = recorded.get(index)
+        if ended is not None:
+            return TaskState(*ended)
         return _LOST if job_gone else None
 
 
@@ -364,6 +429,13 @@ class Poller:
             changed = False
             for submission in unfinished:
                 changed |= submission.update(answer)
+            for submission in unfinished:
+                # What the scheduler said, kept: it forgets ended jobs (MinJobAge), and a
+                # later process must not read a job that ended without a result as pending,
+                # then lost. Written before any waiter wakes up to it: a driver that exits
+                # right after wait() has recorded what it saw. (Rare and small: only tasks
+                # the scheduler, not a result file, told ended.)
+                submission.record_ended()
             low, high = self._query_bounds
             self._query_interval = low if changed else min(high, self._query_interval * 1.5)
             self._watched = [s for s in self._watched if s.remaining > 0]
@@ -489,18 +561,37 @@ class _Handle:
         state = sub.states[index] or TaskState("UNKNOWN")
         reason = state.reason if state.reason not in (None, "None") else None
         upstream: list[str] = []
+        detail = ""
         if reason and "Dependency" in reason:
             lines = _failed_dependencies(self, index, upstream, depth=0, seen=set())
-            detail = "It depends on a job that failed:\n" + "\n".join(lines) if lines else ""
-        else:
+            if lines:
+                detail = "It has a dependency that can never be satisfied:\n" + "\n".join(lines)
+            elif "NeverSatisfied" in reason:
+                detail = (
+                    "Slurm says a dependency of it can never be satisfied; `slurmscope explain "
+                    f"{sub.task_id(index)}` shows each dependency and how its job ended."
+                )
+        if not detail:
             detail = _log_tail(_log_paths(sub, index)[1])
+            how = _how_it_ended(state.exit_code)
             exit_status = getattr(self.cluster.backend, "exit_status", None)
-            how = exit_status(sub.task_id(index)) if exit_status and state.terminal else None
+            if how is None and exit_status and state.terminal:
+                how = exit_status(sub.task_id(index))
             if how:
                 reason = f"{reason}, {how}" if reason else how
         error2 = JobNotCompletedError(job_id, position, state.state, reason, detail)
         error2.upstream = upstream
         raise error2
+
+
+def _how_it_ended(exit_code: str | None) -> str | None:
+    """Slurm's ``"status:signal"`` in words: ``"0:9"`` -> "killed by signal 9"."""
+    status, _, sig = (exit_code or "").partition(":")
+    if sig.isdigit() and int(sig):
+        return f"killed by signal {sig}"
+    if status.isdigit() and int(status):
+        return f"exit code {status}"
+    return None
 
 
 def _log_paths(sub: Submission, index: int) -> tuple[Path, Path]:
@@ -522,24 +613,27 @@ def _log_tail(path: Path, lines: int = 8) -> str:
 
 
 def _never_satisfied(dep: Dependency, index: int) -> tuple[bool, str]:
-    """Whether ``dep`` can no longer be satisfied for task ``index``, and what happened."""
+    """Whether ``dep`` can no longer be satisfied for task ``index``, and what happened, in
+    the words of its kind (``afternotok`` on a job that succeeded is not a failure)."""
     target = dep.target
     if target is None:
         return False, ""
     if dep.kind == "aftercorr" and isinstance(target, ArrayJob):
         element = target[index]
         outcome = element._known_outcome()
-        return outcome is False, f"task {index} ({element.job_id}) {element.status.state}"
+        why = None if outcome is None else never_satisfied(dep.kind, outcome)
+        return why is not None, f"task {index} ({element.job_id}) {element.status.state}; {why}"
     outcome = target._known_outcome()
-    if dep.kind == "afterok" and outcome is False:
-        if isinstance(target, ArrayJob):
-            bad = [i for i, st in enumerate(target._submission.states) if st and not st.succeeded]
-            shown = ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
-            return True, f"tasks {shown} did not complete"
-        return True, f"ended {target.status.state}"
-    if dep.kind == "afternotok" and outcome is True:
-        return True, "succeeded"
-    return False, ""
+    why = None if outcome is None else never_satisfied(dep.kind, outcome)
+    if why is None:
+        return False, ""
+    if outcome is False and isinstance(target, ArrayJob):
+        bad = [i for i, st in enumerate(target._submission.states) if st and not st.succeeded]
+        shown = ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
+        return True, f"tasks {shown} did not complete; {why}"
+    if outcome is False:
+        return True, f"ended {target.status.state}; {why}"
+    return True, f"succeeded; {why}"
 
 
 def _failed_dependencies(
@@ -611,7 +705,7 @@ class Job(_Handle):
             return state.succeeded
         if self._submission.looked_recently():
             return None
-        return self._submission.directory.outcome_ok(self.index)
+        return self._submission.outcomes_from_directory([self.index])[0]
 
     @property
     def state(self) -> str:
@@ -711,13 +805,12 @@ class ArrayJob(_Handle):
             return all(s is not None and s.succeeded for s in sub.states)
         if sub.looked_recently():
             return None
-        # The poller may not have caught up (or the scheduler forgot the job): the
-        # result files decide once every task has written one.
-        results = sub.directory.results_dir
-        if sum(1 for n in os.listdir(results) if not n.startswith(".")) < sub.size:
+        # The poller may not have caught up (or the scheduler forgot the job): the result
+        # files and the recorded final states decide once every task has one.
+        outcomes = sub.outcomes_from_directory(range(sub.size))
+        if any(o is None for o in outcomes):
             return None
-        outcomes = [sub.directory.read_outcome(i) for i in range(sub.size)]
-        return all(o is not None and o["ok"] for o in outcomes)
+        return all(outcomes)
 
     def __len__(self) -> int:
         """The number of items (tasks) of the map."""
@@ -764,7 +857,7 @@ class ArrayJob(_Handle):
             return "RUNNING"
         if "PENDING" in states or "SUBMITTED" in states:
             return "PENDING" if states <= {"PENDING", "SUBMITTED"} else "RUNNING"
-        for bad in ("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "CANCELLED", "LOST"):
+        for bad in UNSUCCESSFUL_ENDINGS:
             if bad in states:
                 return bad
         return sorted(states)[0]

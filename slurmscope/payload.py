@@ -10,6 +10,12 @@ Layout of one submission's directory::
     items.bin         every item's pickled (args, kwargs), one after the other
     items.idx         little-endian uint64 offsets: item i is items.bin[idx[i]:idx[i+1]]
     results/<i>.pkl   the outcome of task i, written atomically (temp file + rename)
+    ended/*.json      final states (state, reason, exit code) as a driver or the CLI saw
+                      the scheduler tell them: each file written once, atomically, by the
+                      process that saw tasks end; read once the scheduler has forgotten
+                      them (a task that ended without a result has nothing else to tell)
+    ended/missing-<id>  since when scheduler job <id> has been missing from its answers
+                      (LOST comes after a grace counted from there, in any process)
     logs/             the scheduler's stdout/stderr files
 
 This module is imported by the worker inside every job: standard library only, and only
@@ -46,6 +52,7 @@ ITEMS = "items.bin"
 INDEX = "items.idx"
 RESULTS = "results"
 LOGS = "logs"
+ENDED = "ended"
 BY_ID = "by-id"
 
 _OFFSET = struct.Struct("<Q")
@@ -152,6 +159,20 @@ class ResultRef:
 
 class UpstreamFailedError(RuntimeError):
     """Raised in a worker when a job it takes data from has no result."""
+
+
+def split_job_id(text: str) -> tuple[str, int | None]:
+    """``"12"`` -> ``("12", None)``, ``"12_3"`` -> ``("12", 3)``; ``ValueError`` for anything
+    else (a job id is digits; an array task adds ``_`` and its index, digits too)."""
+    job_id, sep, index = text.strip().partition("_")
+    if not (job_id.isascii() and job_id.isdigit()) or (
+        sep and not (index.isascii() and index.isdigit())
+    ):
+        raise ValueError(
+            f"{text!r} is not a job id: give JOBID or JOBID_INDEX (such as 4270 or 4270_3), "
+            "or a job directory"
+        )
+    return job_id, int(index) if sep else None
 
 
 class JobDirectory:
@@ -261,10 +282,98 @@ class JobDirectory:
         outcome = self.read_outcome(index)
         if outcome is None or not outcome["ok"]:
             raise UpstreamFailedError(
-                f"task {index} of {self.path} has no result "
-                f"({'not finished' if outcome is None else outcome['type']})"
+                f"task {index} of {self.path} has no result: {self.why_no_value(index, outcome)}"
             )
         return outcome["value"]
+
+    def why_no_value(self, index: int, outcome: dict[str, Any] | None) -> str:
+        """Why task ``index`` has no value: it raised, it ended without a result (as
+        recorded), its directory was removed, or it has not ended (as far as anyone saw)."""
+        if outcome is not None:
+            return f"it raised {outcome['type']}: {outcome['message']}"
+        if not os.path.isdir(self.path):
+            return (
+                "its job directory was removed (by `slurmscope clean --force`, or by hand); "
+                "run that job again"
+            )
+        if not os.path.isdir(self.results_dir):
+            return "its results directory was removed; run that job again"
+        ended = self.recorded_states().get(index)
+        if ended is not None:
+            return f"it ended {describe_ended(ended)} without writing a result"
+        return "it has not ended, as far as its job directory tells"
+
+    # -- final states seen by a driver or the CLI ------------------------------------------
+    def record_ended(self, ended: dict[int, tuple[str, str | None, str | None]]) -> None:
+        """Record final ``(state, reason, exit code)`` of tasks, as this process saw them:
+        one new file per call, written atomically, so that concurrent recorders never lose
+        each other's records and readers never see half a file."""
+        if not ended:
+            return
+        import json
+
+        groups: dict[tuple[str, str | None, str | None], list[int]] = {}
+        for index, key in sorted(ended.items()):
+            groups.setdefault(key, []).append(index)
+        data = {
+            "by": {"host": _hostname(), "pid": os.getpid()},
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "states": [
+                {"state": s, "reason": r, "exit_code": e, "indices": indices}
+                for (s, r, e), indices in groups.items()
+            ],
+        }
+        folder = self.path / ENDED
+        folder.mkdir(exist_ok=True)
+        name = f"{time.time_ns()}-{os.getpid()}-{os.urandom(3).hex()}.json"
+        atomic_write(folder / name, json.dumps(data).encode() + b"\n")
+
+    def missing_since(self, job_id: str) -> float:
+        """Since when (``time.time()``) scheduler job ``job_id`` has been seen missing from
+        the scheduler's answers: the first process to see it records the moment, later
+        processes read it."""
+        path = self.path / ENDED / f"missing-{job_id}"
+        try:
+            return float(path.read_text())
+        except (OSError, ValueError):
+            pass
+        now = time.time()
+        try:
+            path.parent.mkdir(exist_ok=True)
+            atomic_write(path, repr(now).encode())
+        except OSError:
+            pass
+        return now
+
+    def forget_missing(self, job_id: str) -> None:
+        """The scheduler knows job ``job_id`` again: drop the note of :meth:`missing_since`."""
+        try:  # noqa: SIM105 - contextlib is one import more for every task
+            os.unlink(self.path / ENDED / f"missing-{job_id}")
+        except OSError:
+            pass
+
+    def recorded_states(self) -> dict[int, tuple[str, str | None, str | None]]:
+        """Every final state recorded in this directory: ``{index: (state, reason, exit
+        code)}``; the earliest record of a task wins."""
+        import json
+
+        try:
+            names = sorted(
+                n for n in os.listdir(self.path / ENDED) if n.endswith(".json") and n[0] != "."
+            )
+        except OSError:
+            return {}
+        found: dict[int, tuple[str, str | None, str | None]] = {}
+        for name in names:
+            try:
+                data = json.loads((self.path / ENDED / name).read_bytes())
+            except (OSError, ValueError):
+                continue
+            for group in data.get("states", []):
+                key = (group["state"], group.get("reason"), group.get("exit_code"))
+                for index in group.get("indices", []):
+                    found.setdefault(int(index), key)
+        return found
 
     # -- manifest --------------------------------------------------------------------------
     def write_manifest(
@@ -299,7 +408,22 @@ class JobDirectory:
 
     @staticmethod
     def find(root: Path, cluster_name: str, job_id: str) -> JobDirectory | None:
-        link = root / BY_ID / cluster_name / job_id.split("_")[0]
+        """The directory of scheduler job ``job_id`` (or ``id_index``); ``None`` if none is
+        registered. ``ValueError`` when ``job_id`` is not a job id."""
+        link = root / BY_ID / cluster_name / split_job_id(job_id)[0]
         if not link.exists():
             return None
         return JobDirectory(link.resolve())
+
+
+def describe_ended(ended: tuple[str, str | None, str | None]) -> str:
+    """``("TIMEOUT", "TimeLimit", "0:15")`` -> ``"TIMEOUT (TimeLimit, exit code 0:15)"``."""
+    state, reason, exit_code = ended
+    details = [reason] if reason not in (None, "", "None") else []
+    if exit_code not in (None, "", "0", "0:0"):
+        details.append(f"exit code {exit_code}")
+    return f"{state} ({', '.join(details)})" if details else state
+
+
+def _hostname() -> str:
+    return os.uname().nodename

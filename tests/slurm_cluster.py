@@ -51,3 +51,45 @@ def require() -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI=true and the Slurm test cluster is not up: {reason}")
     pytest.skip(reason)
+
+
+class OwnCluster:
+    """A Slurm cluster of one test module's own, for tests that restart it, break it or
+    configure it differently (``scripts/slurm-cluster`` with its own directory and ports).
+
+    The directory and the ports come from the pid, so that two test runs at once never
+    stop each other's daemons; ``settings`` are more environment variables of the script
+    (``SLURMSCOPE_MIN_JOB_AGE``...). :meth:`start` is idempotent (it repairs what a test
+    broke); :meth:`remove` stops the daemons and deletes the directory.
+    """
+
+    def __init__(self, name: str, port_base: int, **settings: str) -> None:
+        pid = os.getpid()
+        self.dir = f"/var/tmp/slurmscope-{name}-{pid}"
+        self.conf = f"{self.dir}/slurm.conf"
+        self.env = {
+            "SLURMSCOPE_CLUSTER_DIR": self.dir,
+            "SLURMSCOPE_CLUSTER_PORT": str(port_base + (pid % 2000) * 4),
+            "SLURMSCOPE_CLUSTER_ETC_CONF": "0",
+            **settings,
+        }
+
+    def script(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, **self.env)
+        env.pop("SLURM_CONF", None)
+        return subprocess.run(
+            [str(SCRIPT), *args], capture_output=True, text=True, env=env, check=False
+        )
+
+    def start(self, *args: str) -> None:
+        """Start (or repair) it; fails the test with the script's output if it cannot."""
+        require()
+        started = self.script("start", *args)
+        if started.returncode != 0:
+            pytest.fail(f"could not start the cluster in {self.dir}: {started.stderr[-2000:]}")
+
+    def remove(self) -> None:
+        import shutil
+
+        self.script("stop")
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -24,21 +23,10 @@ sleep = slurmscope.task(tasks.sleep)
 record_run = slurmscope.task(tasks.record_run)
 
 # A cluster of this test run's own (two runs at once must not stop each other's daemons).
-CHAOS_DIR = f"/var/tmp/slurmscope-chaos-{os.getpid()}"
-CHAOS_ENV = {
-    "SLURMSCOPE_CLUSTER_DIR": CHAOS_DIR,
-    "SLURMSCOPE_CLUSTER_PORT": str(20000 + (os.getpid() % 2000) * 4),
-    "SLURMSCOPE_CLUSTER_ETC_CONF": "0",
-}
-CONF = f"{CHAOS_DIR}/slurm.conf"
-
-
-def _script(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, **CHAOS_ENV)
-    env.pop("SLURM_CONF", None)
-    return subprocess.run(
-        [str(slurm_cluster.SCRIPT), *args], capture_output=True, text=True, env=env, check=False
-    )
+CHAOS = slurm_cluster.OwnCluster("chaos", 20000)
+CHAOS_DIR = CHAOS.dir
+CONF = CHAOS.conf
+_script = CHAOS.script
 
 
 def _ctld_pids() -> list[int]:
@@ -71,13 +59,9 @@ def start_controller() -> None:
 
 @pytest.fixture(scope="module")
 def chaos() -> Iterator[None]:
-    slurm_cluster.require()
-    started = _script("start", "--nodes", "2")
-    if started.returncode != 0:
-        pytest.fail(f"could not start the chaos cluster: {started.stderr[-2000:]}")
+    CHAOS.start("--nodes", "2")
     yield
-    _script("stop")
-    shutil.rmtree(CHAOS_DIR, ignore_errors=True)
+    CHAOS.remove()
 
 
 @pytest.fixture

@@ -110,7 +110,7 @@ def test_transitive_dependents_end_and_name_the_root_cause(cluster: slurmscope.C
     text = str(err)
     assert "job passed as argument" in text and "explicit .after()" in text
     assert f"with cluster.dependencies() block (depth 1) at {__file__}:{line}" in text
-    assert f"afterok:{root.job_id} (boom: ended FAILED)" in text
+    assert f"afterok:{root.job_id} (boom: ended FAILED; afterok needs it to succeed" in text
     for job in (via_after, via_data):
         assert job.state == "CANCELLED"
     assert set(via_scope.states) == {"CANCELLED"}

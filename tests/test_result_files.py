@@ -197,8 +197,21 @@ def test_squeue_states_are_shared_objects() -> None:
 
     backend = object.__new__(SbatchBackend)  # no controller needed to parse an answer
     backend.slurm_conf = None
-    lines = [f"7_{i}|PENDING|JobHeldUser" for i in range(1000)] + ["7_1000|RUNNING|None"]
+    lines = [f"7_{i}|PENDING|JobHeldUser|0" for i in range(1000)] + ["7_1000|RUNNING|None|0"]
     backend._call = lambda *a, **k: subprocess.CompletedProcess(a, 0, "\n".join(lines), "")
     answer = backend.states(["7"])["7"]
     assert len(answer) == 1001 and answer[0] == TaskState("PENDING", "JobHeldUser")
     assert len({id(state) for state in answer.values()}) == 2
+
+
+def test_squeue_exit_codes_read_as_slurm_shows_them() -> None:
+    """squeue's exit_code is the raw wait status: 768 is exit code 3, 9 is signal 9."""
+    from slurmscope.backends.sbatch import SbatchBackend
+
+    backend = object.__new__(SbatchBackend)
+    lines = ["8|FAILED|NonZeroExitCode|768", "9|TIMEOUT|TimeLimit|15", "10|RUNNING|None|0"]
+    backend._call = lambda *a, **k: subprocess.CompletedProcess(a, 0, "\n".join(lines), "")
+    answer = backend.states(["8", "9", "10"])
+    assert answer["8"][0] == TaskState("FAILED", "NonZeroExitCode", "3:0")
+    assert answer["9"][0] == TaskState("TIMEOUT", "TimeLimit", "0:15")
+    assert answer["10"][0] == TaskState("RUNNING", "None", None)  # not ended: no exit code

@@ -15,21 +15,23 @@ from .. import limits, reasons
 from ..errors import UnsatisfiableRequestError
 from ..spec import JobSpec, Resources
 
-#: Slurm job states after which a job never runs again.
-TERMINAL_STATES = frozenset(
-    {
-        "COMPLETED",
-        "FAILED",
-        "CANCELLED",
-        "TIMEOUT",
-        "NODE_FAIL",
-        "OUT_OF_MEMORY",
-        "PREEMPTED",
-        "BOOT_FAIL",
-        "DEADLINE",
-        "LOST",
-    }
+#: The ways a job ends without success, worst first: the state an array shows when its
+#: tasks ended in several of them. (LOST is slurmscope's: the scheduler forgot a job that
+#: wrote no result and that nobody saw end.)
+UNSUCCESSFUL_ENDINGS = (
+    "FAILED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "PREEMPTED",
+    "CANCELLED",
+    "LOST",
 )
+#: Slurm job states after which a job never runs again: the one definition that every part
+#: of slurmscope (handles, poller, CLI, ``clean``, backends) uses.
+TERMINAL_STATES = frozenset({"COMPLETED", *UNSUCCESSFUL_ENDINGS})
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class TaskState:
 
     state: str
     reason: str | None = None
+    #: How the task's process ended, as Slurm shows it (``"1:0"``, ``"0:9"``); ``None``
+    #: where the backend does not tell.
+    exit_code: str | None = None
 
     @property
     def terminal(self) -> bool:

@@ -34,7 +34,7 @@ from ..limits import PartitionLimits
 from ..log import log
 from ..payload import atomic_write
 from ..spec import JobSpec, Resources, time_to_seconds
-from .base import Backend, StateMap, TaskState
+from .base import TERMINAL_STATES, Backend, StateMap, TaskState
 
 _TICK = 0.02
 
@@ -70,7 +70,7 @@ class _Job:
         return f"{self.id}_{index}" if self.is_array else self.id
 
     def ended(self) -> bool:
-        return all(t.state not in ("PENDING", "RUNNING") for t in self.tasks.values())
+        return all(t.state in TERMINAL_STATES for t in self.tasks.values())
 
 
 #: The options ``Cluster('local', ...)`` passes to this backend.
@@ -379,7 +379,7 @@ class LocalBackend(Backend):
         else:
             tasks = list(target.tasks.values()) if only is None else [target.tasks[only]]
         states = [t.state for t in tasks]
-        ended = all(s not in ("PENDING", "RUNNING") for s in states)
+        ended = all(s in TERMINAL_STATES for s in states)
         if kind == "after":
             return "ok" if all(s != "PENDING" for s in states) else "wait"
         if not ended:

@@ -750,7 +750,7 @@ class PyslurmBackend(Backend):
         """Every job record as (job id as submitted, task indices, state)."""
         out = []
         for job in self._load_jobs().values():
-            state = TaskState(job.state, job.state_reason)
+            state = TaskState(job.state, job.state_reason, _exit_code(job))
             if job.array_id is None:  # a single job
                 out.append((str(job.id), [0], state))
                 continue
@@ -854,6 +854,17 @@ class PyslurmBackend(Backend):
 def _number(value: Any) -> bool:
     """A pyslurm limit that is a number (not ``"UNLIMITED"``, not ``None``)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _exit_code(job: Any) -> str | None:
+    """``Job.exit_code`` and ``Job.exit_code_signal`` as Slurm shows them (``"1:0"``), once
+    the job has ended; ``None`` before, or where this pyslurm does not have them."""
+    if job.state not in TERMINAL_STATES:
+        return None
+    code, signal = getattr(job, "exit_code", None), getattr(job, "exit_code_signal", None)
+    if code is None and signal is None:
+        return None
+    return f"{code or 0}:{signal or 0}"
 
 
 def _transient(exc: Any) -> bool:

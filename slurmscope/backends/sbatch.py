@@ -30,7 +30,7 @@ from ._slurm import (
     partial_output,
     slurm_conf_problem,
 )
-from .base import Backend, StateMap, TaskState
+from .base import TERMINAL_STATES, Backend, StateMap, TaskState
 
 _RANGE = re.compile(r"^(\d+)_\[(.+)\]$")
 
@@ -225,7 +225,8 @@ class SbatchBackend(Backend):
                 "--noheader",
                 "--array",
                 "--states=all",
-                "--format=%i|%T|%r",
+                # Each field ends with "|" and has no width: nothing padded, nothing cut.
+                "--Format=JobArrayID:|,State:|,Reason:|,exit_code:",
                 f"--jobs={','.join(job_ids)}",
             ],
             what="squeue",
@@ -237,18 +238,21 @@ class SbatchBackend(Backend):
                 return {}
             raise SchedulerError(f"squeue failed: {proc.stderr.strip()}")
         answer: dict[str, dict[int, TaskState]] = {}
-        # One TaskState per (state, reason), shared: a map of 100,000 pending tasks is
-        # 100,000 lines, and the poller keeps every task's state.
-        shared: dict[tuple[str, str], TaskState] = {}
+        # One TaskState per (state, reason, exit code), shared: a map of 100,000 pending
+        # tasks is 100,000 lines, and the poller keeps every task's state.
+        shared: dict[tuple[str, str, str], TaskState] = {}
         for line in proc.stdout.splitlines():
             fields = line.strip().split("|")
-            if len(fields) != 3:
+            if len(fields) < 3:
                 continue
-            ident, state, reason = fields
+            ident, state, reason = fields[:3]
+            status = fields[3] if len(fields) > 3 else ""
             state = state.split()[0].rstrip("+")
-            task = shared.get((state, reason))
+            task = shared.get((state, reason, status))
             if task is None:
-                task = shared[state, reason] = TaskState(state, reason)
+                task = shared[state, reason, status] = TaskState(
+                    state, reason, _exit_code(status) if state in TERMINAL_STATES else None
+                )
             job_id, _, index = ident.partition("_")
             if job_id not in wanted:
                 continue
@@ -423,3 +427,11 @@ def partition_limits(partitions: str, nodes: str) -> dict[str, limits.PartitionL
         if "NodeName" in n
     ]
     return limits.build(parts, infos)
+
+
+def _exit_code(status: str) -> str | None:
+    """squeue's raw wait status (``768``, ``9``) as Slurm shows exit codes (``3:0``, ``0:9``)."""
+    if not status.strip().isdigit():
+        return None
+    raw = int(status)
+    return f"{raw >> 8}:{raw & 0x7F}"

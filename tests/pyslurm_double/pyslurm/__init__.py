@@ -688,6 +688,18 @@ class Job:
         return self._get("Reason")
 
     @property
+    def exit_code(self) -> int | None:
+        """The exit status of ``ExitCode=status:signal`` (pyslurm's ``Job.exit_code``)."""
+        text = self._get("ExitCode")
+        return int(text.split(":")[0]) if text else None
+
+    @property
+    def exit_code_signal(self) -> int | None:
+        """The signal of ``ExitCode=status:signal`` (pyslurm's ``Job.exit_code_signal``)."""
+        text = self._get("ExitCode")
+        return int(text.split(":")[1]) if text and ":" in text else None
+
+    @property
     def dependencies(self) -> dict[str, Any] | None:
         return _dependency_str_to_dict(self._get("Dependency"))
 
