@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import re
 import shutil
 import socket
 import sys
@@ -54,7 +53,6 @@ _default_lock = threading.Lock()
 _default: Cluster | None = None  # the explicit default-cluster registry
 
 _PLAIN = (int, float, str, bytes, bool, type(None), complex)
-_JOB_ID = re.compile(r"[0-9]+(_[0-9]+)?")
 
 
 @dataclass(frozen=True)
