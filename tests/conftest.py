@@ -1,16 +1,21 @@
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cloudpickle
+import pyslurm_support
 import pytest
+import slurm_cluster
 import structlog
 import tasks
 
 import slurmscope
 from slurmscope import cluster as cluster_module
+from slurmscope.spec import JobSpec
 
 # The worker runs outside pytest's sys.path: ship the test tasks by value.
 cloudpickle.register_pickle_by_value(tasks)
@@ -80,3 +85,41 @@ def expected_pairs(job: slurmscope.Job | slurmscope.ArrayJob) -> set[tuple[str, 
         else:
             pairs.add((dep.kind, dep.target_id))
     return pairs
+
+
+#: The backends a behaviour is checked on: pytest parameters, the Slurm ones marked.
+BACKENDS = [
+    "local",
+    pytest.param("sbatch", marks=pytest.mark.slurm),
+    pytest.param("pyslurm", marks=pytest.mark.slurm),
+]
+
+
+def backend_cluster(
+    kind: str, root: Path, stack: contextlib.ExitStack, **local_options: object
+) -> slurmscope.Cluster:
+    """A cluster of ``kind`` for one test, closed by ``stack``: ``local`` with
+    ``local_options``; ``sbatch`` and ``pyslurm`` on the real test cluster (skipped, or failed
+    under CI, where it is not up), pyslurm on the real bindings where they import, else the
+    test double."""
+    if kind == "local":
+        c = slurmscope.Cluster("local", root=root, set_as_default=False, **local_options)
+    else:
+        slurm_cluster.require()
+        if kind == "pyslurm":
+            stack.enter_context(pyslurm_support.pyslurm_importable())
+        c = slurmscope.Cluster(kind, root=root, set_as_default=False)
+    stack.callback(c.close)
+    return c
+
+
+def probe_spec(tmp_path: Path, **changes: Any) -> JobSpec:
+    """A backend-level spec of a job that runs ``true`` in ``tmp_path``, with ``changes``."""
+    base = JobSpec(
+        name="probe",
+        command=("true",),
+        workdir=str(tmp_path),
+        stdout=str(tmp_path / "%j.out"),
+        stderr=str(tmp_path / "%j.err"),
+    )
+    return base.with_(**changes)

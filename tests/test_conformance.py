@@ -13,10 +13,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyslurm_support
 import pytest
-import slurm_cluster
 import tasks
+from conftest import BACKENDS, backend_cluster
 
 import slurmscope
 from slurmscope.errors import JobNotCompletedError, TaskFailedError
@@ -27,25 +26,10 @@ fail_on = slurmscope.task(tasks.fail_on)
 stamp = slurmscope.task(tasks.stamp)
 sleep = slurmscope.task(tasks.sleep)
 
-BACKENDS = [
-    "local",
-    pytest.param("sbatch", marks=pytest.mark.slurm),
-    pytest.param("pyslurm", marks=pytest.mark.slurm),
-]
-
-
 @pytest.fixture(params=BACKENDS)
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[slurmscope.Cluster]:
     with contextlib.ExitStack() as stack:
-        if request.param == "local":
-            c = slurmscope.Cluster("local", root=tmp_path, max_array_size=101, set_as_default=False)
-        else:
-            slurm_cluster.require()
-            if request.param == "pyslurm":  # a real pyslurm where it imports, else the double
-                stack.enter_context(pyslurm_support.pyslurm_importable())
-            c = slurmscope.Cluster(request.param, root=tmp_path, set_as_default=False)
-        yield c
-        c.close()
+        yield backend_cluster(request.param, tmp_path, stack, max_array_size=101)
 
 
 def recorded(cluster: slurmscope.Cluster, job_id: str) -> set[tuple[str, str]]:

@@ -10,12 +10,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyslurm_support
 import pytest
-import slurm_cluster
 import structlog
 import tasks
-from conftest import job_dirs
+from conftest import BACKENDS, backend_cluster, job_dirs
 
 import slurmscope
 from slurmscope import limits, reasons
@@ -30,25 +28,10 @@ from slurmscope.spec import Resources
 
 add = slurmscope.task(tasks.add)
 
-BACKENDS = [
-    "local",
-    pytest.param("sbatch", marks=pytest.mark.slurm),
-    pytest.param("pyslurm", marks=pytest.mark.slurm),
-]
-
-
 @pytest.fixture(params=BACKENDS)
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[slurmscope.Cluster]:
     with contextlib.ExitStack() as stack:
-        if request.param == "local":
-            c = slurmscope.Cluster("local", root=tmp_path, cpus=2, set_as_default=False)
-        else:
-            slurm_cluster.require()
-            if request.param == "pyslurm":
-                stack.enter_context(pyslurm_support.pyslurm_importable())
-            c = slurmscope.Cluster(request.param, root=tmp_path, set_as_default=False)
-        yield c
-        c.close()
+        yield backend_cluster(request.param, tmp_path, stack, cpus=2)
 
 
 def submissions(cluster: slurmscope.Cluster) -> int:

@@ -23,14 +23,14 @@ import pyslurm_support
 import pytest
 import slurm_cluster
 import tasks
-from conftest import job_dirs
+from conftest import job_dirs, probe_spec
 
 import slurmscope
 from slurmscope.backends import pyslurm as backend_module
 from slurmscope.backends.pyslurm import PyslurmBackend, description_fields
 from slurmscope.backends.sbatch import batch_script
 from slurmscope.errors import BackendUnavailableError, SubmissionError
-from slurmscope.spec import ArraySpec, JobSpec, Resources
+from slurmscope.spec import ArraySpec, Resources
 
 pytestmark = pytest.mark.slurm
 
@@ -111,15 +111,7 @@ def scancel(*job_ids: str) -> None:
     subprocess.run(["scancel", *job_ids], capture_output=True, check=False)
 
 
-def spec(tmp_path: Path, **changes: Any) -> JobSpec:
-    base = JobSpec(
-        name="probe",
-        command=("true",),
-        workdir=str(tmp_path),
-        stdout=str(tmp_path / "%j.out"),
-        stderr=str(tmp_path / "%j.err"),
-    )
-    return base.with_(**changes)
+spec = probe_spec
 
 
 # -- the description ------------------------------------------------------------------------

@@ -23,8 +23,10 @@ import pyslurm_support
 import pytest
 import slurm_cluster
 import tasks
+from conftest import probe_spec
 
 import slurmscope
+from slurmscope.spec import JobSpec
 
 pytestmark = pytest.mark.slurm
 
@@ -123,31 +125,14 @@ def test_gpus_are_granted_and_seen_on_both(both: dict[str, slurmscope.Cluster]) 
 
 
 # -- several nodes: a cluster of this module's own, and pyslurm in a process of its own -------
-MULTI_DIR = f"/var/tmp/slurmscope-multinode-{os.getpid()}"
-MULTI_ENV = {
-    "SLURMSCOPE_CLUSTER_DIR": MULTI_DIR,
-    "SLURMSCOPE_CLUSTER_PORT": str(30000 + (os.getpid() % 2000) * 4),
-    "SLURMSCOPE_CLUSTER_ETC_CONF": "0",
-}
-
-
-def _script(*args: str) -> subprocess.CompletedProcess[str]:
-    environ = dict(os.environ, **MULTI_ENV)
-    environ.pop("SLURM_CONF", None)
-    return subprocess.run(
-        [str(slurm_cluster.SCRIPT), *args], capture_output=True, text=True, env=environ
-    )
+MULTI = slurm_cluster.OwnCluster("multinode", 30000)
 
 
 @pytest.fixture(scope="module")
 def two_nodes() -> Iterator[str]:
-    slurm_cluster.require()
-    started = _script("start", "--nodes", "2")
-    if started.returncode != 0:
-        pytest.fail(f"could not start a 2-node cluster: {started.stderr[-2000:]}")
-    yield f"{MULTI_DIR}/slurm.conf"
-    _script("stop")
-    subprocess.run(["rm", "-rf", MULTI_DIR], check=False)
+    MULTI.start("--nodes", "2")
+    yield MULTI.conf
+    MULTI.remove()
 
 
 DRIVER = textwrap.dedent(
@@ -204,17 +189,8 @@ def test_kill_on_invalid_dependency_means_the_same_on_both(
     (it cannot send sbatch's explicit "no", so the sbatch backend does not either)."""
     import time
 
-    from slurmscope.spec import JobSpec
-
     def spec(**changes: Any) -> JobSpec:
-        base = JobSpec(
-            name="kill-on-invalid",
-            command=("true",),
-            workdir=str(tmp_path),
-            stdout=str(tmp_path / "%j.out"),
-            stderr=str(tmp_path / "%j.err"),
-        )
-        return base.with_(**changes)
+        return probe_spec(tmp_path, **changes)
 
     seen: dict[tuple[str, bool], tuple[str, str | None]] = {}
     for kind, cluster in both.items():
