@@ -55,6 +55,8 @@ _EXPORTS = {
     "JobNotFoundError": "slurmscope.errors",
     "UnsatisfiableRequestError": "slurmscope.errors",
     "JobCannotRunError": "slurmscope.errors",
+    "GraphvizNotFoundError": "slurmscope.errors",
+    "Graph": "slurmscope.graph",
 }
 
 __all__ = [
@@ -66,6 +68,8 @@ __all__ = [
     "Dependency",
     "DependencyError",
     "DependencyRequest",
+    "Graph",
+    "GraphvizNotFoundError",
     "InvalidInputError",
     "Job",
     "JobCannotRunError",
