@@ -119,6 +119,7 @@ if TYPE_CHECKING:
         ArrayAlreadySubmittedError,
         BackendUnavailableError,
         DependencyError,
+        GraphvizNotFoundError,
         InvalidInputError,
         JobCannotRunError,
         JobError,
@@ -130,6 +131,7 @@ if TYPE_CHECKING:
         TaskFailedError,
         UnsatisfiableRequestError,
     )
+    from .graph import Graph
     from .jobs import ArrayJob, Job
     from .log import configure_logging
     from .scope import carry_scope

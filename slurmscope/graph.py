@@ -71,7 +71,7 @@ class Node:
         elif len(self.job_ids) > 1:
             what = f"arrays {ids}: {self.size} tasks ({len(self.job_ids)} parts)"
         else:
-            what = f"array {ids}: {self.size} tasks"
+            what = f"array {ids}: {self.size} task{'s' if self.size != 1 else ''}"
         counts = " · ".join(f"{s} {n}" for s, n in sorted(self.counts.items())) or self.summary
         lines = [self.name, what, counts, STATE_WORDS.get(self.state, self.state)]
         return lines + (["✗ root cause"] if self.root_cause else [])
