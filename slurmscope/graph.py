@@ -61,8 +61,10 @@ class Node:
     root_cause: bool = False
 
     def lines(self) -> list[str]:
-        ids = "+".join(self.job_ids) if len(self.job_ids) <= 3 else (
-            f"{self.job_ids[0]}..{self.job_ids[-1]}"
+        ids = (
+            "+".join(self.job_ids)
+            if len(self.job_ids) <= 3
+            else (f"{self.job_ids[0]}..{self.job_ids[-1]}")
         )
         if self.directory is None:
             return [self.name, f"job {ids}", self.summary]
@@ -89,7 +91,9 @@ class Edge:
 
     def lines(self) -> list[str]:
         p = self.provenance
-        how = f"scope depth {p.get('depth')}" if p["via"] == "scope" else _VIA.get(p["via"], p["via"])
+        how = (
+            f"scope depth {p.get('depth')}" if p["via"] == "scope" else _VIA.get(p["via"], p["via"])
+        )
         if p.get("detail"):
             how += f" {p['detail']}"
         where = f"{os.path.basename(p['file'])}:{p['line']}"
@@ -116,7 +120,10 @@ def _state(tree: dict[str, Any]) -> str:
         return "running"
     if not all(TaskState(s).terminal for s in states):
         return "unknown" if states == {"UNKNOWN"} else "pending"
-    if any(e["never_satisfied"] for e in tree["dependencies"]) and states <= {"CANCELLED", "COMPLETED"}:
+    if any(e["never_satisfied"] for e in tree["dependencies"]) and states <= {
+        "CANCELLED",
+        "COMPLETED",
+    }:
         return "upstream_failed"
     if states <= {"CANCELLED", "COMPLETED"}:
         return "cancelled"
@@ -209,7 +216,9 @@ class Graph:
                 "color": e.colour,
                 "fontcolor": e.colour,
                 "style": _STYLE.get(e.provenance["via"], "solid"),
-                "class": f"block-{e.block}" if e.block is not None else f"via-{e.provenance['via']}",
+                "class": f"block-{e.block}"
+                if e.block is not None
+                else f"via-{e.provenance['via']}",
                 "tooltip": Provenance.from_json(e.provenance).describe(),
             }
             if e.never_satisfied:
@@ -306,9 +315,11 @@ def _mark_root_causes(nodes: list[Node], edges: list[Edge]) -> list[Node]:
 
 def format_for(path: Path) -> str:
     suffix = path.suffix.lstrip(".").lower()
-    return {"gv": "dot", "mmd": "mermaid", "md": "mermaid"}.get(suffix, suffix) if (
-        suffix in FORMATS or suffix in ("gv", "mmd", "md")
-    ) else "dot"
+    return (
+        {"gv": "dot", "mmd": "mermaid", "md": "mermaid"}.get(suffix, suffix)
+        if (suffix in FORMATS or suffix in ("gv", "mmd", "md"))
+        else "dot"
+    )
 
 
 def render_dot(dot: str, format: str) -> bytes:
