@@ -110,23 +110,21 @@ class Edge:
 
 
 def _state(tree: dict[str, Any]) -> str:
-    counts = tree["counts"]
-    if not counts:
+    """The overall state of a job, which gives its colour."""
+    states = set(tree["counts"])
+    if not states:
         return "unknown"
-    states = set(counts)
     if states == {"COMPLETED"}:
         return "done"
     if states & {"RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED"}:
         return "running"
+    if "UNKNOWN" in states:  # e.g. run by another process's embedded scheduler
+        return "unknown"
     if not all(TaskState(s).terminal for s in states):
-        return "unknown" if states == {"UNKNOWN"} else "pending"
-    if any(e["never_satisfied"] for e in tree["dependencies"]) and states <= {
-        "CANCELLED",
-        "COMPLETED",
-    }:
-        return "upstream_failed"
+        return "pending"
     if states <= {"CANCELLED", "COMPLETED"}:
-        return "cancelled"
+        cause = any(e["never_satisfied"] for e in tree["dependencies"])
+        return "upstream_failed" if cause else "cancelled"
     return "failed"
 
 

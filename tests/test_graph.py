@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -336,3 +337,35 @@ def test_graph_on_the_sbatch_backend(tmp_path: Path) -> None:
     assert nodes[by_name(nodes, "prepare")[0]]["fill"] == STATE_COLOURS["done"]
     for node_id in by_name(nodes, "summarise") + by_name(nodes, "report"):
         assert nodes[node_id]["fill"] == STATE_COLOURS["upstream_failed"]
+
+
+def test_running_and_pending_colours(local: slurmscope.Cluster) -> None:
+    import tasks
+
+    sleep = slurmscope.task(tasks.sleep).on(local)
+    first = sleep(60)
+    with local.dependencies(first):
+        second = sleep.map([60, 60])
+    try:
+        for _ in range(300):
+            if first.state == "RUNNING":
+                break
+            time.sleep(0.1)
+        graph = second.graph()
+        assert [(n.name, n.state) for n in graph.nodes] == [
+            ("sleep", "pending"),
+            ("sleep", "running"),
+        ]
+        assert graph.nodes[0].counts == {"PENDING": 2}
+        if shutil.which("dot"):
+            nodes, _ = parse_svg(graph.svg())
+            assert [nodes[n.id]["fill"] for n in graph.nodes] == [
+                STATE_COLOURS["pending"],
+                STATE_COLOURS["running"],
+            ]
+    finally:
+        first.cancel()  # its dependents are cancelled: their afterok can never be satisfied
+    second.wait(timeout=60)
+    ended = {n.name + str(n.size): n for n in second.graph().nodes}
+    assert ended["sleep1"].state == "cancelled" and ended["sleep1"].root_cause
+    assert ended["sleep2"].state == "upstream_failed" and not ended["sleep2"].root_cause
