@@ -32,7 +32,6 @@ _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _UNIT = {"": 86400, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-
 class CliError(Exception):
     """An error the command reports in one line (``code``: the exit status)."""
 

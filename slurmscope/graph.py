@@ -23,7 +23,7 @@ from typing import Any
 
 from .backends.base import TaskState
 from .dependency import Provenance
-from .errors import GraphvizNotFoundError, SlurmscopeError
+from .errors import GraphvizNotFoundError, InvalidInputError, SlurmscopeError
 from .tree import key
 
 FORMATS = ("dot", "mermaid", "svg", "png")
@@ -49,6 +49,11 @@ _STYLE = {"scope": "solid", "after()": "dashed", "after=": "dashed", "argument":
 
 @dataclass(frozen=True)
 class Node:
+    """One submission: ``id`` in the graph (``n0``...), its task ``name``, scheduler
+    ``job_ids`` (one per part of a split map), job ``directory`` (``None`` for a job known
+    only by its id), ``size`` and ``array``, tasks per state (``counts``), the overall
+    ``state`` (a key of :data:`STATE_COLOURS`) and whether it is a ``root_cause``."""
+
     id: str
     name: str
     job_ids: tuple[str, ...]
@@ -61,11 +66,9 @@ class Node:
     root_cause: bool = False
 
     def lines(self) -> list[str]:
-        ids = (
-            "+".join(self.job_ids)
-            if len(self.job_ids) <= 3
-            else (f"{self.job_ids[0]}..{self.job_ids[-1]}")
-        )
+        ids = "+".join(self.job_ids)
+        if len(self.job_ids) > 3:
+            ids = f"{self.job_ids[0]}..{self.job_ids[-1]}"
         if self.directory is None:
             return [self.name, f"job {ids}", self.summary]
         if not self.array:
@@ -81,6 +84,11 @@ class Node:
 
 @dataclass(frozen=True)
 class Edge:
+    """One dependency, from ``source`` (the job waited for) to ``target`` (the job waiting),
+    with its ``kind``, the ``target_id`` Slurm sees, its ``provenance`` (as in the manifest),
+    its ``with`` block's index (``None`` when not given by a scope) and why it can never be
+    satisfied (``None`` while it can)."""
+
     source: str  # the node waited for
     target: str  # the node waiting
     kind: str
@@ -251,7 +259,7 @@ class Graph:
         if format == "mermaid":
             return self.to_mermaid().encode()
         if format not in FORMATS:
-            raise SlurmscopeError(f"no graph format {format!r}: use one of {', '.join(FORMATS)}")
+            raise InvalidInputError(f"no graph format {format!r}: use one of {', '.join(FORMATS)}")
         return render_dot(self.to_dot(), format)
 
     def svg(self) -> str:

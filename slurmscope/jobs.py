@@ -562,8 +562,8 @@ class _Handle:
             cluster._poller._poll()
             return task_rows(handle)
 
-        found = trees([(self._submission.directory, "")], rows_of, cluster.root if downstream else None)
-        return Graph.from_trees(found)
+        downstream_of = cluster.root if downstream else None
+        return Graph.from_trees(trees([(self._submission.directory, "")], rows_of, downstream_of))
 
     def after(self, *jobs: Any, **kwargs: Any) -> Any:
         """Always raises :class:`ArrayAlreadySubmittedError`: Slurm fixes dependencies at submit
