@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from slurmscope.graph import render_dot
+
 ROOT = Path(__file__).resolve().parents[2]
 PLACEHOLDER = "<!-- pipeline-graph -->"
 #: The pipeline with ``square`` failing on one item: everything after it is cancelled.
@@ -59,12 +61,15 @@ def pipeline_graph(fmt: str, failed: bool = False) -> str:
         run = [sys.executable, *script]
         subprocess.run(run, cwd=ROOT, env=env, capture_output=True, check=True, timeout=300)
         jobs = sorted(str(p.parent) for p in Path(tmp).glob("*/manifest.json"))
+        text_format = "mermaid" if fmt == "mermaid" else "dot"
         proc = subprocess.run(
-            [sys.executable, "-m", "slurmscope.cli", "--root", tmp, "graph", *jobs, "-f", fmt],
+            [sys.executable, "-m", "slurmscope.cli", "--root", tmp, "graph", *jobs, "-f", text_format],
             cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=300,
         )  # fmt: skip
-    # The temporary root is gone: keep its name out of the picture.
+    # The temporary root is gone, the checkout's place is nobody's business: keep them out.
     text = proc.stdout.replace(tmp, "$SLURMSCOPE_ROOT").replace(f"{ROOT}{os.sep}", "")
+    if fmt == "svg":
+        text = render_dot(text, "svg").decode()
     _cache[(failed, fmt)] = text
     return text
 
