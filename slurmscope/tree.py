@@ -113,20 +113,30 @@ def trees(
     seen: set[str] = set()
     found = [node(d, rows_of, seen, asked) for d, asked in jobs if key(d.path) not in seen]
     if downstream_of is not None:
-        manifests = sorted(downstream_of.glob(f"*/{MANIFEST}"))
+        waiting = _dependencies_under(downstream_of)
         grew = True
         while grew:
             grew = False
-            for path in manifests:
-                if key(path.parent) in seen:
-                    continue
-                deps = JobDirectory(path.parent).read_manifest()["dependencies"]
-                if any(d.get("target_dir") and key(d["target_dir"]) in seen for d in deps):
-                    found.append(node(JobDirectory(path.parent), rows_of, seen))
+            for directory, targets in waiting.items():
+                if key(directory) not in seen and any(t in seen for t in targets):
+                    found.append(node(JobDirectory(directory), rows_of, seen))
                     grew = True
     outcomes: dict[str, bool | None] = {}
     for tree in found:
         _outcomes(tree, outcomes)
     for tree in found:
         _mark_never_satisfied(tree, outcomes)
+    return found
+
+
+def _dependencies_under(root: Path) -> dict[Path, set[str]]:
+    """Every job directory under ``root`` (in submission order) with the directories it
+    depends on; one whose manifest cannot be read is left out."""
+    found = {}
+    for path in sorted(root.glob(f"*/{MANIFEST}")):
+        try:
+            deps = JobDirectory(path.parent).read_manifest()["dependencies"]
+        except (OSError, ValueError, KeyError):
+            continue
+        found[path.parent] = {key(d["target_dir"]) for d in deps if d.get("target_dir")}
     return found
