@@ -369,3 +369,20 @@ def test_running_and_pending_colours(local: slurmscope.Cluster) -> None:
     ended = {n.name + str(n.size): n for n in second.graph().nodes}
     assert ended["sleep1"].state == "cancelled" and ended["sleep1"].root_cause
     assert ended["sleep2"].state == "upstream_failed" and not ended["sleep2"].root_cause
+
+
+def test_a_removed_upstream_is_a_placeholder(local: slurmscope.Cluster) -> None:
+    import tasks
+
+    add = slurmscope.task(tasks.add).on(local)
+    first = add(1)
+    second = add.after(first)(2)
+    assert second.get_result() == 3
+    shutil.rmtree(first.directory)
+    graph = second.graph()
+    assert len(graph.nodes) == 2 and len(graph.edges) == 1
+    gone = graph.nodes[1]
+    assert gone.directory is None and gone.job_ids == (first.job_id,)
+    assert gone.lines() == ["?", f"job {first.job_id}", "(job directory removed)"]
+    assert graph.edges[0].source == gone.id and graph.edges[0].target == graph.nodes[0].id
+    assert 'style="rounded,dashed"' in str(graph)
