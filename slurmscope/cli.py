@@ -465,7 +465,10 @@ def _parser() -> _Parser:
     p = sub.add_parser("graph", help="a picture of the dependency graph (svg, png, dot, mermaid)")
     p.add_argument("job", nargs="+", help="job ids, id_index, or job directories")
     p.add_argument(
-        "-f", "--format", choices=FORMATS, help="output format (default: by -o's suffix, else dot)"
+        "-f",
+        "--format",
+        choices=FORMATS,
+        help="output format (default: by -o's suffix; dot on stdout)",
     )
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
     p.add_argument(

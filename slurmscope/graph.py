@@ -271,7 +271,7 @@ class Graph:
         return self.render("png")
 
     def save(self, path: str | os.PathLike[str], format: str | None = None) -> Path:
-        """Write the graph to ``path``, in ``format`` (default: by its suffix, else DOT)."""
+        """Write the graph to ``path``, in ``format`` (default: by its suffix)."""
         path = Path(path)
         path.write_bytes(self.render(format or format_for(path)))
         return path
@@ -319,13 +319,25 @@ def _mark_root_causes(nodes: list[Node], edges: list[Edge]) -> list[Node]:
     return [Node(**{**asdict(n), "root_cause": n.id in causes}) for n in nodes]
 
 
+_SUFFIXES = {
+    ".dot": "dot",
+    ".gv": "dot",
+    ".mmd": "mermaid",
+    ".md": "mermaid",
+    ".svg": "svg",
+    ".png": "png",
+}
+
+
 def format_for(path: Path) -> str:
-    suffix = path.suffix.lstrip(".").lower()
-    return (
-        {"gv": "dot", "mmd": "mermaid", "md": "mermaid"}.get(suffix, suffix)
-        if (suffix in FORMATS or suffix in ("gv", "mmd", "md"))
-        else "dot"
-    )
+    """The format a file name asks for by its suffix."""
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise InvalidInputError(
+            f"cannot tell the graph format from the name {path.name!r}: name it .svg, .png, "
+            f".dot/.gv or .mmd/.md, or give the format ({', '.join(FORMATS)})"
+        )
+    return fmt
 
 
 def render_dot(dot: str, format: str) -> bytes:
