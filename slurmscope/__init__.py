@@ -55,6 +55,8 @@ _EXPORTS = {
     "JobNotFoundError": "slurmscope.errors",
     "UnsatisfiableRequestError": "slurmscope.errors",
     "JobCannotRunError": "slurmscope.errors",
+    "GraphvizNotFoundError": "slurmscope.errors",
+    "Graph": "slurmscope.graph",
 }
 
 __all__ = [
@@ -66,6 +68,8 @@ __all__ = [
     "Dependency",
     "DependencyError",
     "DependencyRequest",
+    "Graph",
+    "GraphvizNotFoundError",
     "InvalidInputError",
     "Job",
     "JobCannotRunError",
@@ -115,6 +119,7 @@ if TYPE_CHECKING:
         ArrayAlreadySubmittedError,
         BackendUnavailableError,
         DependencyError,
+        GraphvizNotFoundError,
         InvalidInputError,
         JobCannotRunError,
         JobError,
@@ -126,6 +131,7 @@ if TYPE_CHECKING:
         TaskFailedError,
         UnsatisfiableRequestError,
     )
+    from .graph import Graph
     from .jobs import ArrayJob, Job
     from .log import configure_logging
     from .scope import carry_scope

@@ -1,4 +1,4 @@
-"""``slurmscope status|explain|logs|cancel|clean``: jobs from any process, on any backend.
+"""``slurmscope status|explain|graph|logs|cancel|clean``: jobs from any process, on any backend.
 
 Everything is read from the job directories (manifest, results, recorded final states,
 logs) and from the scheduler the job was submitted to. ``--json`` prints machine-readable
@@ -21,12 +21,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .backends.base import TaskState
+from .graph import FORMATS, Graph, format_for
+from .jobs import task_rows as _rows
 from .payload import BY_ID, MANIFEST, JobDirectory, split_job_id
+from .tree import Row, trees
+from .tree import ended as _ended
+from .tree import summary as _summary
 
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _UNIT = {"": 86400, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-Row = tuple[int, str, str, str]  # (index, scheduler id, state, reason)
 
 
 class CliError(Exception):
@@ -98,38 +101,10 @@ def _poll(handles: Iterable[Any]) -> None:
         cluster._poller._poll()
 
 
-def _rows(handle: Any) -> list[Row]:
-    """(index, scheduler id, state, reason) of every task of ``handle``, as last polled."""
-    from .jobs import ArrayJob
-
-    jobs = list(handle) if isinstance(handle, ArrayJob) else [handle]
-    rows = []
-    for job in jobs:
-        state = job._submission.states[job.index]
-        if state is None:  # the scheduler did not answer, or no longer knows it (not yet LOST)
-            rows.append((job.index, job.job_id, "UNKNOWN", _NOT_KNOWN))
-            continue
-        reason = (state.reason or "") if state.reason != "None" else ""
-        rows.append((job.index, job.job_id, state.state, reason))
-    return rows
-
-
-_NOT_KNOWN = "the scheduler did not tell; no result or recorded end in the job directory"
-
-
 def _states(handle: Any) -> list[Row]:
     """The rows of ``handle`` after one poll."""
     _poll([handle])
     return _rows(handle)
-
-
-def _summary(rows: Sequence[Row]) -> str:
-    counts = Counter(state for _, _, state, _ in rows)
-    return ", ".join(f"{state} {n}" for state, n in sorted(counts.items())) or "no tasks"
-
-
-def _ended(rows: Sequence[Row]) -> bool:
-    return all(TaskState(state).terminal for _, _, state, _ in rows)
 
 
 # -- status -------------------------------------------------------------------------------------
@@ -241,12 +216,17 @@ def _rows_of_many(root: Path, directories: Sequence[JobDirectory]) -> list[list[
     return [h if isinstance(h, str) else _rows(h) for h in handles]
 
 
+def _rows_of(root: Path) -> Any:
+    """The task rows of a job directory, from a fresh handle (see :mod:`slurmscope.tree`)."""
+    return lambda directory, asked: _states(_handle(root, directory, asked))
+
+
 # -- explain ------------------------------------------------------------------------------------
 def _explain(args: argparse.Namespace) -> int:
     root = _root(args)
     directory, asked = _find(root, args.job, args.cluster)
     _checked_handle(root, directory, asked)  # an id of a task it does not have is an error
-    tree = _node(root, directory, set(), asked)
+    tree = trees([(directory, asked)], _rows_of(root))[0]
     if args.json:
         print(json.dumps(tree))
         return 0
@@ -261,49 +241,6 @@ def _explain(args: argparse.Namespace) -> int:
     _render(tree, 0, lines)
     print("\n".join(lines) if lines else "  (no dependencies)")
     return 0
-
-
-def _node(root: Path, directory: JobDirectory, seen: set[str], asked: str = "") -> dict[str, Any]:
-    from .dependency import never_satisfied
-
-    manifest = directory.read_manifest()
-    outcome: bool | None = None
-    try:
-        rows = _states(_handle(root, directory, asked))
-        summary = _summary(rows)
-        failed = any(TaskState(s).terminal and not TaskState(s).succeeded for *_, s, _ in rows)
-        if rows and _ended(rows):
-            outcome = all(s == "COMPLETED" for _, _, s, _ in rows)
-    except Exception as exc:  # the scheduler may be unreachable: say so, go on
-        summary, failed = f"state unknown ({exc})", False
-    node: dict[str, Any] = {
-        "name": manifest["name"],
-        "job_ids": [p["job_id"] for p in manifest["parts"]],
-        "directory": str(directory.path),
-        "summary": summary,
-        "failed": failed,
-        "succeeded": outcome,
-        "submitted_from": manifest["submitted_from"],
-        "dependencies": [],
-    }
-    for data in manifest["dependencies"]:
-        edge: dict[str, Any] = {
-            "kind": data["kind"],
-            "target": data["target"],
-            "provenance": data["provenance"],
-            "never_satisfied": None,
-        }
-        target = data.get("target_dir")
-        if target and target not in seen and Path(target, MANIFEST).exists():
-            seen.add(target)
-            edge["upstream"] = _node(root, JobDirectory(Path(target)), seen)
-            ended_ok = edge["upstream"]["succeeded"]
-            if ended_ok is not None:
-                edge["never_satisfied"] = never_satisfied(data["kind"], ended_ok)
-        elif target and not Path(target, MANIFEST).exists():
-            edge["removed"] = target
-        node["dependencies"].append(edge)
-    return node
 
 
 def _render(node: dict[str, Any], depth: int, lines: list[str]) -> None:
@@ -325,6 +262,26 @@ def _render(node: dict[str, Any], depth: int, lines: list[str]) -> None:
             _render(upstream, depth + 1, lines)
         elif edge.get("removed"):
             lines.append(f"{pad}    (its job directory {edge['removed']} was removed)")
+
+
+# -- graph --------------------------------------------------------------------------------------
+def _graph(args: argparse.Namespace) -> int:
+    root = _root(args)
+    jobs = [_find(root, job, args.cluster) for job in args.job]
+    for directory, asked in jobs:
+        _checked_handle(root, directory, asked)
+    found = trees(jobs, _rows_of(root), root if args.downstream else None)
+    graph = Graph.from_trees(found)
+    fmt = args.format or (format_for(Path(args.output)) if args.output else "dot")
+    data = graph.render(fmt)  # before any output: a missing Graphviz is the one error line
+    if args.output:
+        Path(args.output).write_bytes(data)
+    elif not args.json:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    if args.json:
+        print(json.dumps(graph.to_json() | ({"output": args.output} if args.output else {})))
+    return 0
 
 
 # -- logs ---------------------------------------------------------------------------------------
@@ -505,6 +462,21 @@ def _parser() -> _Parser:
     p.add_argument("--last", type=int, default=20, help="how many jobs to list without JOB")
     p = sub.add_parser("explain", help="the dependency tree, each edge with its provenance")
     p.add_argument("job", help="job id, id_index, or job directory")
+    p = sub.add_parser("graph", help="a picture of the dependency graph (svg, png, dot, mermaid)")
+    p.add_argument("job", nargs="+", help="job ids, id_index, or job directories")
+    p.add_argument(
+        "-f",
+        "--format",
+        choices=FORMATS,
+        help="output format (default: by -o's suffix; dot on stdout)",
+    )
+    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+    p.add_argument(
+        "--downstream", action="store_true", help="also the jobs under the root that wait on them"
+    )
+    p.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="nodes and edges as JSON"
+    )
     p = sub.add_parser("logs", help="stdout and stderr of one task")
     p.add_argument("job", help="job id, id_index, or job directory")
     p.add_argument("index", nargs="?", type=int, help="item index within the job (default 0)")
@@ -535,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         handler = {
             "status": _status,
             "explain": _explain,
+            "graph": _graph,
             "logs": _logs,
             "cancel": _cancel,
             "clean": _clean,

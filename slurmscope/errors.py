@@ -145,3 +145,15 @@ def _tasks_text(indices: list[int]) -> str:
     if start is not None:
         runs.append(f"{start}-{prev}" if prev != start else str(start))
     return ("task " if len(indices) == 1 else "tasks ") + ",".join(runs)
+
+
+class GraphvizNotFoundError(SlurmscopeError):
+    """A picture of a graph was asked for, and Graphviz's ``dot`` program is not installed."""
+
+    def __init__(self, format: str) -> None:
+        super().__init__(
+            f"rendering the graph as {format} needs Graphviz's `dot` program, which is not on "
+            "PATH: install Graphviz (`apt-get install graphviz` on Debian/Ubuntu, `dnf install "
+            "graphviz`, `brew install graphviz`, `conda install graphviz`). DOT and Mermaid "
+            "output (--format dot|mermaid) need nothing."
+        )

@@ -27,8 +27,10 @@ from .errors import (
     JobNotCompletedError,
     TaskFailedError,
 )
+from .graph import Graph
 from .log import log
 from .payload import JobDirectory
+from .tree import key, trees
 
 if TYPE_CHECKING:
     from .cluster import Cluster
@@ -479,6 +481,23 @@ class Poller:
         return True
 
 
+_NOT_KNOWN = "the scheduler did not tell; no result or recorded end in the job directory"
+
+
+def task_rows(handle: Job | ArrayJob) -> list[tuple[int, str, str, str]]:
+    """(index, scheduler id, state, reason) of every task of ``handle``, as last polled."""
+    jobs = list(handle) if isinstance(handle, ArrayJob) else [handle]
+    rows = []
+    for job in jobs:
+        state = job._submission.states[job.index]
+        if state is None:  # the scheduler did not answer, or no longer knows it (not yet LOST)
+            rows.append((job.index, job.job_id, "UNKNOWN", _NOT_KNOWN))
+            continue
+        reason = (state.reason or "") if state.reason != "None" else ""
+        rows.append((job.index, job.job_id, state.state, reason))
+    return rows
+
+
 def _want_progress(progress: bool | None) -> bool:
     if progress is not None:
         return progress
@@ -528,6 +547,23 @@ class _Handle:
         for dep in self.dependencies:
             lines.append(f"  {dep.describe()}")
         return "\n".join(lines)
+
+    def graph(self, *, downstream: bool = False) -> Graph:
+        """The dependency graph of this job: it and every job upstream of it (with
+        ``downstream``, also every job under the cluster's root that waits on them), each
+        with its state, each dependency with its kind and provenance. ``str(graph)`` is
+        DOT text, ``graph.to_mermaid()`` Mermaid, ``graph.svg()``/``graph.png()``/
+        ``graph.save(path)`` render it with Graphviz; Jupyter shows it as a picture."""
+        cluster = self.cluster
+
+        def rows_of(directory: JobDirectory, asked: str) -> list[tuple[int, str, str, str]]:
+            mine = key(directory.path) == key(self.directory)
+            handle = self if mine else cluster.attach(directory.path)
+            cluster._poller._poll()
+            return task_rows(handle)
+
+        downstream_of = cluster.root if downstream else None
+        return Graph.from_trees(trees([(self._submission.directory, "")], rows_of, downstream_of))
 
     def after(self, *jobs: Any, **kwargs: Any) -> Any:
         """Always raises :class:`ArrayAlreadySubmittedError`: Slurm fixes dependencies at submit
