@@ -13,7 +13,7 @@ from typing import Any
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from .migrate import CLUSTER_ARGS, MARK, NAMES, RESOURCES, WHY, Note
+from ._migrate_rules import CLUSTER_ARGS, HINTS, MARK, NAMES, RESOURCES, WHY, Note
 
 _STATEMENTS = (
     cst.SimpleStatementLine,
@@ -314,7 +314,7 @@ class _Rewrite(cst.CSTTransformer):
                 self._mark(
                     original,
                     f"`{key}=` has no slurmscope equivalent "
-                    + _HINT.get(
+                    + HINTS.get(
                         key.split("_")[0]
                         if key.startswith(("packaging", "default_packaging"))
                         else key,
@@ -343,7 +343,7 @@ class _Rewrite(cst.CSTTransformer):
             args.insert(0, args.pop(pos))
             self._converted(original, 'Cluster(backend_type="local") -> Cluster("sbatch")')
         else:
-            self._mark(original, _HINT["backend_type"])
+            self._mark(original, HINTS["backend_type"])
             return updated
         rest = [args[0], *self._keywords(original, args[1:], CLUSTER_ARGS)]
         return updated.with_changes(args=_commas(rest, like=args))
@@ -357,7 +357,7 @@ class _Rewrite(cst.CSTTransformer):
             return updated.with_changes(func=new_func, args=args)
         if name in ("from_env", "from_file", "from_args", "add_argparse_args"):
             if self.s.is_cluster_class(func.value):
-                self._mark(original, f"Cluster.{name}: {_HINT['backend_type']}")
+                self._mark(original, f"Cluster.{name}: {HINTS['backend_type']}")
             return updated
         receiver = _dotted(func.value)
         if name == "submit" and receiver in self.s.clusters:
@@ -393,17 +393,6 @@ class _Rewrite(cst.CSTTransformer):
     def visit_Attribute(self, node: cst.Attribute) -> None:
         if self.sdk_file and node.attr.value == "unwrapped":
             self._mark(node, WHY["unwrapped"])
-
-
-_HINT = {
-    "packaging": "(slurmscope ships no code: tasks run the driver's Python, in the driver's "
-    "working directory, with its sys.path; make that environment visible to the nodes)",
-    "default": "(slurmscope ships no code: tasks run the driver's Python environment)",
-    "callbacks": "(slurmscope emits structlog events instead: see docs/logging.md)",
-    "backend_type": "slurmscope has no SSH backend or Slurmfile: run the driver where `sbatch` "
-    "works and use Cluster() (auto: pyslurm, sbatch, else the embedded scheduler) or "
-    "Cluster('sbatch')",
-}
 
 
 def _tests_wait(test: cst.BaseExpression) -> bool:
