@@ -94,6 +94,10 @@ class _Survey(cst.CSTVisitor):
         if any(self.is_task_factory(d.decorator) for d in node.decorators):
             self.tasks.add(node.name.value)
 
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if node.value is not None:
+            self.visit_Assign(cst.Assign([cst.AssignTarget(node.target)], node.value))
+
     def visit_Assign(self, node: cst.Assign) -> None:
         value = node.value
         kind = None
@@ -143,6 +147,7 @@ class _Rewrite(cst.CSTTransformer):
         self.any_file = survey.imports_slurm or survey.imports_slurmscope
         self.notes: list[Note] = []
         self.pending: list[list[str]] = []  # marks per open statement, innermost last
+        self.created: set[int] = set()  # the `from slurmscope import` nodes made here
 
     # -- bookkeeping ------------------------------------------------------------------------
     def _line(self, node: cst.CSTNode) -> int:
@@ -215,9 +220,9 @@ class _Rewrite(cst.CSTTransformer):
             )
             return updated
         self._converted(original, f"from {module} import -> from slurmscope import")
-        moved = updated.with_changes(
-            body=[cst.ImportFrom(module=cst.Name("slurmscope"), names=_commas(move))]
-        )
+        created = cst.ImportFrom(module=cst.Name("slurmscope"), names=_commas(move))
+        self.created.add(id(created))
+        moved = updated.with_changes(body=[created])
         if not keep:
             return moved
         left = ", ".join(a.name.value for a in keep)  # type: ignore[union-attr]
@@ -246,6 +251,30 @@ class _Rewrite(cst.CSTTransformer):
         if any(d == "slurm" or d.startswith("slurm.") for d in dotted):
             self._mark(original, "import of slurm-sdk modules: import slurmscope's names instead")
         return updated
+
+    def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
+        """One ``from slurmscope import`` where this pass made several in a row."""
+        body: list[Any] = []
+        for stmt in updated.body:
+            prev = body[-1] if body else None
+            if self._made(stmt) and self._made(prev) and not stmt.leading_lines:
+                names = {a.name.value: a for a in [*prev.body[0].names, *stmt.body[0].names]}
+                ordered = sorted(
+                    names.values(), key=lambda a: (a.name.value.islower(), a.name.value)
+                )
+                merged = cst.ImportFrom(module=cst.Name("slurmscope"), names=_commas(ordered))
+                self.created.add(id(merged))
+                body[-1] = prev.with_changes(body=[merged])
+                continue
+            body.append(stmt)
+        return updated.with_changes(body=body)
+
+    def _made(self, stmt: Any) -> bool:
+        return (
+            isinstance(stmt, cst.SimpleStatementLine)
+            and len(stmt.body) == 1
+            and id(stmt.body[0]) in self.created
+        )
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> Any:
         value = updated.value

@@ -46,8 +46,8 @@ class Outcome:
             difflib.unified_diff(
                 self.old.splitlines(keepends=True),
                 self.new.splitlines(keepends=True),
-                f"a/{self.path}",
-                f"b/{self.path}",
+                f"a/{self.path.lstrip('/')}",
+                f"b/{self.path.lstrip('/')}",
             )
         )
 
