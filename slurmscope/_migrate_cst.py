@@ -140,8 +140,10 @@ class _Survey(cst.CSTVisitor):
 class _Rewrite(cst.CSTTransformer):
     METADATA_DEPENDENCIES = (PositionProvider,)
 
-    def __init__(self, survey: _Survey) -> None:
+    def __init__(self, survey: _Survey, module: cst.Module) -> None:
         super().__init__()
+        self.first = module.body[0] if module.body else None
+        self.header = list(module.header)
         self.s = survey
         self.sdk_file = survey.imports_slurm
         self.any_file = survey.imports_slurm or survey.imports_slurmscope
@@ -177,7 +179,10 @@ class _Rewrite(cst.CSTTransformer):
             if isinstance(result, cst.FlattenSentinel):
                 target = result.nodes[0]
             if marks and hasattr(target, "leading_lines"):
-                have = {ln.comment.value for ln in target.leading_lines if ln.comment}
+                lines = [*target.leading_lines]
+                if original is self.first:  # comments atop a module are its header
+                    lines += self.header
+                have = {ln.comment.value for ln in lines if ln.comment}
                 extra = [
                     cst.EmptyLine(comment=cst.Comment(MARK + m))
                     for m in marks
@@ -239,15 +244,16 @@ class _Rewrite(cst.CSTTransformer):
             unmapped = sorted(self.s.slurm_attrs - set(NAMES))
             if unmapped:
                 self._mark(original, f"slurm.{', slurm.'.join(unmapped)} have no slurmscope twin")
-                new = cst.SimpleStatementLine(
-                    body=[cst.Import([cst.ImportAlias(cst.Name("slurmscope"))])]
-                )
-                self._converted(original, "import slurm -> import slurmscope (slurm kept)")
-                return cst.FlattenSentinel([updated, new])
-            self._converted(original, "import slurm -> import slurmscope")
-            return updated.with_changes(
+            if self.s.imports_slurmscope:
+                return updated
+            line = cst.SimpleStatementLine(
                 body=[cst.Import([cst.ImportAlias(cst.Name("slurmscope"))])]
             )
+            if unmapped:
+                self._converted(original, "import slurm -> import slurmscope (slurm kept)")
+                return cst.FlattenSentinel([updated, line])
+            self._converted(original, "import slurm -> import slurmscope")
+            return updated.with_changes(body=line.body)
         if any(d == "slurm" or d.startswith("slurm.") for d in dotted):
             self._mark(original, "import of slurm-sdk modules: import slurmscope's names instead")
         return updated
@@ -451,6 +457,6 @@ def rewrite(module: cst.Module) -> tuple[cst.Module, list[Note]]:
     wrapper = MetadataWrapper(module)
     survey = _Survey()
     wrapper.module.visit(survey)
-    transformer = _Rewrite(survey)
+    transformer = _Rewrite(survey, wrapper.module)
     new = wrapper.visit(transformer)
     return new, sorted(transformer.notes, key=lambda n: (n.line, n.kind))
