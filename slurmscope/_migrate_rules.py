@@ -42,10 +42,11 @@ WHY = {
     "write `task.after(deps)(args)`",
     "wait_bool": "slurm-sdk's `wait()` returns False when the job failed; slurmscope's returns the "
     "handle (always true): use `get_result()`/`get_results()` (they raise) or `job.state`",
-    "logs": "slurmscope has no get_stdout()/get_stderr(): read `slurmscope logs JOBID` or the "
-    "job directory's logs/",
+    "logs": "slurmscope has no get_stdout()/get_stderr(): `job.log_paths()` gives the stdout and "
+    "stderr files, `slurmscope logs JOBID` prints them",
     "unwrapped": "slurmscope's task keeps the plain function as `.fn` (also `__wrapped__`)",
-    "status": "slurmscope has no get_status()/is_*() on handles: use `job.state` or `array.counts()`",
+    "status": "slurmscope has no get_status()/is_*() on handles: use `job.state`, `job.done()` "
+    "or `array.counts()`",
 }
 
 

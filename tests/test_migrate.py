@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -387,3 +388,60 @@ def test_converted_pipeline_runs_on_the_test_cluster(tmp_path: Path) -> None:
 
     slurm_cluster.require()
     _check_pipeline_output(_run_pipeline(tmp_path, "sbatch"))
+
+
+# -- the guides -------------------------------------------------------------------------------
+_BLOCK = re.compile(r"^(<!-- (\w+) -->\n)?```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+GUIDES = ("from-slurm-sdk.md", "from-submitit.md")
+
+
+def _blocks(page: str) -> list[tuple[str, str]]:
+    return [
+        (m.group(2) or "", m.group(4)) for m in _BLOCK.finditer((ROOT / "docs" / page).read_text())
+    ]
+
+
+@pytest.mark.parametrize("page", GUIDES)
+def test_every_code_block_of_the_guides_is_run(page: str) -> None:
+    """``run`` blocks are run by tests/test_examples.py, ``migrate``/``migrated`` pairs here."""
+    blocks = _blocks(page)
+    assert blocks and all(kind in ("run", "migrate", "migrated") for kind, _ in blocks), blocks
+
+
+def _migrated_pair() -> tuple[str, str]:
+    blocks = _blocks("from-slurm-sdk.md")
+    kinds = [kind for kind, _ in blocks]
+    i = kinds.index("migrate")
+    assert kinds[i + 1] == "migrated"
+    return blocks[i][1], blocks[i + 1][1]
+
+
+def _run_text(text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "guide.py"
+    script.write_text(text)
+    env = {k: v for k, v in os.environ.items() if k != "SLURMSCOPE_BACKEND"}
+    return subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "jobs")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_guide_pair_is_the_tools_output_and_runs_locally(tmp_path: Path) -> None:
+    before, after = _migrated_pair()
+    assert run(before) == after
+    proc = _run_text(after.replace('Cluster("sbatch"', 'Cluster("local"'), tmp_path)
+    assert proc.returncode == 0 and proc.stdout == "[1, 4, 9]\n", proc.stdout + proc.stderr
+
+
+@pytest.mark.slurm
+def test_guide_pair_runs_on_the_test_cluster(tmp_path: Path) -> None:
+    import slurm_cluster
+
+    slurm_cluster.require()
+    proc = _run_text(_migrated_pair()[1], tmp_path)
+    assert proc.returncode == 0 and proc.stdout == "[1, 4, 9]\n", proc.stdout + proc.stderr
