@@ -14,6 +14,8 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from ._migrate_rules import CLUSTER_ARGS, HINTS, MARK, NAMES, RESOURCES, WHY, Note
+from .errors import InvalidInputError
+from .spec import Resources
 
 _STATEMENTS = (
     cst.SimpleStatementLine,
@@ -345,6 +347,10 @@ class _Rewrite(cst.CSTTransformer):
             if key in table and table[key] != key:
                 self._converted(original, f"{key}= -> {table[key]}=")
                 arg = arg.with_changes(keyword=cst.Name(table[key]))
+            if key in table and table is RESOURCES:
+                problem = _refused(table[key], arg.value)
+                if problem:
+                    self._mark(original, problem)
             elif key is not None and key not in table:
                 self._mark(
                     original,
@@ -428,6 +434,17 @@ class _Rewrite(cst.CSTTransformer):
     def visit_Attribute(self, node: cst.Attribute) -> None:
         if self.sdk_file and node.attr.value == "unwrapped":
             self._mark(node, WHY["unwrapped"])
+
+
+def _refused(name: str, value: cst.BaseExpression) -> str | None:
+    """What slurmscope would say of a literal resource value it refuses (``mem="8GB"``)."""
+    if not isinstance(value, (cst.SimpleString, cst.Integer)):
+        return None
+    try:
+        Resources.from_kwargs({name: value.evaluated_value})
+    except InvalidInputError as exc:
+        return f"`{name}=`: {' '.join(str(exc).split())}"
+    return None
 
 
 def _tests_wait(test: cst.BaseExpression) -> bool:
