@@ -26,6 +26,8 @@ _STATEMENTS = (
     cst.FunctionDef,
     cst.ClassDef,
     cst.Try,
+    cst.TryStar,
+    cst.Match,
 )
 _TASK_VARIANTS = {"after", "options", "on", "with_options"}
 

@@ -518,9 +518,10 @@ def _parser() -> _Parser:
     p.add_argument("--force", action="store_true", help="also remove jobs still unfinished")
     p = sub.add_parser("migrate", help="rewrite slurm-sdk code for slurmscope (in place)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="Python files or directories")
-    how = p.add_mutually_exclusive_group()
-    how.add_argument("--diff", action="store_true", help="print a unified diff, write nothing")
-    how.add_argument("--check", action="store_true", help="exit 1 if a file would change")
+    p.add_argument("--diff", action="store_true", help="print a unified diff, write nothing")
+    p.add_argument(
+        "--check", action="store_true", help="write nothing, exit 1 if a file would change"
+    )
     return parser
 
 

@@ -316,6 +316,10 @@ def test_cli_check_diff_in_place(tmp_path: Path) -> None:
     assert "-r = work.map(xs).after(p)  # note\n+r = work.after(p).map(xs)  # note\n" in diff.stdout
     assert diff.stdout.startswith("--- a/pkg/driver.py\n+++ b/pkg/driver.py\n")
 
+    both = cli("migrate", "--diff", "--check", "pkg", cwd=tmp_path)  # CI: show it, and fail
+    assert both.returncode == 1 and both.stdout.startswith("--- a/pkg/driver.py")
+    assert script.read_text() == source
+
     write = cli("migrate", "pkg", cwd=tmp_path)
     assert write.returncode == 0, write.stderr
     assert script.read_text() == NEW + "r = work.after(p).map(xs)  # note\n"
