@@ -1,7 +1,7 @@
-"""The libcst passes behind :mod:`slurmscope.migrate` (imported only when libcst is installed).
+"""The rewriting pass of :mod:`slurmscope.migrate` (imported only when libcst is installed).
 
-A first pass learns what the file's names are (slurm-sdk imports, tasks, clusters, names
-bound to a ``.map(...)``); a second rewrites, collecting notes. A mark is a comment line
+After the survey (:mod:`slurmscope._migrate_survey`: slurm-sdk imports, tasks, clusters, names
+bound to a ``.map(...)``), it rewrites, collecting notes. A mark is a comment line
 above the statement that holds the construct, added once (an identical comment already
 there is left alone), so a second run changes nothing.
 """
@@ -14,6 +14,7 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from ._migrate_rules import CLUSTER_ARGS, HINTS, MARK, NAMES, RESOURCES, WHY, Note
+from ._migrate_survey import Survey, dotted, method
 from .errors import InvalidInputError
 from .spec import Resources
 
@@ -29,122 +30,12 @@ _STATEMENTS = (
     cst.TryStar,
     cst.Match,
 )
-_TASK_VARIANTS = {"after", "options", "on", "with_options"}
-
-
-def _dotted(node: cst.BaseExpression) -> str | None:
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
-        base = _dotted(node.value)
-        return None if base is None else f"{base}.{node.attr.value}"
-    return None
-
-
-def _method(node: cst.BaseExpression, name: str) -> cst.Attribute | None:
-    """``node.func`` when ``node`` is a call of method ``name``."""
-    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
-        return node.func if node.func.attr.value == name else None
-    return None
-
-
-class _Survey(cst.CSTVisitor):
-    """What the names of this module are."""
-
-    def __init__(self) -> None:
-        self.slurm_module = False  # `import slurm`
-        self.imports_slurm = False
-        self.imports_slurmscope = False
-        self.sdk: dict[str, str] = {}  # local name -> slurm-sdk name (from-imports)
-        self.tasks: set[str] = set()
-        self.clusters: set[str] = set()
-        self.mapped: set[str] = set()  # names bound to the result of a .map(...)
-        self.slurm_attrs: set[str] = set()  # X of every slurm.X
-
-    def visit_Import(self, node: cst.Import) -> None:
-        for alias in node.names:
-            name = _dotted(alias.name) or ""
-            if name == "slurm" or name.startswith("slurm."):
-                self.imports_slurm = True
-                self.slurm_module |= name == "slurm" and alias.asname is None
-            if name.split(".")[0] == "slurmscope":
-                self.imports_slurmscope = True
-
-    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-        module = _dotted(node.module) if node.module and not node.relative else ""
-        module = module or ""
-        if module.split(".")[0] == "slurmscope":
-            self.imports_slurmscope = True
-        if module == "slurm" or module.startswith("slurm."):
-            self.imports_slurm = True
-            if not isinstance(node.names, cst.ImportStar):
-                for alias in node.names:
-                    local = alias.asname.name if alias.asname else alias.name
-                    if isinstance(local, cst.Name) and isinstance(alias.name, cst.Name):
-                        self.sdk[local.value] = alias.name.value
-
-    def visit_Attribute(self, node: cst.Attribute) -> None:
-        if isinstance(node.value, cst.Name) and node.value.value == "slurm":
-            self.slurm_attrs.add(node.attr.value)
-
-    def is_task_factory(self, node: cst.BaseExpression) -> bool:
-        """``task``, ``slurm.task``, ``slurmscope.task``, ``cluster.task`` (and called forms)."""
-        if isinstance(node, cst.Call):
-            node = node.func
-        name = _dotted(node) or ""
-        return name.split(".")[-1] in ("task", "workflow") or self.sdk.get(name) in ("task",)
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        if any(self.is_task_factory(d.decorator) for d in node.decorators):
-            self.tasks.add(node.name.value)
-
-    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-        if node.value is not None:
-            self.visit_Assign(cst.Assign([cst.AssignTarget(node.target)], node.value))
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        value = node.value
-        kind = None
-        if isinstance(value, cst.Call):
-            func = value.func
-            if self.is_task_factory(func) or (
-                isinstance(func, cst.Attribute)
-                and func.attr.value in _TASK_VARIANTS
-                and isinstance(func.value, cst.Name)
-                and func.value.value in self.tasks
-            ):
-                kind = "task"
-            if isinstance(func, cst.Attribute) and func.attr.value == "map":
-                kind = "mapped"
-            root = func.value if isinstance(func, cst.Attribute) else func
-            if self.is_cluster_class(func) or self.is_cluster_class(root):
-                kind = "cluster"
-        for target in node.targets:
-            if isinstance(target.target, cst.Name) and kind:
-                {"task": self.tasks, "mapped": self.mapped, "cluster": self.clusters}[kind].add(
-                    target.target.value
-                )
-
-    def visit_WithItem(self, node: cst.WithItem) -> None:
-        call = node.item
-        if isinstance(call, cst.Call) and node.asname and isinstance(node.asname.name, cst.Name):
-            root = call.func.value if isinstance(call.func, cst.Attribute) else call.func
-            if self.is_cluster_class(call.func) or self.is_cluster_class(root):
-                self.clusters.add(node.asname.name.value)
-
-    def is_cluster_class(self, node: cst.BaseExpression) -> bool:
-        name = _dotted(node) or ""
-        return self.sdk.get(name) == "Cluster" or name == "slurm.Cluster"
-
-    def is_sdk_task(self, node: cst.BaseExpression) -> bool:
-        name = _dotted(node) or ""
-        return self.sdk.get(name) == "task" or name == "slurm.task"
 
 
 class _Rewrite(cst.CSTTransformer):
     METADATA_DEPENDENCIES = (PositionProvider,)
 
-    def __init__(self, survey: _Survey, module: cst.Module) -> None:
+    def __init__(self, survey: Survey, module: cst.Module) -> None:
         super().__init__()
         self.first = module.body[0] if module.body else None
         self.header = list(module.header)
@@ -207,7 +98,7 @@ class _Rewrite(cst.CSTTransformer):
                 return self._import(original, updated)
             return updated
         node = updated.body[0]
-        module = _dotted(node.module) if node.module and not node.relative else ""
+        module = dotted(node.module) if node.module and not node.relative else ""
         if not module or not (module == "slurm" or module.startswith("slurm.")):
             return updated
         if isinstance(node.names, cst.ImportStar):
@@ -243,7 +134,7 @@ class _Rewrite(cst.CSTTransformer):
 
     def _import(self, original: cst.SimpleStatementLine, updated: Any) -> Any:
         names = updated.body[0].names
-        dotted = [_dotted(a.name) or "" for a in names]
+        dotted = [dotted(a.name) or "" for a in names]
         if dotted == ["slurm"] and self.s.slurm_module:
             unmapped = sorted(self.s.slurm_attrs - set(NAMES))
             if unmapped:
@@ -297,7 +188,7 @@ class _Rewrite(cst.CSTTransformer):
 
     # -- calls ------------------------------------------------------------------------------
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> Any:
-        after = _method(updated, "after")
+        after = method(updated, "after")
         if after is not None:
             return self._after(original, updated, after)
         func = original.func
@@ -306,12 +197,12 @@ class _Rewrite(cst.CSTTransformer):
         if self.s.is_cluster_class(func):
             return self._cluster(original, updated)
         if isinstance(func, cst.Attribute) and self.sdk_file:
-            return self._sdk_method(original, updated, func)
+            return self._sdkmethod(original, updated, func)
         return updated
 
     def _after(self, original: cst.Call, updated: cst.Call, after: cst.Attribute) -> Any:
         inner = after.value
-        mapper = _method(inner, "map")
+        mapper = method(inner, "map")
         if mapper is not None:
             assert isinstance(inner, cst.Call)
             first = inner.args[0].value if inner.args else None
@@ -391,7 +282,7 @@ class _Rewrite(cst.CSTTransformer):
         rest = [args[0], *self._keywords(original, args[1:], CLUSTER_ARGS)]
         return updated.with_changes(args=_commas(rest, like=args))
 
-    def _sdk_method(self, original: cst.Call, updated: cst.Call, func: cst.Attribute) -> Any:
+    def _sdkmethod(self, original: cst.Call, updated: cst.Call, func: cst.Attribute) -> Any:
         name = func.attr.value
         if name == "with_options":
             self._converted(original, ".with_options(...) -> .options(...)")
@@ -402,7 +293,7 @@ class _Rewrite(cst.CSTTransformer):
             if self.s.is_cluster_class(func.value):
                 self._mark(original, f"Cluster.{name}: {HINTS['backend_type']}")
             return updated
-        receiver = _dotted(func.value)
+        receiver = dotted(func.value)
         if name == "submit" and receiver in self.s.clusters:
             if (
                 len(updated.args) == 1
@@ -455,7 +346,7 @@ def _tests_wait(test: cst.BaseExpression) -> bool:
         return _tests_wait(test.expression)
     if isinstance(test, cst.BooleanOperation):
         return _tests_wait(test.left) or _tests_wait(test.right)
-    return _method(test, "wait") is not None
+    return method(test, "wait") is not None
 
 
 def _commas(items: list[Any], like: list[Any] | None = None) -> list[Any]:
@@ -474,7 +365,7 @@ def _commas(items: list[Any], like: list[Any] | None = None) -> list[Any]:
 
 def rewrite(module: cst.Module) -> tuple[cst.Module, list[Note]]:
     wrapper = MetadataWrapper(module)
-    survey = _Survey()
+    survey = Survey()
     wrapper.module.visit(survey)
     transformer = _Rewrite(survey, wrapper.module)
     new = wrapper.visit(transformer)
