@@ -134,8 +134,8 @@ class _Rewrite(cst.CSTTransformer):
 
     def _import(self, original: cst.SimpleStatementLine, updated: Any) -> Any:
         names = updated.body[0].names
-        dotted = [dotted(a.name) or "" for a in names]
-        if dotted == ["slurm"] and self.s.slurm_module:
+        modules = [dotted(a.name) or "" for a in names]
+        if modules == ["slurm"] and self.s.slurm_module:
             unmapped = sorted(self.s.slurm_attrs - set(NAMES))
             if unmapped:
                 self._mark(original, f"slurm.{', slurm.'.join(unmapped)} have no slurmscope twin")
@@ -149,7 +149,7 @@ class _Rewrite(cst.CSTTransformer):
                 return cst.FlattenSentinel([updated, line])
             self._converted(original, "import slurm -> import slurmscope")
             return updated.with_changes(body=line.body)
-        if any(d == "slurm" or d.startswith("slurm.") for d in dotted):
+        if any(d == "slurm" or d.startswith("slurm.") for d in modules):
             self._mark(original, "import of slurm-sdk modules: import slurmscope's names instead")
         return updated
 
