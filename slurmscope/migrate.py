@@ -115,7 +115,7 @@ def migrate_paths(paths: list[str]) -> list[Outcome]:
 
 def write_atomically(path: str, text: str, encoding: str = "utf-8") -> None:
     """Replace ``path`` by ``text`` (temp file in the same directory, then rename; mode kept)."""
-    target = Path(path)
+    target = Path(path).resolve()  # through a symlink: the file it names is rewritten
     mode = target.stat().st_mode & 0o7777
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".migrate")
     try:

@@ -326,6 +326,12 @@ def test_cli_check_diff_in_place(tmp_path: Path) -> None:
     assert script.stat().st_mode & 0o777 == 0o751
     assert sorted(p.name for p in script.parent.iterdir()) == ["clean.py", "driver.py"]
 
+    link = tmp_path / "link.py"
+    link.symlink_to(tmp_path / "target.py")
+    (tmp_path / "target.py").write_text(SDK + "a = t.map(xs).after(p)\n")
+    assert cli("migrate", str(link), cwd=tmp_path).returncode == 0
+    assert link.is_symlink() and "t.after(p).map(xs)" in link.read_text()
+
     again = cli("migrate", "--check", "pkg", cwd=tmp_path)
     assert again.returncode == 0 and again.stdout == ""
 
