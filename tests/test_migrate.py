@@ -125,6 +125,11 @@ def test_design_note_task_call_then_after() -> None:
         ("a = self.tasks['x'].map(xs).after(p)", "a = self.tasks['x'].after(p).map(xs)"),
         ("a = get_task(1).map(xs).after(p)", "a = get_task(1).after(p).map(xs)"),
         ("a = tasks[0].map(xs).after(p)", "a = tasks[0].after(p).map(xs)"),
+        # parentheses inside the arguments (the design notes' regex, 6.3, breaks on these)
+        (
+            "a = t.map(range(10)).after(get_prep(cfg), jobs[f(1)])",
+            "a = t.after(get_prep(cfg), jobs[f(1)]).map(range(10))",
+        ),
         # nested: a converted map inside the items of another
         (
             "a = t.map(u.map(xs).after(p).get_results()).after(q)",
