@@ -45,6 +45,9 @@ class _Rewrite(cst.CSTTransformer):
         self.notes: list[Note] = []
         self.pending: list[list[str]] = []  # marks per open statement, innermost last
         self.created: set[int] = set()  # the `from slurmscope import` nodes made here
+        self.annotations = 0  # depth inside annotations
+        self.local_annotations = 0  # depth inside `x: T = ...` in a function (never evaluated)
+        self.functions = 0
 
     # -- bookkeeping ------------------------------------------------------------------------
     def _line(self, node: cst.CSTNode) -> int:
@@ -319,6 +322,37 @@ class _Rewrite(cst.CSTTransformer):
 
     def leave_While(self, original: cst.While, updated: cst.While) -> Any:
         return self.leave_If(original, updated)  # type: ignore[arg-type]
+
+    # -- generic annotations: slurmscope's handles are not generic ---------------------------
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.functions += 1
+
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> Any:
+        self.functions -= 1
+        return updated
+
+    def visit_Annotation(self, node: cst.Annotation) -> None:
+        self.annotations += 1
+
+    def leave_Annotation(self, original: cst.Annotation, updated: cst.Annotation) -> Any:
+        self.annotations -= 1
+        return updated
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        self.local_annotations += self.functions > 0
+
+    def leave_AnnAssign(self, original: cst.AnnAssign, updated: cst.AnnAssign) -> Any:
+        self.local_annotations -= self.functions > 0
+        return updated
+
+    def visit_Subscript(self, node: cst.Subscript) -> None:
+        name = dotted(node.value) or ""
+        generic = self.s.sdk.get(name) or name.removeprefix("slurm.")
+        if generic not in ("Job", "ArrayJob", "SlurmTask") or not self.s.imports_slurm:
+            return
+        lazy = self.local_annotations or (self.annotations and self.s.lazy_annotations)
+        if not lazy:
+            self._mark(node, WHY["generic"].format(name=name))
 
     def visit_Assert(self, node: cst.Assert) -> None:
         if self.sdk_file and _tests_wait(node.test):

@@ -44,6 +44,9 @@ WHY = {
     "handle (always true): use `get_result()`/`get_results()` (they raise) or `job.state`",
     "logs": "slurmscope has no get_stdout()/get_stderr(): `job.log_paths()` gives the stdout and "
     "stderr files, `slurmscope logs JOBID` prints them",
+    "generic": "slurmscope's Job, ArrayJob and Task are not generic: `{name}[...]` raises "
+    "TypeError where Python evaluates it; write `{name}`, quote the annotation or add "
+    "`from __future__ import annotations`",
     "unwrapped": "slurmscope's task keeps the plain function as `.fn` (also `__wrapped__`)",
     "status": "slurmscope has no get_status()/is_*() on handles: use `job.state`, `job.done()` "
     "or `array.counts()`",

@@ -40,6 +40,7 @@ class Survey(cst.CSTVisitor):
         self.clusters: set[str] = set()
         self.mapped: set[str] = set()  # names bound to the result of a .map(...)
         self.slurm_attrs: set[str] = set()  # X of every slurm.X
+        self.lazy_annotations = False  # `from __future__ import annotations`
 
     def visit_Import(self, node: cst.Import) -> None:
         for alias in node.names:
@@ -53,6 +54,10 @@ class Survey(cst.CSTVisitor):
     def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
         module = dotted(node.module) if node.module and not node.relative else ""
         module = module or ""
+        if module == "__future__" and not isinstance(node.names, cst.ImportStar):
+            self.lazy_annotations |= any(
+                isinstance(a.name, cst.Name) and a.name.value == "annotations" for a in node.names
+            )
         if module.split(".")[0] == "slurmscope":
             self.imports_slurmscope = True
         if module == "slurm" or module.startswith("slurm."):

@@ -483,3 +483,16 @@ def test_corpus() -> None:
     for o in outcomes:
         ast.parse(o.new)
         assert migrate.migrate_source(o.new).new == o.new, o.path
+
+
+def test_generic_handles_marked_where_evaluated() -> None:
+    source = (
+        "from slurm.job import Job\n\n\n"
+        "def f(x: Job[int]) -> None:\n"
+        "    j: Job[int] = x  # a local annotation: never evaluated\n"
+    )
+    new = run(source)
+    assert len(marks(new)) == 1 and "`Job[...]` raises TypeError" in marks(new)[0]
+    assert new.index(MARK) < new.index("def f")
+    lazy = run("from __future__ import annotations\n\n" + source)
+    assert not marks(lazy)
