@@ -1,4 +1,5 @@
-"""``slurmscope status|explain|graph|logs|cancel|clean``: jobs from any process, on any backend.
+"""``slurmscope status|explain|graph|logs|cancel|clean``: jobs from any process, on any backend;
+``slurmscope migrate``: rewrite slurm-sdk code (the logic is in :mod:`slurmscope.migrate`).
 
 Everything is read from the job directories (manifest, results, recorded final states,
 logs) and from the scheduler the job was submitted to. ``--json`` prints machine-readable
@@ -448,7 +449,8 @@ def _unfinished(
 def _parser() -> _Parser:
     parser = _Parser(
         prog="slurmscope",
-        description="Inspect slurmscope jobs: status, dependency provenance, logs; cancel; clean up.",
+        description="Inspect slurmscope jobs: status, dependency provenance, logs; cancel; clean "
+        "up; migrate slurm-sdk code.",
     )
     parser.add_argument(
         "--root", help="job directory root (default $SLURMSCOPE_ROOT, else ~/.slurmscope/jobs)"
@@ -486,7 +488,43 @@ def _parser() -> _Parser:
     p.add_argument("--older-than", default="7d", help="age: 30m, 12h, 7d, 2w (default 7d)")
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--force", action="store_true", help="also remove jobs still unfinished")
+    p = sub.add_parser("migrate", help="rewrite slurm-sdk code for slurmscope (in place)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="Python files or directories")
+    p.add_argument("--diff", action="store_true", help="print a unified diff, write nothing")
+    p.add_argument(
+        "--check", action="store_true", help="write nothing, exit 1 if a file would change"
+    )
     return parser
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from . import migrate
+
+    try:
+        outcomes = migrate.migrate_paths(args.paths)
+    except (migrate.MissingLibcst, FileNotFoundError) as exc:
+        raise CliError(str(exc)) from None
+    refused = [o.error for o in outcomes if o.error]
+    if refused:  # nothing is written when any file cannot be parsed
+        raise CliError("; ".join(e for e in refused if e))
+    changed = [o for o in outcomes if o.changed]
+    if not (args.diff or args.check):
+        for o in changed:
+            migrate.write_atomically(o.path, o.new, o.encoding)
+    verb = "would rewrite" if args.diff or args.check else "rewrote"
+    if args.json:
+        print(json.dumps({"files": [o.to_json() for o in outcomes], "changed": len(changed)}))
+    else:
+        for o in changed:
+            if args.diff:
+                sys.stdout.write(o.diff())
+            marks = [n for n in o.notes if n.kind == "marked"]
+            print(f"{verb} {o.path}: {len(o.notes) - len(marks)} converted, {len(marks)} marked")
+            for n in marks:
+                print(f"  {o.path}:{n.line}: for a person: {n.what}")
+        done = "would change" if args.diff or args.check else "changed"
+        print(f"{len(outcomes)} file(s), {len(changed)} {done}", file=sys.stderr)
+    return 1 if args.check and changed else 0
 
 
 def _fail(message: str, code: int, as_json: bool) -> int:
@@ -511,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
             "logs": _logs,
             "cancel": _cancel,
             "clean": _clean,
+            "migrate": _migrate,
         }[args.command]
         return int(handler(args))
     except CliError as exc:

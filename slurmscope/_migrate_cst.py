@@ -1,0 +1,406 @@
+"""The rewriting pass of :mod:`slurmscope.migrate` (imported only when libcst is installed).
+
+After the survey (:mod:`slurmscope._migrate_survey`: slurm-sdk imports, tasks, clusters, names
+bound to a ``.map(...)``), it rewrites, collecting notes. A mark is a comment line
+above the statement that holds the construct, added once (an identical comment already
+there is left alone), so a second run changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from ._migrate_rules import CLUSTER_ARGS, HINTS, MARK, NAMES, RESOURCES, WHY, Note
+from ._migrate_survey import Survey, dotted, method
+from .errors import InvalidInputError
+from .spec import Resources
+
+_STATEMENTS = (
+    cst.SimpleStatementLine,
+    cst.If,
+    cst.While,
+    cst.For,
+    cst.With,
+    cst.FunctionDef,
+    cst.ClassDef,
+    cst.Try,
+    cst.TryStar,
+    cst.Match,
+)
+
+
+class _Rewrite(cst.CSTTransformer):
+    METADATA_DEPENDENCIES = (PositionProvider,)
+
+    def __init__(self, survey: Survey, module: cst.Module) -> None:
+        super().__init__()
+        self.first = module.body[0] if module.body else None
+        self.header = list(module.header)
+        self.s = survey
+        self.sdk_file = survey.imports_slurm
+        self.any_file = survey.imports_slurm or survey.imports_slurmscope
+        self.notes: list[Note] = []
+        self.pending: list[list[str]] = []  # marks per open statement, innermost last
+        self.created: set[int] = set()  # the `from slurmscope import` nodes made here
+        self.annotations = 0  # depth inside annotations
+        self.local_annotations = 0  # depth inside `x: T = ...` in a function (never evaluated)
+        self.functions = 0
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def _line(self, node: cst.CSTNode) -> int:
+        try:
+            return int(self.get_metadata(PositionProvider, node).start.line)
+        except KeyError:
+            return 0
+
+    def _converted(self, node: cst.CSTNode, what: str) -> None:
+        self.notes.append(Note(self._line(node), "converted", what))
+
+    def _mark(self, node: cst.CSTNode, why: str) -> None:
+        self.notes.append(Note(self._line(node), "marked", why))
+        if self.pending and why not in self.pending[-1]:
+            self.pending[-1].append(why)
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if isinstance(node, _STATEMENTS):
+            self.pending.append([])
+        return super().on_visit(node)
+
+    def on_leave(self, original: cst.CSTNode, updated: Any) -> Any:
+        result = super().on_leave(original, updated)
+        if isinstance(original, _STATEMENTS):
+            marks = self.pending.pop()
+            target = result
+            if isinstance(result, cst.FlattenSentinel):
+                target = result.nodes[0]
+            if marks and hasattr(target, "leading_lines"):
+                lines = [*target.leading_lines]
+                if original is self.first:  # comments atop a module are its header
+                    lines += self.header
+                have = {ln.comment.value for ln in lines if ln.comment}
+                extra = [
+                    cst.EmptyLine(comment=cst.Comment(MARK + m))
+                    for m in marks
+                    if MARK + m not in have
+                ]
+                marked = target.with_changes(leading_lines=[*target.leading_lines, *extra])
+                if isinstance(result, cst.FlattenSentinel):
+                    return cst.FlattenSentinel([marked, *result.nodes[1:]])
+                return marked
+        return result
+
+    # -- imports ----------------------------------------------------------------------------
+    def leave_SimpleStatementLine(
+        self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine
+    ) -> Any:
+        if len(updated.body) != 1 or not isinstance(updated.body[0], cst.ImportFrom):
+            if len(updated.body) == 1 and isinstance(updated.body[0], cst.Import):
+                return self._import(original, updated)
+            return updated
+        node = updated.body[0]
+        module = dotted(node.module) if node.module and not node.relative else ""
+        if not module or not (module == "slurm" or module.startswith("slurm.")):
+            return updated
+        if isinstance(node.names, cst.ImportStar):
+            self._mark(original, f"`from {module} import *`: import the slurmscope names you use")
+            return updated
+        keep, move = [], []
+        for alias in node.names:
+            name = alias.name.value if isinstance(alias.name, cst.Name) else ""
+            if name in NAMES:
+                local = alias.asname.name.value if alias.asname else name  # type: ignore[union-attr]
+                asname = None if local == NAMES[name] else cst.AsName(name=cst.Name(local))
+                move.append(cst.ImportAlias(name=cst.Name(NAMES[name]), asname=asname))
+            else:
+                keep.append(alias.with_changes(comma=cst.MaybeSentinel.DEFAULT))
+        if not move:
+            left = ", ".join(a.name.value for a in keep)  # type: ignore[union-attr]
+            self._mark(
+                original, f"no slurmscope equivalent of {left} (still imported from {module})"
+            )
+            return updated
+        self._converted(original, f"from {module} import -> from slurmscope import")
+        created = cst.ImportFrom(module=cst.Name("slurmscope"), names=_commas(move))
+        self.created.add(id(created))
+        moved = updated.with_changes(body=[created])
+        if not keep:
+            return moved
+        left = ", ".join(a.name.value for a in keep)  # type: ignore[union-attr]
+        self._mark(original, f"no slurmscope equivalent of {left} (still imported from {module})")
+        rest = updated.with_changes(
+            body=[node.with_changes(names=_commas(keep), lpar=None, rpar=None)]
+        )
+        return cst.FlattenSentinel([rest, moved.with_changes(leading_lines=[])])
+
+    def _import(self, original: cst.SimpleStatementLine, updated: Any) -> Any:
+        names = updated.body[0].names
+        modules = [dotted(a.name) or "" for a in names]
+        if modules == ["slurm"] and self.s.slurm_module:
+            unmapped = sorted(self.s.slurm_attrs - set(NAMES))
+            if unmapped:
+                self._mark(original, f"slurm.{', slurm.'.join(unmapped)} have no slurmscope twin")
+            if self.s.imports_slurmscope:
+                return updated
+            line = cst.SimpleStatementLine(
+                body=[cst.Import([cst.ImportAlias(cst.Name("slurmscope"))])]
+            )
+            if unmapped:
+                self._converted(original, "import slurm -> import slurmscope (slurm kept)")
+                return cst.FlattenSentinel([updated, line])
+            self._converted(original, "import slurm -> import slurmscope")
+            return updated.with_changes(body=line.body)
+        if any(d == "slurm" or d.startswith("slurm.") for d in modules):
+            self._mark(original, "import of slurm-sdk modules: import slurmscope's names instead")
+        return updated
+
+    def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
+        """One ``from slurmscope import`` where this pass made several in a row."""
+        body: list[Any] = []
+        for stmt in updated.body:
+            prev = body[-1] if body else None
+            if self._made(stmt) and self._made(prev) and not stmt.leading_lines:
+                names = {a.name.value: a for a in [*prev.body[0].names, *stmt.body[0].names]}
+                ordered = sorted(
+                    names.values(), key=lambda a: (a.name.value.islower(), a.name.value)
+                )
+                merged = cst.ImportFrom(module=cst.Name("slurmscope"), names=_commas(ordered))
+                self.created.add(id(merged))
+                body[-1] = prev.with_changes(body=[merged])
+                continue
+            body.append(stmt)
+        return updated.with_changes(body=body)
+
+    def _made(self, stmt: Any) -> bool:
+        return (
+            isinstance(stmt, cst.SimpleStatementLine)
+            and len(stmt.body) == 1
+            and id(stmt.body[0]) in self.created
+        )
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> Any:
+        value = updated.value
+        is_slurm = isinstance(value, cst.Name) and value.value == "slurm"
+        if self.s.slurm_module and is_slurm and updated.attr.value in NAMES:
+            return updated.with_changes(
+                value=cst.Name("slurmscope"), attr=cst.Name(NAMES[updated.attr.value])
+            )
+        return updated
+
+    # -- calls ------------------------------------------------------------------------------
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> Any:
+        after = method(updated, "after")
+        if after is not None:
+            return self._after(original, updated, after)
+        func = original.func
+        if self.s.is_sdk_task(func):
+            return updated.with_changes(args=self._keywords(original, updated.args, RESOURCES))
+        if self.s.is_cluster_class(func):
+            return self._cluster(original, updated)
+        if isinstance(func, cst.Attribute) and self.sdk_file:
+            return self._sdkmethod(original, updated, func)
+        return updated
+
+    def _after(self, original: cst.Call, updated: cst.Call, after: cst.Attribute) -> Any:
+        inner = after.value
+        mapper = method(inner, "map")
+        if mapper is not None:
+            assert isinstance(inner, cst.Call)
+            first = inner.args[0].value if inner.args else None
+            if not self.any_file or isinstance(first, cst.Lambda):
+                self._mark(original, WHY["not_task" if self.any_file else "no_import"])
+                return updated
+            self._converted(original, ".map(...).after(...) -> .after(...).map(...)")
+            # Each name keeps its arguments; the dots (and the line breaks and comments before
+            # them) stay where they were, and the outer parentheses stay outermost.
+            new_after = updated.with_changes(
+                func=after.with_changes(value=mapper.value, dot=mapper.dot),
+                lpar=inner.lpar,
+                rpar=inner.rpar,
+            )
+            return inner.with_changes(
+                func=mapper.with_changes(value=new_after, dot=after.dot),
+                lpar=updated.lpar,
+                rpar=updated.rpar,
+            )
+        if isinstance(inner, cst.Call) and isinstance(inner.func, cst.Name):
+            if inner.func.value in self.s.tasks:
+                self._converted(original, "task(args).after(deps) -> task.after(deps)(args)")
+                new_after = updated.with_changes(func=after.with_changes(value=inner.func))
+                return inner.with_changes(func=new_after)
+            if self.sdk_file and inner.func.value not in self.s.clusters:
+                self._mark(original, WHY["after_on_job"])
+        elif isinstance(inner, cst.Name) and inner.value in self.s.mapped - self.s.tasks:
+            self._mark(original, WHY["after_on_array"])
+        return updated
+
+    def _keywords(self, original: cst.Call, args: Any, table: dict[str, str]) -> list[cst.Arg]:
+        out = []
+        for arg in args:
+            key = arg.keyword.value if arg.keyword else None
+            if key in table and table[key] != key:
+                self._converted(original, f"{key}= -> {table[key]}=")
+                arg = arg.with_changes(keyword=cst.Name(table[key]))
+            if key in table and table is RESOURCES:
+                problem = _refused(table[key], arg.value)
+                if problem:
+                    self._mark(original, problem)
+            elif key is not None and key not in table:
+                self._mark(
+                    original,
+                    f"`{key}=` has no slurmscope equivalent "
+                    + HINTS.get(
+                        key.split("_")[0]
+                        if key.startswith(("packaging", "default_packaging"))
+                        else key,
+                        "(slurmscope resources: time, mem, cpus_per_task, gpus, partition, account, "
+                        "qos, constraint, job_name; other sbatch flags go in extra=['--flag=value'])",
+                    ),
+                )
+            elif key is None and arg.star:
+                self._mark(
+                    original, f"`{arg.star}` arguments cannot be checked: map their keys by hand"
+                )
+            out.append(arg)
+        return out
+
+    def _cluster(self, original: cst.Call, updated: cst.Call) -> Any:
+        args = list(updated.args)
+        backend = next((a for a in args if a.keyword and a.keyword.value == "backend_type"), None)
+        if backend is None and args and args[0].keyword is None:
+            backend = args[0]
+        value = backend.value if backend is not None else None
+        if isinstance(value, cst.SimpleString) and value.evaluated_value == "local":
+            pos = args.index(backend)  # type: ignore[arg-type]
+            args[pos] = backend.with_changes(  # type: ignore[union-attr]
+                keyword=None, equal=cst.MaybeSentinel.DEFAULT, value=cst.SimpleString('"sbatch"')
+            )
+            args.insert(0, args.pop(pos))
+            self._converted(original, 'Cluster(backend_type="local") -> Cluster("sbatch")')
+        else:
+            self._mark(original, HINTS["backend_type"])
+            return updated
+        rest = [args[0], *self._keywords(original, args[1:], CLUSTER_ARGS)]
+        return updated.with_changes(args=_commas(rest, like=args))
+
+    def _sdkmethod(self, original: cst.Call, updated: cst.Call, func: cst.Attribute) -> Any:
+        name = func.attr.value
+        if name == "with_options":
+            self._converted(original, ".with_options(...) -> .options(...)")
+            args = self._keywords(original, updated.args, RESOURCES)
+            new_func = updated.func.with_changes(attr=cst.Name("options"))  # type: ignore[attr-defined]
+            return updated.with_changes(func=new_func, args=args)
+        if name in ("from_env", "from_file", "from_args", "add_argparse_args"):
+            if self.s.is_cluster_class(func.value):
+                self._mark(original, f"Cluster.{name}: {HINTS['backend_type']}")
+            return updated
+        receiver = dotted(func.value)
+        if name == "submit" and receiver in self.s.clusters:
+            if (
+                len(updated.args) == 1
+                and updated.args[0].keyword is None
+                and not updated.args[0].star
+            ):
+                self._converted(original, "cluster.submit(task) -> task.on(cluster)")
+                on = cst.Attribute(value=updated.args[0].value, attr=cst.Name("on"))
+                return cst.Call(func=on, args=[cst.Arg(func.value)])
+            self._mark(
+                original, "cluster.submit(task, **options): write task.on(cluster).options(...)"
+            )
+        elif name in ("get_stdout", "get_stderr"):
+            self._mark(original, WHY["logs"])
+        elif name in ("get_status", "is_running", "is_completed", "is_successful"):
+            self._mark(original, WHY["status"])
+        return updated
+
+    def leave_If(self, original: cst.If, updated: cst.If) -> Any:
+        if self.sdk_file and _tests_wait(original.test):
+            self._mark(original, WHY["wait_bool"])
+        return updated
+
+    def leave_While(self, original: cst.While, updated: cst.While) -> Any:
+        return self.leave_If(original, updated)  # type: ignore[arg-type]
+
+    # -- generic annotations: slurmscope's handles are not generic ---------------------------
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.functions += 1
+
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> Any:
+        self.functions -= 1
+        return updated
+
+    def visit_Annotation(self, node: cst.Annotation) -> None:
+        self.annotations += 1
+
+    def leave_Annotation(self, original: cst.Annotation, updated: cst.Annotation) -> Any:
+        self.annotations -= 1
+        return updated
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        self.local_annotations += self.functions > 0
+
+    def leave_AnnAssign(self, original: cst.AnnAssign, updated: cst.AnnAssign) -> Any:
+        self.local_annotations -= self.functions > 0
+        return updated
+
+    def visit_Subscript(self, node: cst.Subscript) -> None:
+        name = dotted(node.value) or ""
+        generic = self.s.sdk.get(name) or name.removeprefix("slurm.")
+        if generic not in ("Job", "ArrayJob", "SlurmTask") or not self.s.imports_slurm:
+            return
+        lazy = self.local_annotations or (self.annotations and self.s.lazy_annotations)
+        if not lazy:
+            self._mark(node, WHY["generic"].format(name=name))
+
+    def visit_Assert(self, node: cst.Assert) -> None:
+        if self.sdk_file and _tests_wait(node.test):
+            self._mark(node, WHY["wait_bool"])
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        if self.sdk_file and node.attr.value == "unwrapped":
+            self._mark(node, WHY["unwrapped"])
+
+
+def _refused(name: str, value: cst.BaseExpression) -> str | None:
+    """What slurmscope would say of a literal resource value it refuses (``mem="8GB"``)."""
+    if not isinstance(value, (cst.SimpleString, cst.Integer)):
+        return None
+    try:
+        Resources.from_kwargs({name: value.evaluated_value})
+    except InvalidInputError as exc:
+        return f"`{name}=`: {' '.join(str(exc).split())}"
+    return None
+
+
+def _tests_wait(test: cst.BaseExpression) -> bool:
+    """``if job.wait():`` / ``if not job.wait():`` / ``a.wait() and b.wait()``."""
+    if isinstance(test, cst.UnaryOperation):
+        return _tests_wait(test.expression)
+    if isinstance(test, cst.BooleanOperation):
+        return _tests_wait(test.left) or _tests_wait(test.right)
+    return method(test, "wait") is not None
+
+
+def _commas(items: list[Any], like: list[Any] | None = None) -> list[Any]:
+    """``items`` with commas between them (the originals' commas where there were some)."""
+    out = []
+    for i, item in enumerate(items):
+        last = i == len(items) - 1
+        comma = cst.MaybeSentinel.DEFAULT
+        if like is not None and i < len(like):
+            comma = like[i].comma if not last else like[-1].comma
+        elif not last:
+            comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+        out.append(item.with_changes(comma=comma))
+    return out
+
+
+def rewrite(module: cst.Module) -> tuple[cst.Module, list[Note]]:
+    wrapper = MetadataWrapper(module)
+    survey = Survey()
+    wrapper.module.visit(survey)
+    transformer = _Rewrite(survey, wrapper.module)
+    new = wrapper.visit(transformer)
+    return new, sorted(transformer.notes, key=lambda n: (n.line, n.kind))
