@@ -345,6 +345,8 @@ class Cluster:
         defaults = {k: options.pop(k) for k in list(options) if k in resource_names}
         self.defaults = Resources.from_kwargs(defaults)
         check_shared = options.pop("check_shared_root", True)
+        #: Cancel every job still queued or running when Ctrl-C interrupts a wait.
+        self.cancel_on_interrupt = bool(options.pop("cancel_on_interrupt", False))
         _check_options(backend, options)  # before the root or a backend is created
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -358,8 +360,6 @@ class Cluster:
                 f"the job directory root {self.root} is not writable. Pass Cluster(root=...) "
                 "or set SLURMSCOPE_ROOT to a writable directory."
             )
-        #: Cancel every job still queued or running when Ctrl-C interrupts a wait.
-        self.cancel_on_interrupt = bool(options.pop("cancel_on_interrupt", False))
         self.backend, why = _choose_backend(backend, self, options)
         self._poller_obj: Any = None
         node_hosts = getattr(self.backend, "node_hosts", None)
