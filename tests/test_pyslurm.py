@@ -551,3 +551,41 @@ def test_cancel_after_failed_calls_on_the_rpc_thread(cluster: slurmscope.Cluster
     job.wait(timeout=60)
     assert job.state == "CANCELLED"
     assert scontrol_job(job.job_id)["JobState"] == "CANCELLED"
+
+
+def test_real_pyslurm_against_an_older_controller_says_so(flavour: str, tmp_path: Path) -> None:
+    """The real pyslurm 25.11 against the 22.05 compatibility cluster (started by the test
+    command): slurmctld refuses the newer protocol and hangs up, which libslurm reports as a
+    receive failure; the error names the version mismatch and the sbatch fallback."""
+    if flavour != "real":
+        pytest.skip("needs the real pyslurm bindings")
+    env_out = subprocess.run(
+        [str(slurm_cluster.SCRIPT), "env"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SLURMSCOPE_SLURM_LANE": "22.05", "SLURMSCOPE_CLUSTER_DIR": ""},
+    ).stdout
+    conf = next(
+        (ln.split("=", 1)[1] for ln in env_out.splitlines() if "SLURM_CONF=" in ln), ""
+    )
+    if not conf or not os.path.exists(conf):
+        pytest.skip("the Slurm 22.05 compatibility cluster is not configured here")
+    driver = textwrap.dedent(
+        f"""
+        import slurmscope
+        try:
+            slurmscope.Cluster("pyslurm", root={str(tmp_path)!r}, set_as_default=False)
+        except slurmscope.BackendUnavailableError as exc:
+            print(exc)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", driver],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SLURM_CONF": conf},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "does not match this cluster's Slurm" in proc.stdout
+    assert "Cluster('sbatch')" in proc.stdout

@@ -309,9 +309,16 @@ def _probe(
             raise BackendUnavailableError(
                 _mismatch(f"pyslurm {pyslurm.__version__}: {exc.msg}")
             ) from exc
+        hint = ""
+        if exc.errno in (1802, 5005):  # the controller took the connection, then hung up
+            hint = (
+                f" A controller of an older Slurm than pyslurm {pyslurm.__version__} was built "
+                "for does this too (it refuses the newer protocol): "
+                + _mismatch("check `scontrol show config | grep SLURM_VERSION`")
+            )
         raise BackendUnavailableError(
             f"pyslurm cannot reach the Slurm controller: {exc.msg} (errno {exc.errno}). "
-            "Check that slurmctld runs and SLURM_CONF points at its slurm.conf."
+            "Check that slurmctld runs and SLURM_CONF points at its slurm.conf." + hint
         ) from exc
     ours, theirs = _major_minor(pyslurm.__version__), _major_minor(config.version)
     if ours is not None and theirs is not None and ours > theirs:
