@@ -52,10 +52,14 @@ def forgetful() -> Iterator[None]:
 def kind(
     request: pytest.FixtureRequest, forgetful: None, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
+    """The backend, pointed at the forgetful cluster. pyslurm runs on the TEST DOUBLE here:
+    libslurm reads its configuration once per process, and the real bindings of this test
+    process already talk to the main test cluster (a second cluster in one process is refused,
+    see test_pyslurm.py); the double reads SLURM_CONF on every call."""
     monkeypatch.setenv("SLURM_CONF", FORGETFUL.conf)
     with contextlib.ExitStack() as stack:
         if request.param == "pyslurm":
-            stack.enter_context(pyslurm_support.pyslurm_importable())
+            stack.enter_context(pyslurm_support.double_on_path())
         yield request.param
 
 

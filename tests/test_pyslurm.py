@@ -589,3 +589,25 @@ def test_real_pyslurm_against_an_older_controller_says_so(flavour: str, tmp_path
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "does not match this cluster's Slurm" in proc.stdout
     assert "Cluster('sbatch')" in proc.stdout
+
+
+def test_a_second_configuration_in_one_process_is_refused(flavour: str, tmp_path: Path) -> None:
+    """libslurm reads SLURM_CONF once, at ``import pyslurm``: a pyslurm cluster asked for
+    later with another configuration would silently talk to the first cluster. It is refused,
+    naming both, whether the other configuration comes as ``slurm_conf=`` or ``SLURM_CONF``."""
+    first = slurmscope.Cluster("pyslurm", root=tmp_path / "a", set_as_default=False)
+    first.close()
+    other = tmp_path / "other.conf"
+    other.write_text(Path(os.environ["SLURM_CONF"]).read_text())
+    with pytest.raises(BackendUnavailableError, match="loaded in this process already"):
+        slurmscope.Cluster("pyslurm", root=tmp_path / "b", slurm_conf=str(other))
+    old = os.environ["SLURM_CONF"]
+    os.environ["SLURM_CONF"] = str(other)
+    try:
+        with pytest.raises(BackendUnavailableError, match=r"SLURM_CONF=.*other\.conf"):
+            slurmscope.Cluster("pyslurm", root=tmp_path / "c", set_as_default=False)
+    finally:
+        os.environ["SLURM_CONF"] = old
+    again = slurmscope.Cluster("pyslurm", root=tmp_path / "d", set_as_default=False)
+    again.close()
+

@@ -209,6 +209,7 @@ def test_squeue_exit_codes_read_as_slurm_shows_them() -> None:
     from slurmscope.backends.sbatch import SbatchBackend
 
     backend = object.__new__(SbatchBackend)
+    backend.slurm_conf = None
     lines = ["8|FAILED|NonZeroExitCode|768", "9|TIMEOUT|TimeLimit|15", "10|RUNNING|None|0"]
     backend._call = lambda *a, **k: subprocess.CompletedProcess(a, 0, "\n".join(lines), "")
     answer = backend.states(["8", "9", "10"])

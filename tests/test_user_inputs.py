@@ -135,9 +135,9 @@ def test_attach_takes_an_int_and_refuses_garbage(cluster: slurmscope.Cluster) ->
     for bad in (3.5, None, ["1"], "12x", "", "-3", True):
         with pytest.raises(InvalidInputError, match="job id"):
             cluster.attach(bad)  # type: ignore[arg-type]
-    with pytest.raises(JobNotFoundError, match="there is no task"):
+    with pytest.raises(JobNotFoundError, match="has no task"):
         cluster.attach(f"{array.job_id}_3")
-    with pytest.raises(JobNotFoundError, match="not an array"):
+    with pytest.raises(JobNotFoundError, match="single job, not an array"):
         cluster.attach(f"{job.job_id}_0")
     with pytest.raises(JobNotFoundError):
         cluster.attach(987654321)

@@ -179,22 +179,31 @@ def _bad_conf(problem: str) -> BackendUnavailableError:
     )
 
 
+#: The SLURM_CONF each loaded pyslurm module (by id) initialised libslurm with: libslurm reads
+#: it once per process, at ``import pyslurm``, and keeps that configuration for good.
+_loaded_conf: dict[int, str] = {}
+
+
 def _use_conf(slurm_conf: str | None) -> None:
-    """Make libslurm read ``slurm_conf``: it reads ``$SLURM_CONF`` once per process, when
-    pyslurm is imported, and keeps that configuration for good."""
-    if slurm_conf is None:
+    """Make libslurm read ``slurm_conf`` (``None``: ``$SLURM_CONF``), or say why it cannot:
+    where pyslurm is loaded already with another configuration, a pyslurm cluster would
+    silently talk to that other cluster."""
+    module = sys.modules.get("pyslurm")
+    if module is None:
+        if slurm_conf is not None:
+            os.environ["SLURM_CONF"] = slurm_conf
         return
-    if "pyslurm" not in sys.modules:
-        os.environ["SLURM_CONF"] = slurm_conf
+    wanted = slurm_conf if slurm_conf is not None else os.environ.get("SLURM_CONF", "")
+    loaded = _loaded_conf.get(id(module))
+    if loaded is None or os.path.realpath(loaded or ".") == os.path.realpath(wanted or "."):
         return
-    current = os.environ.get("SLURM_CONF", "")
-    if os.path.realpath(current) != os.path.realpath(slurm_conf):
-        raise BackendUnavailableError(
-            f"pyslurm is loaded in this process already, with SLURM_CONF={current or '(unset)'}, "
-            "and libslurm keeps the configuration it first read for the life of the process: "
-            f"slurm_conf={slurm_conf} cannot take effect. Use one configuration per process "
-            f"with pyslurm, or {FALLBACK} (it takes slurm_conf= per cluster)."
-        )
+    raise BackendUnavailableError(
+        f"pyslurm is loaded in this process already, with SLURM_CONF={loaded or '(unset)'}, and "
+        "libslurm keeps the configuration it first read for the life of the process: "
+        f"{'slurm_conf' if slurm_conf is not None else 'SLURM_CONF'}={wanted or '(unset)'} "
+        "cannot take effect. Use one configuration per process with pyslurm, or "
+        f"{FALLBACK} (it takes slurm_conf= per cluster)."
+    )
 
 
 #: What a process that ``import pyslurm`` would kill prints, kept per configuration: the
@@ -272,6 +281,7 @@ def _import() -> ModuleType:
         problem = slurm_conf_problem()
         if problem:
             raise _bad_conf(problem)
+    conf = os.environ.get("SLURM_CONF", "")
     try:
         import pyslurm
     except ModuleNotFoundError as exc:
@@ -283,6 +293,7 @@ def _import() -> ModuleType:
         ) from exc
     except (ImportError, OSError) as exc:  # a libslurm of another release: undefined symbols
         raise BackendUnavailableError(_mismatch(f"import pyslurm failed: {exc}")) from exc
+    _loaded_conf.setdefault(id(pyslurm), conf)
     return pyslurm
 
 
