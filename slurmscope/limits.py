@@ -30,6 +30,8 @@ class PartitionLimits:
     mem_per_node: int | None = None
     #: MaxTime in seconds; None: unlimited.
     max_time: int | None = None
+    #: How many nodes one job may get: the partition's nodes, capped by MaxNodes.
+    nodes: int = 1
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,8 @@ def build(
     partitions: Iterable[Mapping[str, object]], nodes: Iterable[NodeInfo]
 ) -> dict[str, PartitionLimits]:
     """Partitions' limits from plain records (``name``, ``default``, ``max_time`` in seconds,
-    ``max_cpus_per_node``, ``max_mem_per_node`` in MiB; None for unlimited) and the nodes."""
+    ``max_cpus_per_node``, ``max_mem_per_node`` in MiB, ``max_nodes``; None for unlimited)
+    and the nodes."""
     nodes = list(nodes)
     out = {}
     for part in partitions:
@@ -59,12 +62,17 @@ def build(
         if mem is not None and isinstance(cap_mem, int):
             mem = min(mem, cap_mem)
         max_time = part.get("max_time")
+        cap_nodes = part.get("max_nodes")
+        count = max(len(members), 1)
+        if isinstance(cap_nodes, int) and cap_nodes > 0:
+            count = min(count, cap_nodes)
         out[name] = PartitionLimits(
             name=name,
             default=bool(part.get("default")),
             cpus_per_node=cpus,
             mem_per_node=mem if mem is None or mem > 1 else None,  # RealMemory=1: not configured
             max_time=max_time if isinstance(max_time, int) else None,
+            nodes=count,
         )
     return out
 

@@ -124,8 +124,10 @@ NODES = (
 
 def test_partition_limits_from_scontrol() -> None:
     parts = partition_limits(PARTITIONS, NODES)
-    assert parts["short"] == limits.PartitionLimits("short", True, 8, 16000, 3600)
-    assert parts["big"] == limits.PartitionLimits("big", False, 6, 4000, 7 * 86400)
+    assert parts["short"] == limits.PartitionLimits("short", True, 8, 16000, 3600, nodes=2)
+    assert parts["big"] == limits.PartitionLimits("big", False, 6, 4000, 7 * 86400, nodes=1)
+    capped = partition_limits(PARTITIONS.replace("MaxNodes=UNLIMITED", "MaxNodes=1"), NODES)
+    assert capped["short"].nodes == 1  # MaxNodes caps what one job may get
 
 
 @pytest.mark.parametrize(
@@ -199,6 +201,7 @@ def test_partition_limits_from_pyslurm_objects() -> None:
             max_time=60,
             max_cpus_per_node="UNLIMITED",
             max_memory_per_node="UNLIMITED",
+            max_nodes="UNLIMITED",
         ),
         "big": NS(
             name="big",
@@ -206,6 +209,7 @@ def test_partition_limits_from_pyslurm_objects() -> None:
             max_time="UNLIMITED",
             max_cpus_per_node=6,
             max_memory_per_node=4000,
+            max_nodes=1,
         ),
         "percpu": NS(  # MaxMemPerCPU set: max_memory_per_node reads None
             name="percpu",
@@ -213,6 +217,7 @@ def test_partition_limits_from_pyslurm_objects() -> None:
             max_time=None,
             max_cpus_per_node=None,
             max_memory_per_node=None,
+            max_nodes=None,
         ),
     }
     nodes = {
@@ -226,6 +231,6 @@ def test_partition_limits_from_pyslurm_objects() -> None:
     }
     fake = NS(_pyslurm=NS(Partitions=NS(load=lambda: partitions), Nodes=NS(load=lambda: nodes)))
     parts = PyslurmBackend._load_limits(fake)  # type: ignore[arg-type]
-    assert parts["short"] == limits.PartitionLimits("short", True, 8, 16000, 3600)
-    assert parts["big"] == limits.PartitionLimits("big", False, 6, 4000, None)
-    assert parts["percpu"] == limits.PartitionLimits("percpu", False, 8, 16000, None)
+    assert parts["short"] == limits.PartitionLimits("short", True, 8, 16000, 3600, nodes=2)
+    assert parts["big"] == limits.PartitionLimits("big", False, 6, 4000, None, nodes=1)
+    assert parts["percpu"] == limits.PartitionLimits("percpu", False, 8, 16000, None, nodes=1)

@@ -560,7 +560,6 @@ class PyslurmBackend(Backend):
         self.retries = retries
         self.retry_delay = retry_delay
         self.calls: dict[str, int] = {"submit": 0, "load": 0, "cancel": 0}
-        self._partition_nodes: dict[str, int] | None = None
         self._rpc = _RPCThread("slurmscope-pyslurm")
         self._partitions: dict[str, limits.PartitionLimits] | None = None
         self._limits_lock = threading.Lock()
@@ -621,7 +620,8 @@ class PyslurmBackend(Backend):
         if "nodes" not in fields:
             # Without nodes, JobSubmitDescription pins the job to exactly one node (min =
             # max = 1), where sbatch leaves the count to Slurm: give Slurm the same room.
-            most = self._max_nodes(spec.resources.partition)
+            known = self.request_limits(spec.resources) or []
+            most = max((part.nodes for part in known), default=1)
             if most > 1:
                 fields["nodes"] = f"1-{most}"
         pyslurm = self._pyslurm
@@ -638,31 +638,6 @@ class PyslurmBackend(Backend):
         except (ValueError, TypeError) as exc:  # pyslurm's own checks, before any RPC
             raise SubmissionError(f"pyslurm refused the job description: {exc}") from exc
         return str(job_id)
-
-    def _max_nodes(self, partitions: str | None) -> int:
-        """The most nodes a job may get in ``partitions`` (comma-separated; the default
-        partition when ``None``): its node count, capped by its ``MaxNodes``. Read once."""
-        if self._partition_nodes is None:
-            pyslurm = self._pyslurm
-
-            def load() -> dict[str, int]:
-                sizes: dict[str, int] = {}
-                for name, part in pyslurm.Partitions.load().items():
-                    size = part.total_nodes or 1
-                    if isinstance(part.max_nodes, int) and part.max_nodes > 0:
-                        size = min(size, part.max_nodes)
-                    sizes[name] = size
-                    if part.is_default:
-                        sizes[""] = size
-                return sizes
-
-            try:
-                self._partition_nodes = self._call("load", load)
-            except pyslurm.RPCError as exc:
-                raise self._error("pyslurm.Partitions.load() failed", exc) from exc
-        sizes = self._partition_nodes
-        names = (partitions or "").split(",")
-        return max((sizes.get(name.strip(), 1) for name in names), default=1)
 
     def states(self, job_ids: Sequence[str]) -> StateMap:
         if not job_ids:
@@ -793,6 +768,7 @@ class PyslurmBackend(Backend):
                 "max_mem_per_node": p.max_memory_per_node
                 if _number(p.max_memory_per_node)
                 else None,
+                "max_nodes": p.max_nodes if _number(p.max_nodes) else None,
             }
             for p in pyslurm.Partitions.load().values()
         ]

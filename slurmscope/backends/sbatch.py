@@ -413,6 +413,7 @@ def partition_limits(partitions: str, nodes: str) -> dict[str, limits.PartitionL
             "max_time": _seconds(p.get("MaxTime")),
             "max_cpus_per_node": _int(p.get("MaxCPUsPerNode")),
             "max_mem_per_node": _int(p.get("MaxMemPerNode")),
+            "max_nodes": _int(p.get("MaxNodes")),
         }
         for p in _oneliners(partitions)
         if "PartitionName" in p
