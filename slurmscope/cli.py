@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import shutil
@@ -476,9 +477,6 @@ def _parser() -> _Parser:
     p.add_argument(
         "--downstream", action="store_true", help="also the jobs under the root that wait on them"
     )
-    p.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="nodes and edges as JSON"
-    )
     p = sub.add_parser("logs", help="stdout and stderr of one task")
     p.add_argument("job", help="job id, id_index, or job directory")
     p.add_argument("index", nargs="?", type=int, help="item index within the job (default 0)")
@@ -494,6 +492,11 @@ def _parser() -> _Parser:
     p.add_argument(
         "--check", action="store_true", help="write nothing, exit 1 if a file would change"
     )
+    # --json is taken after the command too (`slurmscope status --json 12`), by every command.
+    for command in sub.choices.values():
+        command.add_argument(
+            "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+        )
     return parser
 
 
@@ -540,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     as_json = "--json" in argv
+    # What a watched job's poll logs (a pending reason that never clears, a retry) is for a
+    # driver that waits; the commands say what they find themselves. Errors still show.
+    logging.getLogger("slurmscope").setLevel(logging.ERROR)
     try:
         args = _parser().parse_args(argv)
         handler = {

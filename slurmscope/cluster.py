@@ -346,7 +346,11 @@ class Cluster:
         self.defaults = Resources.from_kwargs(defaults)
         check_shared = options.pop("check_shared_root", True)
         #: Cancel every job still queued or running when Ctrl-C interrupts a wait.
-        self.cancel_on_interrupt = bool(options.pop("cancel_on_interrupt", False))
+        self.cancel_on_interrupt = options.pop("cancel_on_interrupt", False)
+        if not isinstance(self.cancel_on_interrupt, bool):
+            raise InvalidInputError(
+                f"cancel_on_interrupt must be True or False, not {self.cancel_on_interrupt!r}."
+            )
         _check_options(backend, options)  # before the root or a backend is created
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -371,13 +375,24 @@ class Cluster:
             problem = root_problem(self.root, node_hosts(), socket.gethostname(), mounts)
             if problem:
                 raise InvalidInputError(problem)
-        log.info(
-            "slurmscope.backend.chosen",
-            backend=self.backend.kind,
-            cluster=self.backend.cluster_name,
-            reason=why,
-            root=str(self.root),
+        # Slurm's tools are here, yet the embedded scheduler was chosen: say so where it shows
+        # (a typo in SLURM_CONF on a login node would otherwise run everything locally).
+        fell_back = (
+            backend == "auto"
+            and not os.environ.get("SLURMSCOPE_BACKEND")
+            and self.backend.kind == "local"
+            and shutil.which("sbatch") is not None
         )
+        chosen = {
+            "backend": self.backend.kind,
+            "cluster": self.backend.cluster_name,
+            "reason": why,
+            "root": str(self.root),
+        }
+        if fell_back:
+            log.warning("slurmscope.backend.chosen", **chosen)
+        else:
+            log.info("slurmscope.backend.chosen", **chosen)
         if set_as_default:
             _set_default(self)
 

@@ -132,3 +132,20 @@ def test_clean_removes_finished_job_directories(tmp_path: Path) -> None:
     gone = json.loads(cli(root, "--json", "clean", "--older-than", "0s").stdout)
     assert len(gone["removed"]) == 3
     assert cli(root, "status", ids[0], check=False).returncode != 0
+
+
+def test_json_is_taken_after_the_command_too(tmp_path: Path) -> None:
+    """`slurmscope status --json` and `slurmscope --json status` mean the same, for every
+    command (the graph command took it only after, the others only before)."""
+    from slurmscope.cli import main
+
+    for argv in (["--json", "status"], ["status", "--json"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "slurmscope.cli", "--root", str(tmp_path), *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == []
+    assert main(["--root", str(tmp_path), "status", "--json", "12x"]) != 0

@@ -229,3 +229,31 @@ def test_stdlib_logging_keeps_the_structlog_context(
     assert "run_id='r-42'" in message and "sample='north'" in message
     assert record.slurmscope["run_id"] == "r-42"  # type: ignore[attr-defined]
     assert record.slurmscope["job_ids"] == [job.job_id]  # type: ignore[attr-defined]
+
+
+def test_cancel_on_interrupt_takes_a_bool_only(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="cancel_on_interrupt must be True or False"):
+        slurmscope.Cluster("local", root=tmp_path, cancel_on_interrupt="no", set_as_default=False)
+
+
+def test_auto_falling_back_to_local_beside_slurm_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sbatch on PATH but SLURM_CONF unreadable: auto-detection runs everything locally, and
+    says so as a warning (it used to be an info event nobody sees)."""
+    import shutil
+    import sys
+
+    import structlog
+
+    if not shutil.which("sbatch"):
+        pytest.skip("no sbatch on PATH")
+    monkeypatch.delenv("SLURMSCOPE_BACKEND", raising=False)
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "typo.conf"))
+    monkeypatch.delitem(sys.modules, "pyslurm", raising=False)  # libslurm reads it at import
+    with structlog.testing.capture_logs() as events:
+        cluster = slurmscope.Cluster(root=tmp_path / "jobs", set_as_default=False)
+    cluster.close()
+    chosen = [e for e in events if e["event"] == "slurmscope.backend.chosen"]
+    assert chosen and chosen[0]["backend"] == "local"
+    assert chosen[0]["log_level"] == "warning" and "typo.conf" in chosen[0]["reason"]
