@@ -40,7 +40,7 @@ _EXPORTS = {
     "KINDS": "slurmscope.dependency",
     "carry_scope": "slurmscope.scope",
     "Resources": "slurmscope.spec",
-    "TaskState": "slurmscope.backends.base",
+    "TaskState": "slurmscope.states",
     "configure_logging": "slurmscope.log",
     "SlurmscopeError": "slurmscope.errors",
     "InvalidInputError": "slurmscope.errors",
@@ -112,7 +112,6 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from ._task import Task, task
-    from .backends.base import TaskState
     from .cluster import Cluster, DependencyRequest, default_cluster, depend
     from .dependency import KINDS, CallSite, Dependency, Provenance
     from .errors import (
@@ -136,3 +135,4 @@ if TYPE_CHECKING:
     from .log import configure_logging
     from .scope import carry_scope
     from .spec import Resources
+    from .states import TaskState

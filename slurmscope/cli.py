@@ -22,10 +22,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .backends.base import TaskState
 from .graph import FORMATS, Graph, format_for
 from .jobs import task_rows as _rows
 from .payload import BY_ID, MANIFEST, JobDirectory, split_job_id
+from .states import TaskState
 from .tree import Row, trees
 from .tree import ended as _ended
 from .tree import summary as _summary

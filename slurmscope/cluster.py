@@ -112,21 +112,7 @@ def _choose_backend(
         else:
             name, reason = _detect()
     _check_options(name, options)  # again: "auto" chose one, and it takes fewer
-    if name == "local":
-        from .backends.local import LocalBackend
-
-        return (
-            LocalBackend(
-                cluster.root / ".local",
-                cpus=options.pop("cpus", None),
-                max_array_size=options.pop("max_array_size", None),
-            ),
-            reason,
-        )
-    module = _backend_module(name)
-    backend = module.create(**options)
-    options.clear()
-    return backend, reason
+    return _backend_module(name).create(cluster.root, **options), reason
 
 
 _BACKENDS = ("local", "sbatch", "pyslurm")
@@ -366,13 +352,13 @@ class Cluster:
             )
         self.backend, why = _choose_backend(backend, self, options)
         self._poller_obj: Any = None
-        node_hosts = getattr(self.backend, "node_hosts", None)
+        node_hosts = self.backend.node_hosts()
         if check_shared and node_hosts is not None:
             try:
                 mounts = Path("/proc/mounts").read_text()
             except OSError:
                 mounts = ""
-            problem = root_problem(self.root, node_hosts(), socket.gethostname(), mounts)
+            problem = root_problem(self.root, node_hosts, socket.gethostname(), mounts)
             if problem:
                 raise InvalidInputError(problem)
         # Slurm's tools are here, yet the embedded scheduler was chosen: say so where it shows

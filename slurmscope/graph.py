@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .backends.base import TaskState
 from .dependency import Provenance
 from .errors import GraphvizNotFoundError, InvalidInputError, SlurmscopeError
+from .states import TaskState
 from .tree import key
 
 FORMATS = ("dot", "mermaid", "svg", "png")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from . import interrupt, reasons
-from .backends.base import TERMINAL_STATES, UNSUCCESSFUL_ENDINGS, Backend, TaskState
+from .backends.base import Backend
 from .dependency import Dependency, never_satisfied
 from .errors import (
     ArrayAlreadySubmittedError,
@@ -30,6 +30,7 @@ from .errors import (
 from .graph import Graph
 from .log import log
 from .payload import JobDirectory
+from .states import TERMINAL_STATES, UNSUCCESSFUL_ENDINGS, TaskState
 from .tree import key, trees
 
 if TYPE_CHECKING:
@@ -610,9 +611,8 @@ class _Handle:
         if not detail:
             detail = _log_tail(_log_paths(sub, index)[1])
             how = _how_it_ended(state.exit_code)
-            exit_status = getattr(self.cluster.backend, "exit_status", None)
-            if how is None and exit_status and state.terminal:
-                how = exit_status(sub.task_id(index))
+            if how is None and state.terminal:
+                how = self.cluster.backend.exit_status(sub.task_id(index))
             if how:
                 reason = f"{reason}, {how}" if reason else how
         error2 = JobNotCompletedError(job_id, position, state.state, reason, detail)

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .backends.base import TaskState
 from .dependency import never_satisfied
 from .payload import MANIFEST, JobDirectory
+from .states import TaskState
 
 Row = tuple[int, str, str, str]  # (index, scheduler id, state, reason)
 #: The task rows of a job directory (``asked``: ``"12_3"`` for one task, else ``""``).

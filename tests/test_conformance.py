@@ -26,6 +26,7 @@ fail_on = slurmscope.task(tasks.fail_on)
 stamp = slurmscope.task(tasks.stamp)
 sleep = slurmscope.task(tasks.sleep)
 
+
 @pytest.fixture(params=BACKENDS)
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[slurmscope.Cluster]:
     with contextlib.ExitStack() as stack:

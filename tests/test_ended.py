@@ -24,9 +24,9 @@ from test_conformance import cluster  # noqa: F401 - the fixture: local, sbatch 
 
 import slurmscope
 from slurmscope import cli
-from slurmscope.backends.base import TERMINAL_STATES, UNSUCCESSFUL_ENDINGS, TaskState
 from slurmscope.errors import JobNotCompletedError, TaskFailedError
 from slurmscope.payload import JobDirectory
+from slurmscope.states import TERMINAL_STATES, UNSUCCESSFUL_ENDINGS, TaskState
 
 add = slurmscope.task(tasks.add)
 boom = slurmscope.task(tasks.boom)

@@ -28,6 +28,7 @@ from slurmscope.spec import Resources
 
 add = slurmscope.task(tasks.add)
 
+
 @pytest.fixture(params=BACKENDS)
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[slurmscope.Cluster]:
     with contextlib.ExitStack() as stack:

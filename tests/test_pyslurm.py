@@ -514,7 +514,10 @@ def test_a_slurm_conf_libslurm_cannot_read_never_ends_the_program(
         environ["PYTHONPATH"] = pyslurm_support.DOUBLE_DIR
     bare = subprocess.run(
         [sys.executable, "-c", "import pyslurm; print('alive')"],
-        capture_output=True, text=True, env=environ, timeout=120,
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
     )
     proc = subprocess.run(
         [sys.executable, "-c", driver], capture_output=True, text=True, env=environ, timeout=300
@@ -565,9 +568,7 @@ def test_real_pyslurm_against_an_older_controller_says_so(flavour: str, tmp_path
         text=True,
         env={**os.environ, "SLURMSCOPE_SLURM_LANE": "22.05", "SLURMSCOPE_CLUSTER_DIR": ""},
     ).stdout
-    conf = next(
-        (ln.split("=", 1)[1] for ln in env_out.splitlines() if "SLURM_CONF=" in ln), ""
-    )
+    conf = next((ln.split("=", 1)[1] for ln in env_out.splitlines() if "SLURM_CONF=" in ln), "")
     if not conf or not os.path.exists(conf):
         pytest.skip("the Slurm 22.05 compatibility cluster is not configured here")
     driver = textwrap.dedent(
@@ -610,4 +611,3 @@ def test_a_second_configuration_in_one_process_is_refused(flavour: str, tmp_path
         os.environ["SLURM_CONF"] = old
     again = slurmscope.Cluster("pyslurm", root=tmp_path / "d", set_as_default=False)
     again.close()
-

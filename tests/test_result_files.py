@@ -26,10 +26,11 @@ import tasks
 
 import slurmscope
 from slurmscope import jobs, worker
-from slurmscope.backends.base import Backend, TaskState
+from slurmscope.backends.base import Backend
 from slurmscope.cluster import _pickle_item, _pickle_scalars
 from slurmscope.errors import JobNotCompletedError
 from slurmscope.payload import JobDirectory, ResultRef
+from slurmscope.states import TaskState
 
 REPO = Path(__file__).resolve().parent.parent
 identity = slurmscope.task(tasks.identity)

@@ -189,4 +189,3 @@ def test_nodes_at_this_machines_addresses_count_as_this_machine() -> None:
         ["gpu01", here]
     )
     assert local_node_names([("gpu01", None)]) == ["gpu01"]
-

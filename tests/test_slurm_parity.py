@@ -206,9 +206,12 @@ def test_kill_on_invalid_dependency_means_the_same_on_both(
         while time.monotonic() < deadline:
             states = backend.states(list(dependents.values()))
             now = {k: states.get(j, {}).get(0) for k, j in dependents.items()}
-            if now[True] is not None and now[True].terminal and now[False] is not None and (
-                now[False].reason or ""
-            ).startswith("DependencyNeverSatisfied"):
+            if (
+                now[True] is not None
+                and now[True].terminal
+                and now[False] is not None
+                and (now[False].reason or "").startswith("DependencyNeverSatisfied")
+            ):
                 break
             time.sleep(0.5)
         for kill, job_id in dependents.items():

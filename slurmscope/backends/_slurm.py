@@ -101,7 +101,9 @@ def submit_environment(
         if limit is None:
             continue
         soft = resource.getrlimit(limit)[0]
-        env[f"SLURM_RLIMIT_{name}"] = str(_RLIM_INFINITY if soft == resource.RLIM_INFINITY else soft)
+        env[f"SLURM_RLIMIT_{name}"] = str(
+            _RLIM_INFINITY if soft == resource.RLIM_INFINITY else soft
+        )
     return env
 
 

@@ -8,62 +8,14 @@ and reports its limits. Everything above it is the same for every backend.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
-from .. import limits, reasons
+from .. import limits
 from ..errors import UnsatisfiableRequestError
 from ..spec import JobSpec, Resources
-
-#: The ways a job ends without success, worst first: the state an array shows when its
-#: tasks ended in several of them. (LOST is slurmscope's: the scheduler forgot a job that
-#: wrote no result and that nobody saw end.)
-UNSUCCESSFUL_ENDINGS = (
-    "FAILED",
-    "TIMEOUT",
-    "OUT_OF_MEMORY",
-    "NODE_FAIL",
-    "BOOT_FAIL",
-    "DEADLINE",
-    "PREEMPTED",
-    "CANCELLED",
-    "LOST",
-)
-#: Slurm job states after which a job never runs again: the one definition that every part
-#: of slurmscope (handles, poller, CLI, ``clean``, backends) uses.
-TERMINAL_STATES = frozenset({"COMPLETED", *UNSUCCESSFUL_ENDINGS})
-
-
-@dataclass(frozen=True)
-class TaskState:
-    """The scheduler's view of one task (an array task, or the one task of a job)."""
-
-    state: str
-    reason: str | None = None
-    #: How the task's process ended, as Slurm shows it (``"1:0"``, ``"0:9"``); ``None``
-    #: where the backend does not tell.
-    exit_code: str | None = None
-
-    @property
-    def terminal(self) -> bool:
-        """True once the task can never run again (COMPLETED, FAILED, CANCELLED, ...)."""
-        return self.state in TERMINAL_STATES
-
-    @property
-    def succeeded(self) -> bool:
-        """True when the task COMPLETED (exit code 0, result written)."""
-        return self.state == "COMPLETED"
-
-    @property
-    def never_runs(self) -> bool:
-        """True while the task is PENDING for a reason that never clears by waiting
-        (``PartitionConfig``, ``PartitionTimeLimit``, ``BadConstraints``...; see
-        :mod:`slurmscope.reasons`). It is not terminal: the scheduler still holds it."""
-        return self.state == "PENDING" and reasons.never_clears(self.reason)
-
-
-#: job id -> {task index: state}; a single job has the one index 0.
-StateMap = Mapping[str, Mapping[int, TaskState]]
+from ..states import StateMap
 
 
 class Backend(ABC):
@@ -119,5 +71,35 @@ class Backend(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds. Submitted jobs are not cancelled."""
 
-    def describe(self) -> Mapping[str, object]:
-        return {"backend": self.kind, "cluster": self.cluster_name}
+    # -- optional capabilities: a backend that cannot tell answers None -------------------
+    def node_hosts(self) -> Sequence[str] | None:
+        """The host names of the cluster's nodes (to check that the job root is on a
+        filesystem they see), or ``None`` where every task runs on this machine."""
+        return None
+
+    def exit_status(self, job_id: str) -> str | None:
+        """How a task that ended without a result ended, in words ("exit code 1", "killed
+        by signal 9"), where the scheduler keeps more than its state; else ``None``."""
+        return None
+
+    def recorded_dependencies(self, job_id: str) -> str | None:
+        """The dependency expression the scheduler recorded for ``job_id`` (as
+        ``scontrol show job`` prints it), or ``None`` where it cannot tell."""
+        return None
+
+
+class BackendModule(Protocol):
+    """What every module under ``slurmscope.backends`` offers, so that a cluster builds
+    each backend the same way."""
+
+    #: The keyword options ``create`` takes (checked before anything is built).
+    OPTIONS: tuple[str, ...]
+
+    def create(self, root: Path, **options: Any) -> Backend:
+        """The backend, with ``root`` the cluster's job root (where the local backend
+        keeps its own state) and ``options`` among :attr:`OPTIONS`."""
+        ...
+
+    def reachable(self, timeout: float = ...) -> tuple[bool, str]:
+        """Whether a scheduler answers here, and why not (for auto-detection)."""
+        ...

@@ -28,13 +28,15 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import SubmissionError
 from ..limits import PartitionLimits
 from ..log import log
 from ..payload import atomic_write
 from ..spec import JobSpec, Resources, time_to_seconds
-from .base import TERMINAL_STATES, Backend, StateMap, TaskState
+from ..states import TERMINAL_STATES, StateMap, TaskState
+from .base import Backend
 
 _TICK = 0.02
 
@@ -75,6 +77,16 @@ class _Job:
 
 #: The options ``Cluster('local', ...)`` passes to this backend.
 OPTIONS: tuple[str, ...] = ("cpus", "max_array_size")
+
+
+def create(root: Path, **options: Any) -> LocalBackend:
+    """The embedded scheduler, keeping its state under ``root/.local``."""
+    return LocalBackend(root / ".local", **options)
+
+
+def reachable(timeout: float = 0.0) -> tuple[bool, str]:
+    """The embedded scheduler is always there."""
+    return True, "the embedded scheduler runs in this process"
 
 
 class LocalBackend(Backend):
@@ -191,9 +203,6 @@ class LocalBackend(Backend):
         if self._thread is not None:
             self._thread.join(timeout=30)
         atexit.unregister(self._drain_at_exit)
-
-    def describe(self) -> dict[str, object]:
-        return {"backend": self.kind, "cluster": self.cluster_name, "cpus": self.cpus}
 
     # -- introspection used by tests and the CLI (what ``scontrol show job`` would say) -------
     def recorded_dependencies(self, job_id: str) -> str:

@@ -70,6 +70,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
 from queue import SimpleQueue
 from types import ModuleType
 from typing import Any, TypeVar
@@ -79,6 +80,7 @@ from ..dependency import render
 from ..errors import BackendUnavailableError, SchedulerError, SubmissionError
 from ..log import log
 from ..spec import JobSpec, Resources
+from ..states import TERMINAL_STATES, StateMap, TaskState
 from ._slurm import (
     FULL_RANGES,
     RLIMITS,
@@ -90,7 +92,7 @@ from ._slurm import (
     slurm_conf_problem,
     submit_environment,
 )
-from .base import TERMINAL_STATES, Backend, StateMap, TaskState
+from .base import Backend
 from .sbatch import batch_script
 
 T = TypeVar("T")
@@ -378,7 +380,8 @@ def reachable(timeout: float = 10.0) -> tuple[bool, str]:
 OPTIONS: tuple[str, ...] = ("retries", "retry_delay", "slurm_conf")
 
 
-def create(**options: Any) -> PyslurmBackend:
+def create(root: Path, **options: Any) -> PyslurmBackend:
+    """The pyslurm backend (``root``, the cluster's job root, is not its concern)."""
     return PyslurmBackend(**options)
 
 
@@ -459,9 +462,7 @@ def job_environment(
         env.pop("SLURM_BITSTR_LEN", None)
     else:
         env["SLURM_BITSTR_LEN"] = _USER_BITSTR_LEN
-    added = submit_environment(
-        rlimits, gpus=spec.resources.gpus, hydra_bootstrap=hydra_bootstrap
-    )
+    added = submit_environment(rlimits, gpus=spec.resources.gpus, hydra_bootstrap=hydra_bootstrap)
     return {**env, **added, **spec.environment}
 
 
@@ -587,15 +588,6 @@ class PyslurmBackend(Backend):
     def max_array_size(self) -> int | None:
         return self._info["max_array_size"] or 1001
 
-    def describe(self) -> dict[str, object]:
-        return {
-            "backend": self.kind,
-            "cluster": self.cluster_name,
-            "max_array_size": self.max_array_size,
-            "pyslurm": self.pyslurm_version,
-            "slurm": self.slurm_version,
-        }
-
     def close(self) -> None:
         """Stop the RPC thread; a later call (a handle still waiting) starts a new one."""
         self._rpc.close()
@@ -614,9 +606,7 @@ class PyslurmBackend(Backend):
     # -- the seam -----------------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> str:
         self.refuse_impossible(spec)
-        fields = description_fields(
-            spec, self._info["rlimits"], self._info["hydra_bootstrap"]
-        )
+        fields = description_fields(spec, self._info["rlimits"], self._info["hydra_bootstrap"])
         if "nodes" not in fields:
             # Without nodes, JobSubmitDescription pins the job to exactly one node (min =
             # max = 1), where sbatch leaves the count to Slurm: give Slurm the same room.

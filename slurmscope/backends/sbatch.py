@@ -17,11 +17,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from .. import limits
 from ..errors import BackendUnavailableError, SchedulerError, SubmissionError
 from ..log import log
 from ..spec import JobSpec, Resources, time_to_seconds
+from ..states import TERMINAL_STATES, StateMap, TaskState
 from ._slurm import (
     FULL_RANGES,
     TRANSIENT,
@@ -30,7 +33,7 @@ from ._slurm import (
     partial_output,
     slurm_conf_problem,
 )
-from .base import TERMINAL_STATES, Backend, StateMap, TaskState
+from .base import Backend
 
 _RANGE = re.compile(r"^(\d+)_\[(.+)\]$")
 
@@ -76,8 +79,9 @@ def _environment(slurm_conf: str | None) -> dict[str, str]:
 OPTIONS: tuple[str, ...] = ("retries", "command_timeout", "slurm_conf")
 
 
-def create(**options: object) -> SbatchBackend:
-    return SbatchBackend(**options)  # type: ignore[arg-type]
+def create(root: Path, **options: Any) -> SbatchBackend:
+    """The sbatch backend (``root``, the cluster's job root, is not its concern)."""
+    return SbatchBackend(**options)
 
 
 def sbatch_arguments(spec: JobSpec) -> list[str]:
@@ -193,13 +197,6 @@ class SbatchBackend(Backend):
     def max_array_size(self) -> int | None:
         value = self.config().get("MaxArraySize", "1001").split()[0]
         return int(value) if value.isdigit() else 1001
-
-    def describe(self) -> dict[str, object]:
-        return {
-            "backend": self.kind,
-            "cluster": self.cluster_name,
-            "max_array_size": self.max_array_size,
-        }
 
     # -- the seam -----------------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> str:

@@ -1,0 +1,58 @@
+"""Task states: the one definition of which states end a job, and what each task is in."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from . import reasons
+
+#: The ways a job ends without success, worst first: the state an array shows when its
+#: tasks ended in several of them. (LOST is slurmscope's: the scheduler forgot a job that
+#: wrote no result and that nobody saw end.)
+UNSUCCESSFUL_ENDINGS = (
+    "FAILED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "PREEMPTED",
+    "CANCELLED",
+    "LOST",
+)
+#: Slurm job states after which a job never runs again: the one definition that every part
+#: of slurmscope (handles, poller, CLI, ``clean``, backends) uses.
+TERMINAL_STATES = frozenset({"COMPLETED", *UNSUCCESSFUL_ENDINGS})
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """The scheduler's view of one task (an array task, or the one task of a job)."""
+
+    state: str
+    reason: str | None = None
+    #: How the task's process ended, as Slurm shows it (``"1:0"``, ``"0:9"``); ``None``
+    #: where the backend does not tell.
+    exit_code: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        """True once the task can never run again (COMPLETED, FAILED, CANCELLED, ...)."""
+        return self.state in TERMINAL_STATES
+
+    @property
+    def succeeded(self) -> bool:
+        """True when the task COMPLETED (exit code 0, result written)."""
+        return self.state == "COMPLETED"
+
+    @property
+    def never_runs(self) -> bool:
+        """True while the task is PENDING for a reason that never clears by waiting
+        (``PartitionConfig``, ``PartitionTimeLimit``, ``BadConstraints``...; see
+        :mod:`slurmscope.reasons`). It is not terminal: the scheduler still holds it."""
+        return self.state == "PENDING" and reasons.never_clears(self.reason)
+
+
+#: job id -> {task index: state}; a single job has the one index 0.
+StateMap = Mapping[str, Mapping[int, TaskState]]
