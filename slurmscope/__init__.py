@@ -28,15 +28,16 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Cluster": "slurmscope.cluster",
     "DependencyRequest": "slurmscope.cluster",
+    "Handle": "slurmscope.handle",
     "default_cluster": "slurmscope.cluster",
     "depend": "slurmscope.cluster",
-    "Task": "slurmscope._task",
-    "task": "slurmscope._task",
+    "Task": "slurmscope.cluster",
+    "task": "slurmscope.cluster",
     "Job": "slurmscope.jobs",
     "ArrayJob": "slurmscope.jobs",
     "Dependency": "slurmscope.dependency",
     "Provenance": "slurmscope.dependency",
-    "CallSite": "slurmscope.dependency",
+    "CallSite": "slurmscope.callsite",
     "KINDS": "slurmscope.dependency",
     "carry_scope": "slurmscope.scope",
     "Resources": "slurmscope.spec",
@@ -69,6 +70,7 @@ __all__ = [
     "DependencyError",
     "DependencyRequest",
     "Graph",
+    "Handle",
     "GraphvizNotFoundError",
     "InvalidInputError",
     "Job",
@@ -111,9 +113,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from ._task import Task, task
-    from .cluster import Cluster, DependencyRequest, default_cluster, depend
-    from .dependency import KINDS, CallSite, Dependency, Provenance
+    from .callsite import CallSite
+    from .cluster import Cluster, DependencyRequest, Task, default_cluster, depend, task
+    from .dependency import KINDS, Dependency, Provenance
     from .errors import (
         ArrayAlreadySubmittedError,
         BackendUnavailableError,
@@ -131,6 +133,7 @@ if TYPE_CHECKING:
         UnsatisfiableRequestError,
     )
     from .graph import Graph
+    from .handle import Handle
     from .jobs import ArrayJob, Job
     from .log import configure_logging
     from .scope import carry_scope

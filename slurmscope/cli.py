@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .graph import FORMATS, Graph, format_for
-from .jobs import task_rows as _rows
 from .payload import BY_ID, MANIFEST, JobDirectory, split_job_id
 from .states import TaskState
 from .tree import Row, trees
@@ -99,14 +98,15 @@ def _handle(root: Path, directory: JobDirectory, asked: str = "") -> Any:
 
 def _poll(handles: Iterable[Any]) -> None:
     """One look at the files and one scheduler query per cluster, for all ``handles``."""
-    for cluster in {id(h.cluster): h.cluster for h in handles}.values():
-        cluster._poller._poll()
+    for handle in {id(h.cluster): h for h in handles}.values():
+        handle.refresh()
 
 
 def _states(handle: Any) -> list[Row]:
     """The rows of ``handle`` after one poll."""
     _poll([handle])
-    return _rows(handle)
+    rows: list[Row] = handle.task_rows()
+    return rows
 
 
 # -- status -------------------------------------------------------------------------------------
@@ -215,7 +215,7 @@ def _rows_of_many(root: Path, directories: Sequence[JobDirectory]) -> list[list[
         _poll(h for h in handles if not isinstance(h, str))
     except Exception as exc:
         return [h if isinstance(h, str) else f"state unknown ({exc})" for h in handles]
-    return [h if isinstance(h, str) else _rows(h) for h in handles]
+    return [h if isinstance(h, str) else h.task_rows() for h in handles]
 
 
 def _rows_of(root: Path) -> Any:

@@ -14,10 +14,9 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .jobs import Submission
+from .runtime import Runtime
+from .submission import Submission
 
 #: At most this many jobs are listed one per line; the rest are counted.
 _SHOWN = 10
@@ -133,35 +132,34 @@ def unfinished(sub: Submission) -> Unfinished:
     return Unfinished(sub.name, tuple(p.job_id for p in sub.parts), sub.is_array, pending, running)
 
 
-def on_interrupt(sub: Submission, waited: str) -> None:
+def on_interrupt(sub: Submission, runtime: Runtime, waited: str) -> None:
     """A Ctrl-C while ``sub`` was waited on: say on stderr what is still queued or running
     (every submission its cluster watches), how to reattach and how to cancel; with
     ``cancel_on_interrupt`` cancel it all. The caller re-raises the interrupt."""
-    cluster = sub.cluster
-    subs = cluster._poller.unfinished()
+    subs = runtime.poller.unfinished()
     if sub.remaining > 0 and sub not in subs:
         subs.insert(0, sub)
     jobs = [unfinished(s) for s in subs]
-    cancel = bool(getattr(cluster, "cancel_on_interrupt", False))
+    cancel = runtime.cancel_on_interrupt
     write(
         notice(
             waited=f"{waited} ({sub.name})",
-            backend=cluster.backend.kind,
-            cluster=cluster.name,
-            root=str(cluster.root),
+            backend=runtime.backend.kind,
+            cluster=runtime.name,
+            root=str(runtime.root),
             jobs=jobs,
             cancelled=cancel,
         )
     )
     if not cancel or not jobs:
         return
-    for s in subs:
-        s.cancelled.update(range(s.size))
-        s.stuck.clear()
+    with runtime.poller.cond:
+        for s in subs:
+            s.mark_cancelled(range(s.size))
     try:
-        write(cancel_all(jobs, cluster.backend.cancel))
+        write(cancel_all(jobs, runtime.backend.cancel))
     except KeyboardInterrupt:
         write(
             "slurmscope: cancelling was interrupted; some jobs may still be queued or running "
-            f"(slurmscope --root {cluster.root} status).\n"
+            f"(slurmscope --root {runtime.root} status).\n"
         )

@@ -29,7 +29,8 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
-from .dependency import CallSite, Dependency, with_statement_key
+from .callsite import CallSite, with_statement_key
+from .dependency import Dependency
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -152,12 +153,13 @@ class OpenEntries:
         active = {id(f) for f in current()}
         with self._lock:
             items = self._items
-            for accept in (
+            accepts: tuple[Callable[[Any, Entry], bool], ...] = (
                 lambda k, e: k == key and id(e.frame) in active,
                 lambda k, e: id(e.frame) in active,
                 lambda k, e: k == key,
                 lambda k, e: True,
-            ):
+            )
+            for accept in accepts:
                 for i in range(len(items) - 1, -1, -1):
                     if accept(*items[i]):
                         return items.pop(i)[1]

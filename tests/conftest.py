@@ -14,7 +14,7 @@ import structlog
 import tasks
 
 import slurmscope
-from slurmscope import cluster as cluster_module
+from slurmscope import default as default_registry
 from slurmscope.spec import JobSpec
 
 # The worker runs outside pytest's sys.path: ship the test tasks by value.
@@ -59,13 +59,13 @@ def _unconfigured_structlog() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _no_default_cluster_leak() -> Iterator[None]:
     """Each test starts without a default cluster, and leaves none behind."""
-    previous = cluster_module._default
-    cluster_module._set_default(None)
+    previous = default_registry._default
+    default_registry.set_default(None)
     yield
-    current = cluster_module._default
+    current = default_registry._default
     if current is not None and current is not previous:
         current.close()
-    cluster_module._set_default(previous)
+    default_registry.set_default(previous)
 
 
 def job_dirs(cluster: slurmscope.Cluster) -> list[Path]:

@@ -19,8 +19,8 @@ from conftest import job_dirs
 
 import slurmscope
 from slurmscope import depend
-from slurmscope.cluster import root_problem
 from slurmscope.errors import DependencyError, InvalidInputError, SubmissionError
+from slurmscope.roots import root_problem
 
 add = slurmscope.task(tasks.add)
 identity = slurmscope.task(tasks.identity)

@@ -50,7 +50,8 @@ def expected(job: slurmscope.Job | slurmscope.ArrayJob) -> set[tuple[str, str]]:
     for dep in job.dependencies:
         if dep.target is None:
             continue
-        for ident in dep.target._scheduler_ids():
+        target = dep.target
+        for ident in target.job_ids if target.whole_array else (target.job_id,):
             pairs.add((dep.kind, ident))
     return pairs
 

@@ -17,26 +17,27 @@ from hypothesis import strategies as st
 import slurmscope
 from slurmscope.dependency import (
     KINDS,
-    VIA_AFTER,
-    VIA_ARGUMENT_AFTER,
-    VIA_DATA,
+    VIA_AFTER_ARGUMENT,
+    VIA_AFTER_METHOD,
+    VIA_DATA_ARGUMENT,
     VIA_SCOPE,
     CallSite,
     Dependency,
     Provenance,
     check_kind,
-    clauses_for_part,
     merge,
     parse,
     render,
 )
 from slurmscope.errors import DependencyError, InvalidInputError
-from slurmscope.jobs import ArrayJob, Job, Part, Submission
+from slurmscope.jobs import ArrayJob, Job
+from slurmscope.submission import Part, Submission
+from slurmscope.submit import clauses_for_part
 
 SETTINGS = settings(max_examples=150, deadline=None)
 
 kinds = st.sampled_from(KINDS)
-vias = st.sampled_from((VIA_SCOPE, VIA_AFTER, VIA_ARGUMENT_AFTER, VIA_DATA))
+vias = st.sampled_from((VIA_SCOPE, VIA_AFTER_METHOD, VIA_AFTER_ARGUMENT, VIA_DATA_ARGUMENT))
 # A small pool of targets so that duplicates are frequent.
 target_ids = st.sampled_from(("1", "2", "3", "12_0", "12_7", "40+41"))
 
@@ -253,7 +254,7 @@ def _submission(size: int, is_array: bool, n_parts: int) -> Submission:
         parts.append(Part(str(next(_ids)), offset, count))
         offset += count
     total = offset if is_array else 1
-    return Submission(None, None, "t", total, is_array, parts, ())  # type: ignore[arg-type]
+    return Submission(None, "t", total, is_array, parts, ())  # type: ignore[arg-type]
 
 
 @st.composite
@@ -264,9 +265,9 @@ def targets_and_deps(draw: st.DrawFn) -> tuple[int, int, list[Dependency]]:
     pool: list[Job | ArrayJob] = []
     arrays: list[ArrayJob] = []
     for _ in range(draw(st.integers(1, 3))):
-        pool.append(Job(_submission(1, False, 1)))
+        pool.append(Job(_submission(1, False, 1), None))  # type: ignore[arg-type]
     for _ in range(draw(st.integers(1, 3))):
-        array = ArrayJob(_submission(draw(st.integers(n_parts, 3 * n_parts)), True, n_parts))
+        array = ArrayJob(_submission(draw(st.integers(n_parts, 3 * n_parts)), True, n_parts), None)  # type: ignore[arg-type]
         arrays.append(array)
         pool.append(array)
         pool.append(array[draw(st.integers(0, len(array) - 1))])
@@ -279,7 +280,7 @@ def targets_and_deps(draw: st.DrawFn) -> tuple[int, int, list[Dependency]]:
             target = draw(st.sampled_from(arrays))
         else:
             target = draw(st.sampled_from(pool))
-        target_id = None if target is None else target._target_id()
+        target_id = None if target is None else target.target_id
         deps.append(Dependency(kind, target_id, Provenance(VIA_SCOPE, site, depth=1), target))
     return n_parts, part, deps
 
@@ -343,7 +344,7 @@ def test_clauses_for_part_depend_on_part_only_through_aftercorr(
             assert set(bp["aftercorr"]) == expected
             all_parts |= set(bp["aftercorr"])
         assert len(all_parts) == n_parts * len(
-            {id(d.target._submission) for d in deps if d.kind == "aftercorr"}
+            {id(d.target.submission) for d in deps if d.kind == "aftercorr"}
         )
 
 

@@ -117,7 +117,7 @@ def test_ended_jobs_read_as_they_ended_once_slurm_forgot_them(
         assert never.status.reason == "DependencyNeverSatisfied"
     finally:
         driver.close()
-    ended = {job: job._submission.directory.recorded_states() for job in (timed_out, never)}
+    ended = {job: job.submission.directory.recorded_states() for job in (timed_out, never)}
     assert ended[timed_out] and ended[timed_out][0][0] == "TIMEOUT"
     assert ended[never] and ended[never][0][:2] == ("CANCELLED", "DependencyNeverSatisfied")
     unseen = _submit_and_leave(kind, root)

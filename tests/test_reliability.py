@@ -79,7 +79,7 @@ def test_task_killed_by_signal(cluster: slurmscope.Cluster) -> None:
     assert "signal 9" in (info.value.reason or "").lower()
     assert f"job {job.job_id} ended in state FAILED" in str(info.value)
     assert "slurmscope worker: task 0" not in str(info.value)  # stderr, not stdout
-    assert not list(job._submission.directory.results_dir.iterdir())
+    assert not list(job.submission.directory.results_dir.iterdir())
 
 
 def test_result_never_half_written(cluster: slurmscope.Cluster) -> None:

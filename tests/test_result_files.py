@@ -25,11 +25,12 @@ import pytest
 import tasks
 
 import slurmscope
-from slurmscope import jobs, worker
+from slurmscope import poller, worker
 from slurmscope.backends.base import Backend
-from slurmscope.cluster import _pickle_item, _pickle_scalars
 from slurmscope.errors import JobNotCompletedError
 from slurmscope.payload import JobDirectory, ResultRef
+from slurmscope.pickling import pickle_item as _pickle_item
+from slurmscope.pickling import pickle_scalars as _pickle_scalars
 from slurmscope.states import TaskState
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,7 +133,7 @@ def test_the_scheduler_is_still_asked_now_and_then_however_fast_results_come(
     scripted: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cluster, backend = scripted
-    monkeypatch.setattr(jobs, "_LONGEST_WITHOUT_QUERY", 0.2)
+    monkeypatch.setattr(poller, "LONGEST_WITHOUT_QUERY", 0.2)
     array = identity.on(cluster).map(list(range(40)))
     for i in range(40):
         run_task(array, i)

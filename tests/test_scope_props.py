@@ -697,12 +697,12 @@ def test_submissions_carry_the_merged_scope(
             for j in jobs or [None]:
                 if j is None and kind != "singleton":
                     continue
-                target_id = None if j is None else j._target_id()
+                target_id = None if j is None else j.target_id
                 expected.append((kind, target_id, "scope", depth, line))
         after = [pool[i] for i in explicit]
         line = here() + 1
         job = sleep.map([0, 0], after=after)
-        expected += [("afterok", j._target_id(), "after=", None, line) for j in after]
+        expected += [("afterok", j.target_id, "after=", None, line) for j in after]
     assert scope.current() == ()
     kept: dict[tuple[str, Any], tuple[Any, ...]] = {}
     for entry in expected:

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from . import scope
-from .dependency import VIA_AFTER, VIA_ARGUMENT_AFTER, Dependency, Provenance, caller_site
+from . import default, scope
+from .callsite import CallSite, caller_site
+from .default import Target
+from .dependency import VIA_AFTER_ARGUMENT, VIA_AFTER_METHOD, Dependency, Provenance
+from .dependency_requests import dependencies_of
 from .errors import InvalidInputError
+from .handle import Handle
 from .jobs import ArrayJob, Job
 from .spec import Resources
-
-if TYPE_CHECKING:
-    from .cluster import Cluster
+from .submit import submit
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -34,7 +36,7 @@ class Task(Generic[P, R]):
         fn: Callable[P, R],
         resources: Resources,
         *,
-        cluster: Cluster | None = None,
+        cluster: Target | None = None,
         after: tuple[Dependency, ...] = (),
         name: str | None = None,
     ) -> None:
@@ -45,17 +47,22 @@ class Task(Generic[P, R]):
         self.cluster = cluster
         self._after = after
         self.name = name or getattr(fn, "__name__", None) or "task"
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
-    def _copy(self, **changes: Any) -> Task[P, R]:
-        values = {
-            "resources": self.resources,
-            "cluster": self.cluster,
-            "after": self._after,
-            "name": self.name,
-        }
-        values.update(changes)
-        return Task(self.fn, **values)
+    def _copy(
+        self,
+        *,
+        resources: Resources | None = None,
+        cluster: Target | None = None,
+        after: tuple[Dependency, ...] | None = None,
+    ) -> Task[P, R]:
+        return Task(
+            self.fn,
+            self.resources if resources is None else resources,
+            cluster=self.cluster if cluster is None else cluster,
+            after=self._after if after is None else after,
+            name=self.name,
+        )
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
@@ -64,13 +71,8 @@ class Task(Generic[P, R]):
     def after(self, *jobs: Any, kind: str = "afterok") -> Task[P, R]:
         """A variant of this task whose submissions depend on ``jobs`` (accumulates)."""
         target = self._target()
-        site = caller_site()
-        provenance = Provenance(VIA_AFTER, site)
-        requests = target._requests(jobs, kind, provenance)
-        deps = tuple(
-            Dependency(r.kind, None if r.job is None else r.job._target_id(), provenance, r.job)
-            for r in requests
-        )
+        provenance = Provenance(VIA_AFTER_METHOD, caller_site())
+        deps = dependencies_of(target.runtime.owner, jobs, kind, provenance)
         return self._copy(after=self._after + deps, cluster=self.cluster or target)
 
     def options(self, *, after: Iterable[Any] | None = None, **overrides: Any) -> Task[P, R]:
@@ -82,22 +84,14 @@ class Task(Generic[P, R]):
             variant = variant._copy(after=variant._after + deps, cluster=self.cluster or target)
         return variant
 
-    def on(self, cluster: Cluster) -> Task[P, R]:
+    def on(self, cluster: Target) -> Task[P, R]:
         """A variant bound to ``cluster``."""
         return self._copy(cluster=cluster)
 
     # -- submission ----------------------------------------------------------------------------
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Submit one job now and return its handle."""
-        cluster = self._target()
-        handle = cluster._submit(
-            self,
-            [(args, kwargs)],
-            array=False,
-            max_concurrent=None,
-            explicit=self._after,
-            site=caller_site(),
-        )
+        handle = self._submit([(args, kwargs)], False, None, self._after, caller_site())
         assert isinstance(handle, Job)
         return handle
 
@@ -106,13 +100,12 @@ class Task(Generic[P, R]):
         items: Iterable[Any],
         max_concurrent: int | None = None,
         after: Iterable[Any] | None = None,
-    ) -> ArrayJob:
+    ) -> ArrayJob[R]:
         """Submit one array job now, a task per item, and return its handle.
 
         ``max_concurrent`` caps how many tasks run at once (Slurm's ``--array=...%k``);
         ``after`` lists jobs this array depends on (``depend(job, kind)`` for other kinds).
         """
-        cluster = self._target()
         site = caller_site()
         if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
             raise InvalidInputError(
@@ -121,55 +114,78 @@ class Task(Generic[P, R]):
             )
         explicit = self._after
         if after is not None:
-            explicit = explicit + _explicit(cluster, after, site)
-        handle = cluster._submit(
-            self,
-            list(items),
-            array=True,
+            explicit = explicit + _explicit(self._target(), after, site)
+        handle = self._submit(list(items), True, max_concurrent, explicit, site)
+        assert isinstance(handle, ArrayJob)
+        return handle
+
+    def _submit(
+        self,
+        calls: list[Any],
+        array: bool,
+        max_concurrent: int | None,
+        explicit: tuple[Dependency, ...],
+        site: CallSite,
+    ) -> Job[R] | ArrayJob[R]:
+        return submit(
+            self._target().runtime,
+            self.fn,
+            self.name,
+            self.resources,
+            calls,
+            array=array,
             max_concurrent=max_concurrent,
             explicit=explicit,
             site=site,
         )
-        assert isinstance(handle, ArrayJob)
-        return handle
 
-    def _target(self) -> Cluster:
+    def _target(self) -> Target:
         """Where a submission goes: the bound cluster, else the innermost ``with`` block's,
         else the default cluster."""
         if self.cluster is not None:
             return self.cluster
-        innermost = scope.innermost_cluster()
+        innermost: Target | None = scope.innermost_cluster()
         if innermost is not None:
-            return innermost  # type: ignore[no-any-return]
-        from .cluster import default_cluster
-
-        return default_cluster()
+            return innermost
+        return default.default()
 
 
-def _explicit(cluster: Cluster, after: Iterable[Any], site: Any) -> tuple[Dependency, ...]:
-    from .jobs import _Handle
+def _explicit(target: Target, after: Iterable[Any], site: CallSite) -> tuple[Dependency, ...]:
+    jobs = [after] if isinstance(after, Handle) else list(after)
+    provenance = Provenance(VIA_AFTER_ARGUMENT, site)
+    return dependencies_of(target.runtime.owner, jobs, "afterok", provenance)
 
-    if isinstance(after, _Handle):
-        after = [after]
-    provenance = Provenance(VIA_ARGUMENT_AFTER, site)
-    requests = cluster._requests(list(after), "afterok", provenance)
-    return tuple(
-        Dependency(r.kind, None if r.job is None else r.job._target_id(), provenance, r.job)
-        for r in requests
-    )
+
+@overload
+def task(fn: Callable[P, R], *, cluster: Target | None = None, **resources: Any) -> Task[P, R]: ...
+
+
+@overload
+def task(
+    fn: None = None, *, cluster: Target | None = None, **resources: Any
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
 def task(
-    fn: Callable[..., Any] | None = None, *, cluster: Cluster | None = None, **resources: Any
-) -> Any:
+    fn: Callable[P, R] | None = None, *, cluster: Target | None = None, **resources: Any
+) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Decorate a function as a task: ``@task`` or ``@task(time="00:10:00", mem="1G")``.
 
     Resources: ``time``, ``mem``, ``cpus_per_task``, ``gpus``, ``partition``, ``account``,
     ``qos``, ``constraint``, ``job_name``, ``extra`` (other sbatch flags).
     """
-    parsed = Resources.from_kwargs(resources)
-
-    def wrap(f: Callable[..., Any]) -> Task[Any, Any]:
-        return Task(f, parsed, cluster=cluster)
-
+    wrap: Callable[[Callable[P, R]], Task[P, R]] = decorator(
+        Resources.from_kwargs(resources), cluster
+    )
     return wrap(fn) if fn is not None else wrap
+
+
+def decorator(
+    resources: Resources, cluster: Target | None
+) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """What ``@task(...)`` and ``@cluster.task(...)`` apply to the function."""
+
+    def wrap(fn: Callable[P, R]) -> Task[P, R]:
+        return Task(fn, resources, cluster=cluster)
+
+    return wrap

@@ -1,0 +1,336 @@
+"""The record of one submission: its parts, dependencies and the last known state of every
+task, kept up to date by the poller from the result files and the scheduler's answers.
+
+A :class:`Submission` is shared by every handle of one ``task(...)`` or ``task.map(...)``
+(array elements are views made on access). Its mutable fields are changed under the
+poller's condition (:attr:`slurmscope.poller.Poller.cond`), by the poller and by
+``cancel()`` alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from . import reasons
+from .dependency import Dependency
+from .errors import JobCannotRunError
+from .log import log
+from .payload import JobDirectory
+from .states import TERMINAL_STATES, StateMap, TaskState
+
+_COMPLETED = TaskState("COMPLETED", "None")
+_FAILED = TaskState("FAILED", "NonZeroExitCode")
+_LOST = TaskState("LOST", "not known to the scheduler and no result was written")
+_CANCELLED = TaskState("CANCELLED", "cancelled through slurmscope")
+#: A task not seen ended in a look at the result files this recent (seconds) has not ended
+#: long ago: no need to read its file again (a job that ended since is still known to Slurm,
+#: which keeps ended jobs for MinJobAge, 300 s by default).
+_LOOKED_RECENTLY = 10.0
+
+
+@dataclass(frozen=True)
+class Part:
+    """One scheduler job behind a submission: items ``offset .. offset+count-1``."""
+
+    job_id: str
+    offset: int
+    count: int
+
+
+class Submission:
+    """Shared state of one submission; changed under the poller's condition only."""
+
+    def __init__(
+        self,
+        directory: JobDirectory,
+        name: str,
+        size: int,
+        is_array: bool,
+        parts: Sequence[Part],
+        dependencies: Sequence[Dependency],
+    ) -> None:
+        self.directory = directory
+        self.name = name
+        self.size = size
+        self.is_array = is_array
+        self.parts = tuple(parts)
+        self.dependencies = tuple(dependencies)
+        self.states: list[TaskState | None] = [None] * size
+        self.remaining = size
+        #: When the poller last listed the result files (``time.monotonic()``).
+        self.looked_at = 0.0
+        self._missing_since: dict[str, float] = {}
+        #: Indices of tasks the scheduler sent back to the queue after they had started.
+        self.requeued: set[int] = set()
+        #: Indices of tasks cancelled through a handle of this process.
+        self.cancelled: set[int] = set()
+        #: (scheduler job id, reason) pairs already logged as slurmscope.task.pending_reason.
+        self._reasons_logged: set[tuple[str, str]] = set()
+        self._request: str | None = None
+        #: Indices the scheduler keeps pending for a reason that never clears by waiting.
+        self.stuck: set[int] = set()
+
+        #: Final states the scheduler told this process and not yet recorded in the job
+        #: directory (see :meth:`record_ended`).
+        self._unrecorded: dict[int, tuple[str, str | None, str | None]] = {}
+
+    def request(self) -> str:
+        """What the submission asked the scheduler for, as ``key=value, ...`` (from the
+        manifest), for messages about a job that cannot run."""
+        if self._request is None:
+            try:
+                asked = self.directory.read_manifest().get("resources") or {}
+            except (OSError, ValueError):
+                asked = {}
+            partition = asked.pop("partition", None)
+            shown = [f"{k}={v!r}" if k == "extra" else f"{k}={v}" for k, v in asked.items()]
+            where = f"partition {partition}" if partition else "the default partition"
+            self._request = f"{', '.join(shown) or 'the defaults'} in {where}"
+        return self._request
+
+    def never_runs(self, indices: Sequence[int] | range | None = None) -> list[int]:
+        """Indices (of ``indices``, default all) the scheduler keeps pending for a reason
+        that never clears by waiting."""
+        if indices is None:
+            return sorted(self.stuck)
+        return [i for i in indices if i in self.stuck]
+
+    def cannot_run_error(self, indices: list[int]) -> JobCannotRunError:
+        """The error for tasks that never run (all share one reason in practice: the first
+        one's is named)."""
+        first = self.states[indices[0]]
+        reason = reasons.name(first.reason if first else None)
+        part, _ = self.locate(indices[0])
+        return JobCannotRunError(
+            part.job_id if self.is_array else self.task_id(indices[0]),
+            indices if self.is_array else None,
+            reason,
+            reasons.meaning(reason),
+            self.request(),
+        )
+
+    def _note_reason(self, job_id: str, index: int, state: TaskState) -> None:
+        """Log a pending reason worth knowing, once per scheduler job and reason."""
+        reason = reasons.name(state.reason)
+        if (job_id, reason) in self._reasons_logged:
+            return
+        self._reasons_logged.add((job_id, reason))
+        never = reasons.never_clears(reason)
+        log.warning(
+            "slurmscope.task.pending_reason",
+            task=self.name,
+            job_id=job_id,
+            index=index if self.is_array else None,
+            reason=reason,
+            meaning=reasons.meaning(reason),
+            never_clears=never,
+            request=self.request(),
+            hint="waiting cannot help: cancel it, change the request and submit again"
+            if never
+            else "it may wait for long",
+        )
+
+    def load_recorded(self) -> None:
+        """Take the final states recorded in the job directory (by this or another process,
+        when it saw the tasks end): the scheduler may have forgotten them since."""
+        for index, (state, reason, exit_code) in self.directory.recorded_states().items():
+            if 0 <= index < self.size and self.states[index] is None:
+                known = self.states[index] = TaskState(state, reason, exit_code)
+                if known.terminal:
+                    self.remaining -= 1
+
+    def outcomes_from_directory(self, indices: Sequence[int]) -> list[bool | None]:
+        """Whether each task succeeded, from the job directory alone: its outcome file, else
+        the final state recorded when a process saw it end; ``None``: neither tells."""
+        try:
+            with_file = set(self.directory.finished())
+        except OSError:
+            with_file = set()
+        recorded: dict[int, tuple[str, str | None, str | None]] | None = None
+        out: list[bool | None] = []
+        for index in indices:
+            ok = self.directory.outcome_ok(index) if index in with_file else None
+            if ok is None:
+                if recorded is None:
+                    recorded = self.directory.recorded_states()
+                ended = recorded.get(index)
+                if ended is not None and ended[0] in TERMINAL_STATES:
+                    ok = ended[0] == "COMPLETED"
+            out.append(ok)
+        return out
+
+    def record_ended(self) -> None:
+        """Record in the job directory the final states the scheduler told since the last
+        call (a warning, not an error, if the directory cannot be written)."""
+        ended, self._unrecorded = self._unrecorded, {}
+        try:
+            self.directory.record_ended(ended)
+        except OSError as exc:
+            log.warning(
+                "slurmscope.record_ended.failed", directory=str(self.directory.path), error=str(exc)
+            )
+
+    def locate(self, index: int) -> tuple[Part, int]:
+        """The part holding global item ``index``, and the index within that part."""
+        for part in self.parts:
+            if part.offset <= index < part.offset + part.count:
+                return part, index - part.offset
+        raise IndexError(index)
+
+    def task_id(self, index: int) -> str:
+        part, local = self.locate(index)
+        return f"{part.job_id}_{local}" if self.is_array else part.job_id
+
+    def update(self, answer: StateMap, lost_after: float) -> bool:
+        """Apply a backend answer; returns True when anything changed. A job the scheduler
+        does not know for ``lost_after`` seconds, with no result written, is LOST."""
+        changed = False
+        grace = lost_after
+        recorded: dict[int, tuple[str, str | None, str | None]] | None = None
+        for part in self.parts:
+            known = answer.get(part.job_id)
+            if known is None:
+                # Forgotten by the scheduler, or a controller restarting: only call it lost
+                # when it stays missing for a while, as told by the job directory, so that a
+                # later process (the CLI, `clean`) need not watch for that long itself.
+                since = self._missing_since.get(part.job_id)
+                if since is None:
+                    since = self._missing_since[part.job_id] = self.directory.missing_since(
+                        part.job_id
+                    )
+                job_gone = time.time() - since >= grace
+            else:
+                if self._missing_since.pop(part.job_id, None) is not None:
+                    self.directory.forget_missing(part.job_id)  # it was a controller's blip
+                job_gone = False
+            for local in range(part.count):
+                index = part.offset + local
+                old = self.states[index]
+                if old is not None and old.terminal:
+                    continue
+                new = known.get(local) if known is not None else None
+                seen = new is not None and new.terminal  # the scheduler says it ended
+                if new is None or new.state == "UNKNOWN":
+                    if recorded is None:
+                        recorded = self.directory.recorded_states()
+                    new = self._from_directory(index, recorded, job_gone=job_gone) or new
+                    if new is None and index in self.cancelled:
+                        # Slurm drops the record of a pending array task it cancels
+                        new, seen = _CANCELLED, True
+                if new is None or new == old:
+                    continue
+                if new.state == "PENDING" and not reasons.is_routine(new.reason):
+                    self._note_reason(part.job_id, index, new)
+                if seen:
+                    self._unrecorded[index] = (new.state, new.reason, new.exit_code)
+                if old is not None and old.state == "RUNNING" and new.state == "PENDING":
+                    log.warning(
+                        "slurmscope.task.requeued",
+                        task=self.name,
+                        job_id=self.task_id(index),
+                        index=index,
+                        reason=new.reason,
+                        hint="the scheduler requeued it (node failure?); it will run again",
+                    )
+                    self.requeued.add(index)
+                self.states[index] = new
+                changed = True
+                if new.never_runs and index not in self.cancelled:  # a cancel ends it
+                    self.stuck.add(index)
+                elif self.stuck:
+                    self.stuck.discard(index)
+                if new.terminal:
+                    self.remaining -= 1
+        return changed
+
+    def unfinished_outcomes(self) -> dict[int, bool]:
+        """Outcome files of tasks not yet known to have ended: ``{index: succeeded}``.
+
+        One listing of the results directory, then the head of each new file. Reads the
+        filesystem only (call it without the poller's lock held); :meth:`record_outcomes`
+        applies the answer.
+        """
+        started = time.monotonic()
+        try:
+            indices = self.directory.finished()
+        except OSError:  # not there (yet), or the filesystem hiccuped: the scheduler tells
+            return {}
+        found: dict[int, bool] = {}
+        states = self.states
+        for index in indices:
+            if not 0 <= index < self.size:
+                continue
+            old = states[index]
+            if old is not None and old.terminal:
+                continue
+            ok = self.directory.outcome_ok(index)
+            if ok is not None:
+                found[index] = ok
+        self.looked_at = started
+        return found
+
+    def looked_recently(self) -> bool:
+        """Whether the states in memory reflect the result files of moments ago."""
+        return time.monotonic() - self.looked_at < _LOOKED_RECENTLY
+
+    def record_outcomes(self, found: dict[int, bool]) -> bool:
+        """A task whose outcome file is written has ended, whatever the scheduler says yet
+        (the worker exits right after writing it). Returns True when anything changed."""
+        changed = False
+        for index, ok in found.items():
+            old = self.states[index]
+            if old is not None and old.terminal:
+                continue
+            self.states[index] = _COMPLETED if ok else _FAILED
+            self.stuck.discard(index)
+            self.remaining -= 1
+            changed = True
+        return changed
+
+    def _from_directory(
+        self,
+        index: int,
+        recorded: dict[int, tuple[str, str | None, str | None]],
+        *,
+        job_gone: bool,
+    ) -> TaskState | None:
+        """A task the scheduler did not mention: its outcome file tells, if there is one;
+        else the final state a process recorded when it saw the task end. LOST only when
+        neither tells and the scheduler has not known the job for a while."""
+        outcome = self.directory.read_outcome(index)
+        if outcome is not None:
+            return _COMPLETED if outcome["ok"] else _FAILED
+        ended = recorded.get(index)
+        if ended is not None:
+            return TaskState(*ended)
+        return _LOST if job_gone else None
+
+    def outcome(self, index: int | None = None) -> bool | None:
+        """Whether task ``index`` (``None``: every task) ended well (True) or badly (False);
+        ``None`` while undecided. An empty array has succeeded."""
+        if index is None:
+            if self.remaining == 0:
+                return all(s is not None and s.succeeded for s in self.states)
+        else:
+            state = self.states[index]
+            if state is not None and state.terminal:
+                return state.succeeded
+        if self.looked_recently():
+            return None
+        # The poller may not have caught up (or the scheduler forgot the job): the result
+        # files and the recorded final states decide once every task has one.
+        outcomes = self.outcomes_from_directory(range(self.size) if index is None else [index])
+        if any(o is None for o in outcomes):
+            return None
+        return all(outcomes)
+
+    def mark_cancelled(self, indices: Sequence[int] | range) -> None:
+        """Tasks cancelled through a handle of this process (call with the poller's
+        condition held): a cancel ends them, even those that were stuck pending."""
+        self.cancelled.update(indices)
+        if len(indices) == self.size:
+            self.stuck.clear()
+        else:
+            self.stuck.difference_update(indices)

@@ -1,0 +1,365 @@
+"""The one eager submit path: every ``task(...)`` and ``task.map(items)`` comes here.
+
+In order: gather the dependencies (scopes outermost first, then explicit ones, then job
+handles found in the arguments), pickle the payload, merge and check the dependencies,
+drop those already satisfied, write the job directory, submit part by part, and start
+watching. It takes a function, a name and resources, not a ``Task``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import scope
+from .callsite import CallSite
+from .dependency import VIA_DATA_ARGUMENT, Dependency, DependencyClauses, Provenance, merge
+from .dependency import never_satisfied as never_satisfied_by
+from .errors import DependencyError, InvalidInputError, SubmissionError
+from .handle import Handle
+from .jobs import ArrayJob, Job
+from .log import log
+from .origin import driver_info
+from .payload import JobDirectory
+from .pickling import (
+    by_value,
+    check_function_size,
+    extract,
+    pickle_function,
+    pickle_item,
+    pickle_scalars,
+    refuse_too_big,
+    split_call,
+)
+from .runtime import Runtime
+from .spec import ArraySpec, JobSpec, Resources
+from .submission import Part, Submission
+
+
+def submit(
+    runtime: Runtime,
+    fn: Callable[..., Any],
+    name: str,
+    resources: Resources,
+    calls: Sequence[Any],
+    *,
+    array: bool,
+    max_concurrent: int | None,
+    explicit: Sequence[Dependency],
+    site: CallSite,
+) -> Job[Any] | ArrayJob[Any]:
+    """Submit ``fn`` once (``array=False``: ``calls`` is one ``(args, kwargs)``) or as an
+    array over ``calls`` (items), to the cluster of ``runtime``, and return its handle."""
+    if runtime.closed:
+        raise SubmissionError(f"{runtime.owner!r} is closed; create a new Cluster.")
+    if max_concurrent is not None and (
+        not isinstance(max_concurrent, int)
+        or isinstance(max_concurrent, bool)
+        or max_concurrent < 1
+    ):
+        raise InvalidInputError(
+            f"max_concurrent must be a whole number of at least 1, not {max_concurrent!r}."
+        )
+    size = len(calls)
+    limit = runtime.max_item_bytes
+    # 1. Every dependency, in merge order: scopes outermost first, then explicit ones.
+    gathered: list[Dependency] = []
+    for frame in scope.frames_of(runtime.owner):
+        gathered.extend(frame.dependencies)
+    gathered.extend(explicit)
+    # 2. Pickle the payload; handles inside arguments become data dependencies.
+    function_blob = pickle_function(fn, name)
+    check_function_size(fn, name, function_blob, limit)
+    item_blobs = pickle_scalars(calls) if array else None
+    if item_blobs is not None:  # plain scalars: no handles inside, one fast pass
+        if item_blobs and max(map(len, item_blobs)) > limit:
+            index = next(i for i, b in enumerate(item_blobs) if len(b) > limit)
+            refuse_too_big(name, index, len(item_blobs[index]), array, limit)
+    else:
+        item_blobs = []
+        for index, call in enumerate(calls):
+            found: list[tuple[Handle, str]] = []
+            args, kwargs = split_call(call, array)
+            args = extract(args, found, "args")
+            kwargs = extract(kwargs, found, "kwargs")
+            for handle, path in found:
+                detail = f"item {index} {path}" if array else path
+                prov = Provenance(VIA_DATA_ARGUMENT, site, detail=detail)
+                gathered.append(Dependency("afterok", handle.target_id, prov, handle))
+            blob = pickle_item(args, kwargs, index if array else None)
+            if len(blob) > limit:
+                refuse_too_big(name, index, len(blob), array, limit)
+            item_blobs.append(blob)
+    # 3. Merge, check, and drop what is already satisfied.
+    kept, dropped = merge(gathered)
+    for dup in dropped:
+        log.info(
+            "slurmscope.dependency.merged",
+            task=name,
+            kind=dup.kind,
+            target=dup.target_id,
+            dropped=dup.provenance.describe(),
+            kept=next(k for k in kept if k.key == dup.key).provenance.describe(),
+        )
+    for dep in kept:
+        _check_dependency(runtime, dep, size, array)
+    active = _drop_satisfied(kept, name)
+    # 4. Write the job directory, then submit part by part.
+    resources = runtime.defaults.updated(resources.to_json())
+    if array and size == 0:  # nothing to run: no job directory, no scheduler call
+        return _empty_map(runtime, name, kept, site)
+    directory = JobDirectory.create(runtime.root, name)
+    try:
+        directory.write_payload(function_blob, item_blobs, driver_info(fn, by_value))
+        manifest = _manifest(runtime, fn, name, size, array, resources, site, max_concurrent)
+        deps_json = [d.json_text for d in kept]
+        directory.write_manifest(manifest, dependencies=deps_json)
+        parts = _submit_parts(
+            runtime, directory, name, size, array, active, resources, max_concurrent
+        )
+    except BaseException:
+        shutil.rmtree(directory.path, ignore_errors=True)
+        raise
+    manifest["parts"] = [p.__dict__ for p in parts]
+    manifest["state"] = "submitted"
+    directory.write_manifest(manifest, dependencies=deps_json)
+    for part in parts:
+        directory.register_id(runtime.root, runtime.name, part.job_id)
+    submission = Submission(directory, name, size, array, parts, kept)
+    job_ids = [p.job_id for p in parts]
+    items = size if array else None
+    _log_submit(runtime, name, job_ids, items, site, kept, str(directory.path), len(dropped))
+    runtime.poller.watch(submission)
+    if array:
+        return ArrayJob(submission, runtime)
+    return Job(submission, runtime)
+
+
+def _log_submit(
+    runtime: Runtime,
+    name: str,
+    job_ids: list[str],
+    items: int | None,
+    site: CallSite,
+    deps: Sequence[Dependency],
+    directory: str | None,
+    dropped: int,
+) -> None:
+    """The ``slurmscope.submit`` event: what was submitted, from where, with which
+    dependencies (each with its provenance)."""
+    log.info(
+        "slurmscope.submit",
+        task=name,
+        job_ids=job_ids,
+        items=items,
+        backend=runtime.backend.kind,
+        cluster=runtime.name,
+        directory=directory,
+        submitted_from=str(site),
+        dependencies=[_event_dep(d) for d in deps],
+        duplicates_dropped=dropped,
+    )
+
+
+def _empty_map(
+    runtime: Runtime, name: str, deps: list[Dependency], site: CallSite
+) -> ArrayJob[Any]:
+    """``map([])``: an array of no tasks, already succeeded (a satisfied dependency, no
+    results). It writes no job directory of its own (``status`` has nothing to list)
+    and reaches no scheduler; its directory is the root's shared, empty ``.empty``."""
+    empty = JobDirectory(runtime.root / ".empty")
+    empty.results_dir.mkdir(parents=True, exist_ok=True)
+    submission = Submission(empty, name, 0, True, [], deps)
+    _log_submit(runtime, name, [], 0, site, deps, None, 0)
+    return ArrayJob(submission, runtime)
+
+
+def _check_dependency(runtime: Runtime, dep: Dependency, size: int, array: bool) -> None:
+    target = dep.target
+    if target is None:
+        return
+    if target.cluster is not runtime.owner:
+        raise DependencyError(
+            f"job {dep.target_id} belongs to {target.cluster!r}, not to {runtime.owner!r}; "
+            "Slurm cannot express a dependency across clusters "
+            f"(given by {dep.provenance.describe()})."
+        )
+    if dep.kind == "aftercorr":
+        if not target.whole_array or not array:
+            raise DependencyError(
+                "aftercorr pairs the tasks of two arrays element by element: both the "
+                "dependency and the submission must be task.map() arrays "
+                f"(given by {dep.provenance.describe()})."
+            )
+        if len(target.indices) != size:
+            raise DependencyError(
+                f"aftercorr needs arrays of equal length: array {dep.target_id} has "
+                f"{len(target.indices)} tasks and this map has {size} items "
+                f"(given by {dep.provenance.describe()})."
+            )
+
+
+def _drop_satisfied(deps: list[Dependency], name: str) -> list[Dependency]:
+    """Dependencies already decided are resolved here, before the scheduler sees them:
+    Slurm forgets finished jobs, and a dependency on a forgotten job fails."""
+    active = []
+    for dep in deps:
+        if dep.target is None:
+            active.append(dep)
+            continue
+        outcome = dep.target.known_outcome()  # an empty array counts as succeeded
+        if outcome is None or (dep.kind == "aftercorr" and outcome is False):
+            # Undecided, or decided task by task: the scheduler pairs the tasks.
+            active.append(dep)
+            continue
+        why = never_satisfied_by(dep.kind, outcome)
+        if why is not None:
+            raise DependencyError(
+                f"{dep.kind}:{dep.target_id} can never be satisfied: job {dep.target_id} "
+                f"already {'failed' if outcome is False else 'succeeded'} ({why}). Nothing "
+                f"was submitted for {name}. The dependency came from "
+                f"{dep.provenance.describe()}."
+            )
+        log.info(
+            "slurmscope.dependency.satisfied",
+            task=name,
+            kind=dep.kind,
+            target=dep.target_id,
+            provenance=dep.provenance.describe(),
+        )
+    return active
+
+
+def clauses_for_part(dependencies: Sequence[Dependency], part: int) -> DependencyClauses:
+    """The dependency clauses of one part of a (possibly split) submission.
+
+    Each target knows its scheduler ids; an ``aftercorr`` on a split array depends part by
+    part, since ``aftercorr`` pairs task ``i`` with task ``i`` of the same Slurm array.
+    """
+    grouped: dict[str, list[str]] = {}
+    for dep in dependencies:
+        ids = grouped.setdefault(dep.kind, [])
+        if dep.kind == "singleton":
+            continue
+        target = dep.target
+        parts = target.submission.parts
+        if dep.kind == "aftercorr":
+            ids.append(parts[part].job_id)
+        elif not target.whole_array:
+            ids.append(target.target_id)
+        elif dep.kind == "after":
+            # A whole array, task by task: Slurm (22.05) never releases after:<array> once
+            # the array was cancelled while pending, though "after" means "started or
+            # cancelled"; it does release after:<array>_<i>.
+            ids.extend(f"{p.job_id}_{i}" for p in parts for i in range(p.count))
+        else:
+            ids.extend(p.job_id for p in parts)
+    return tuple((kind, tuple(dict.fromkeys(ids))) for kind, ids in grouped.items())
+
+
+def _submit_parts(
+    runtime: Runtime,
+    directory: JobDirectory,
+    name: str,
+    size: int,
+    array: bool,
+    deps: list[Dependency],
+    resources: Resources,
+    max_concurrent: int | None,
+) -> list[Part]:
+    backend = runtime.backend
+    limit = backend.max_array_size or size or 1
+    bounds = [(o, min(limit, size - o)) for o in range(0, size, limit)] if array else [(0, 1)]
+    for dep in deps:
+        if dep.kind == "aftercorr" and len(dep.target.submission.parts) != len(bounds):
+            raise DependencyError(
+                f"aftercorr on {dep.target_id}: its parts do not line up with this map's "
+                "(the two arrays were split at different MaxArraySize)."
+            )
+    logs = directory.path / "logs"
+    parts: list[Part] = []
+    try:
+        for number, (offset, count) in enumerate(bounds):
+            command: tuple[str, ...] = (
+                sys.executable,
+                "-m",
+                "slurmscope.worker",
+                str(directory.path),
+            )
+            if offset:
+                command += (str(offset),)
+            spec = JobSpec(
+                name=resources.job_name or name,
+                command=command,
+                workdir=os.getcwd(),
+                stdout=str(logs / ("%A_%a.out" if array else "%j.out")),
+                stderr=str(logs / ("%A_%a.err" if array else "%j.err")),
+                resources=resources,
+                array=ArraySpec(count, max_concurrent) if array else None,
+                dependencies=clauses_for_part(deps, number),
+                environment={"SLURMSCOPE_JOB_DIR": str(directory.path)},
+            )
+            parts.append(Part(backend.submit(spec), offset, count))
+    except BaseException:
+        for part in parts:
+            try:
+                backend.cancel(part.job_id)
+            except Exception as exc:  # pragma: no cover - best effort
+                log.warning("slurmscope.cancel.failed", job_id=part.job_id, error=str(exc))
+        raise
+    return parts
+
+
+def _manifest(
+    runtime: Runtime,
+    fn: Callable[..., Any],
+    name: str,
+    size: int,
+    array: bool,
+    resources: Resources,
+    site: CallSite,
+    max_concurrent: int | None,
+) -> dict[str, Any]:
+    """Everything the manifest says but its dependencies (written already encoded)."""
+    return {
+        "version": 1,
+        "state": "submitting",
+        "name": name,
+        "function": f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}",
+        "size": size,
+        "array": array,
+        "max_concurrent": max_concurrent,
+        "parts": [],
+        "backend": runtime.backend.kind,
+        "cluster": runtime.name,
+        "resources": resources.to_json(),
+        "submitted_from": {
+            "file": site.file,
+            "line": site.line,
+            "function": site.function,
+            "thread": site.thread,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        },
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _event_dep(dep: Dependency) -> dict[str, Any]:
+    p = dep.provenance
+    return {
+        "kind": dep.kind,
+        "target": dep.target_id,
+        "via": p.via,
+        "file": p.site.file,
+        "line": p.site.line,
+        "function": p.site.function,
+        "depth": p.depth,
+        "thread": p.site.thread,
+        "detail": p.detail,
+    }
