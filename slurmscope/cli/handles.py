@@ -23,8 +23,8 @@ clusters: dict[tuple[str, str], Cluster] = {}
 
 
 # -- TEMPORARY SHIM (issue 11): delete on merge, once every handle has the public ----------
-# ``refresh()`` and ``task_rows()``; call ``handle.refresh()`` / ``handle.task_rows()`` in
-# their place (the two call sites below).
+# ``refresh()`` and ``task_rows()``: write ``job.refresh()`` for ``_refresh(job)`` and
+# ``job.task_rows()`` for ``_task_rows(job)`` (in rows() and rows_of_many() below).
 def _refresh(handle: Handle) -> None:
     refresh = getattr(handle, "refresh", None)
     if refresh is not None:
