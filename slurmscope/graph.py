@@ -21,7 +21,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .dependency import Provenance
+from .dependency import (
+    VIA_AFTER_ARGUMENT,
+    VIA_AFTER_METHOD,
+    VIA_DATA_ARGUMENT,
+    VIA_SCOPE,
+    Provenance,
+)
 from .errors import GraphvizNotFoundError, InvalidInputError, SlurmscopeError
 from .states import TaskState
 from .tree import key
@@ -43,8 +49,17 @@ ROOT_CAUSE_COLOUR = "#b91c1c"
 #: One colour per ``with`` block (by its call site), in the order the blocks are met.
 BLOCK_COLOURS = ("#1f77b4", "#9333ea", "#0d9488", "#c2410c", "#be185d", "#4d7c0f", "#0369a1")
 OTHER_EDGE_COLOUR = "#4b5563"
-_VIA = {"after()": "explicit .after()", "after=": "after= argument", "argument": "argument"}
-_STYLE = {"scope": "solid", "after()": "dashed", "after=": "dashed", "argument": "dotted"}
+_VIA = {
+    VIA_AFTER_METHOD: "explicit .after()",
+    VIA_AFTER_ARGUMENT: "after= argument",
+    VIA_DATA_ARGUMENT: "argument",
+}
+_STYLE = {
+    VIA_SCOPE: "solid",
+    VIA_AFTER_METHOD: "dashed",
+    VIA_AFTER_ARGUMENT: "dashed",
+    VIA_DATA_ARGUMENT: "dotted",
+}
 
 
 @dataclass(frozen=True)
@@ -100,7 +115,9 @@ class Edge:
     def lines(self) -> list[str]:
         p = self.provenance
         how = (
-            f"scope depth {p.get('depth')}" if p["via"] == "scope" else _VIA.get(p["via"], p["via"])
+            f"scope depth {p.get('depth')}"
+            if p["via"] == VIA_SCOPE
+            else _VIA.get(p["via"], p["via"])
         )
         if p.get("detail"):
             how += f" {p['detail']}"
@@ -176,7 +193,7 @@ class Graph:
                     ))  # fmt: skip
                 p = edge["provenance"]
                 block = None
-                if p["via"] == "scope":
+                if p["via"] == VIA_SCOPE:
                     block = blocks.setdefault((p["file"], p["line"], p["thread"]), len(blocks))
                 edges.append(Edge(
                     nodes[source].id, nodes[me].id, edge["kind"], edge["target"], p, block,

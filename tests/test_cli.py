@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from slurmscope.cli import main
+
 PIPELINE = textwrap.dedent(
     """
     import slurmscope
@@ -137,8 +139,6 @@ def test_clean_removes_finished_job_directories(tmp_path: Path) -> None:
 def test_json_is_taken_after_the_command_too(tmp_path: Path) -> None:
     """`slurmscope status --json` and `slurmscope --json status` mean the same, for every
     command (the graph command took it only after, the others only before)."""
-    from slurmscope.cli import main
-
     for argv in (["--json", "status"], ["status", "--json"]):
         proc = subprocess.run(
             [sys.executable, "-m", "slurmscope.cli", "--root", str(tmp_path), *argv],

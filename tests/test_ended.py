@@ -24,6 +24,7 @@ from test_conformance import cluster  # noqa: F401 - the fixture: local, sbatch 
 
 import slurmscope
 from slurmscope import cli
+from slurmscope.cli import handles as cli_handles
 from slurmscope.errors import JobNotCompletedError, TaskFailedError
 from slurmscope.payload import JobDirectory
 from slurmscope.states import TERMINAL_STATES, UNSUCCESSFUL_ENDINGS, TaskState
@@ -215,7 +216,7 @@ def test_task_id_parser_never_gives_a_traceback(tmp_path: Path) -> None:
         ids = [array.job_id, single.job_id]
     finally:
         local.close()
-    cli._clusters.clear()
+    cli_handles.clusters.clear()
     job_like = st.builds(
         lambda base, sep, index: base + sep + index,
         st.sampled_from([*ids, "0", "999", ""]),
@@ -327,7 +328,7 @@ def test_one_definition_of_terminal_states(tmp_path: Path) -> None:
             assert handle.state == state  # the worst ending, never COMPLETED beside one
     finally:
         local.close()
-    cli._clusters.clear()
+    cli_handles.clusters.clear()
     out, err = _run_main(["--root", str(root), "--json", "clean", "--older-than", "0s"])
     result = json.loads(out)
     assert not err and result["kept_unfinished"] == []
@@ -370,7 +371,7 @@ print(t.job_id, a.job_id, f.job_id, n.job_id)
         assert later.attach(n).status == TaskState("CANCELLED", "DependencyNeverSatisfied")
         for job_id, state in ((t, "TIMEOUT"), (n, "CANCELLED")):
             assert JobDirectory.find(root, "local", job_id).recorded_states()[0][0] == state  # type: ignore[union-attr]
-        cli._clusters.clear()
+        cli_handles.clusters.clear()
         out2, _ = _run_main(["--root", str(root), "--json", "status", a])
         assert json.loads(out2)["counts"] == {"CANCELLED": 2}
         out2, _ = _run_main(["--root", str(root), "--json", "explain", n])

@@ -26,6 +26,7 @@ import tasks
 
 import slurmscope
 from slurmscope import cli
+from slurmscope.cli import handles as cli_handles
 from slurmscope.errors import DependencyError, JobNotCompletedError
 from slurmscope.payload import JobDirectory
 
@@ -65,7 +66,7 @@ def kind(
 
 def _cli(root: Path, capsys: pytest.CaptureFixture[str], *args: str) -> object:
     """The CLI in this process, as a later process would run it: no cluster kept."""
-    cli._clusters.clear()
+    cli_handles.clusters.clear()
     capsys.readouterr()
     assert cli.main(["--root", str(root), "--json", *args]) == 0
     return json.loads(capsys.readouterr().out)

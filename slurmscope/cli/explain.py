@@ -1,0 +1,54 @@
+"""``slurmscope explain JOB``: the dependency tree of a job as text, each edge with its kind,
+its provenance and the state of the job it waits for."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..dependency import Provenance
+from ..tree import trees
+from . import handles
+
+
+def run(args: argparse.Namespace) -> int:
+    root = handles.root_of(args)
+    directory, asked = handles.find(root, args.job, args.cluster)
+    handles.checked_handle(root, directory, asked)  # an id of a task it does not have is an error
+    tree = trees([(directory, asked)], handles.rows_of(root))[0]
+    if args.json:
+        print(json.dumps(tree))
+        return 0
+    sub = tree["submitted_from"]
+    what = f"task {asked}" if "_" in asked else f"job {', '.join(tree['job_ids'])}"
+    print(
+        f"{tree['name']} ({what}): {tree['summary']}\n"
+        f"  submitted at {sub['file']}:{sub['line']} in {sub['function']}() "
+        f"[thread {sub['thread']}]"
+    )
+    lines: list[str] = []
+    _render(tree, 0, lines)
+    print("\n".join(lines) if lines else "  (no dependencies)")
+    return 0
+
+
+def _render(node: dict[str, Any], depth: int, lines: list[str]) -> None:
+    """The dependencies of ``node`` (a tree of :func:`slurmscope.tree.trees`), one line
+    each, every upstream job under the edge that leads to it, added to ``lines``."""
+    pad = "    " * depth
+    for edge in node["dependencies"]:
+        on = f"{edge['kind']}:{edge['target']}" if edge["target"] else edge["kind"]
+        why = Provenance.from_json(edge["provenance"]).describe()
+        lines.append(f"{pad}└─ {on}  <- {why}")
+        upstream = edge.get("upstream")
+        if upstream:
+            never = edge.get("never_satisfied")
+            mark = f"  ✗ never satisfied ({never}): this job cannot run" if never else ""
+            lines.append(
+                f"{pad}    {upstream['name']} (job {', '.join(upstream['job_ids'])}): "
+                f"{upstream['summary']}{mark}"
+            )
+            _render(upstream, depth + 1, lines)
+        elif edge.get("removed"):
+            lines.append(f"{pad}    (its job directory {edge['removed']} was removed)")

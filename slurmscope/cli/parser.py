@@ -1,0 +1,71 @@
+"""The command line: every verb, its arguments and its help (``slurmscope --help``). A bad
+command line is a :class:`~slurmscope.cli.errors.CliError` with exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+from ..graph import FORMATS
+from .errors import CliError
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are :class:`CliError` (one line, exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{message} (see `{self.prog} --help`)", code=2)
+
+
+def build() -> Parser:
+    """The parser of ``slurmscope``'s command line."""
+    parser = Parser(
+        prog="slurmscope",
+        description="Inspect slurmscope jobs: status, dependency provenance, logs; cancel; clean "
+        "up; migrate slurm-sdk code.",
+    )
+    parser.add_argument(
+        "--root", help="job directory root (default $SLURMSCOPE_ROOT, else ~/.slurmscope/jobs)"
+    )
+    parser.add_argument("--cluster", help="the cluster a job id belongs to (default: any)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    p = sub.add_parser("status", help="states of a job's tasks, or the latest jobs")
+    p.add_argument("job", nargs="?", help="job id, id_index, or job directory")
+    p.add_argument("--all", action="store_true", help="list every task, completed ones too")
+    p.add_argument("--last", type=int, default=20, help="how many jobs to list without JOB")
+    p = sub.add_parser("explain", help="the dependency tree, each edge with its provenance")
+    p.add_argument("job", help="job id, id_index, or job directory")
+    p = sub.add_parser("graph", help="a picture of the dependency graph (svg, png, dot, mermaid)")
+    p.add_argument("job", nargs="+", help="job ids, id_index, or job directories")
+    p.add_argument(
+        "-f",
+        "--format",
+        choices=FORMATS,
+        help="output format (default: by -o's suffix; dot on stdout)",
+    )
+    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+    p.add_argument(
+        "--downstream", action="store_true", help="also the jobs under the root that wait on them"
+    )
+    p = sub.add_parser("logs", help="stdout and stderr of one task")
+    p.add_argument("job", help="job id, id_index, or job directory")
+    p.add_argument("index", nargs="?", type=int, help="item index within the job (default 0)")
+    p = sub.add_parser("cancel", help="cancel a job, an array, or one task (id_index)")
+    p.add_argument("job", help="job id, id_index, or job directory")
+    p = sub.add_parser("clean", help="remove job directories older than an age")
+    p.add_argument("--older-than", default="7d", help="age: 30m, 12h, 7d, 2w (default 7d)")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--force", action="store_true", help="also remove jobs still unfinished")
+    p = sub.add_parser("migrate", help="rewrite slurm-sdk code for slurmscope (in place)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="Python files or directories")
+    p.add_argument("--diff", action="store_true", help="print a unified diff, write nothing")
+    p.add_argument(
+        "--check", action="store_true", help="write nothing, exit 1 if a file would change"
+    )
+    # --json is taken after the command too (`slurmscope status --json 12`), by every command.
+    for command in sub.choices.values():
+        command.add_argument(
+            "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+        )
+    return parser
