@@ -1,13 +1,7 @@
-"""An in-process fake scheduler, for testing code that uses slurmscope without a cluster.
-
-:class:`FakeBackend` implements the backend interface
-(:class:`~slurmscope.backends.base.Backend`) in this process, with no subprocess and no
-Slurm; plug it in as ``slurmscope.Cluster(FakeBackend(), root=tmp_path)``. It records every
-submission (:class:`FakeJob`: the :class:`~slurmscope.spec.JobSpec` a scheduler would get),
-runs the tasks on background threads through slurmscope's own worker in dependency order,
-lets a test say which state any task is in, and counts state queries and cancels. The
-docs page "Testing your pipelines" says exactly what it emulates and what it does not.
-"""
+"""An in-process fake scheduler, for testing code that uses slurmscope without a cluster:
+``slurmscope.Cluster(FakeBackend(), root=tmp_path)``. It records every submission, runs the
+tasks through slurmscope's worker in dependency order, says whatever state a test scripts,
+and counts queries and cancels. docs/testing.md says exactly what it emulates."""
 
 from __future__ import annotations
 
@@ -56,15 +50,15 @@ Script = Callable[["FakeJob", int], TaskState | str | None]
 class FakeJob:
     """One submission the fake received, and the fake's own state of each of its tasks."""
 
-    #: The id the fake gave it: ``"1"``, ``"2"``, ... in submission order.
     job_id: str
-    #: Exactly what the backend was asked to submit.
+    """The id the fake gave it: ``"1"``, ``"2"``, ... in submission order."""
     spec: JobSpec
-    #: The fake's state of each task (what the scheduler says, unless scripted otherwise).
+    """Exactly what the backend was asked to submit."""
     tasks: list[TaskState]
-    #: ``(job directory, offset)`` of the slurmscope worker command, ``None`` for another.
+    """The fake's own state of each task (a scripted or set state wins over it)."""
     call: tuple[str, int] | None = field(default=None, repr=False)
-    cancelling: set[int] = field(default_factory=set, repr=False)
+    """``(job directory, offset)`` of slurmscope's worker command; ``None`` for another."""
+    _cancelling: set[int] = field(default_factory=set, repr=False, init=False)
 
     @property
     def name(self) -> str:
@@ -103,10 +97,10 @@ class FakeBackend(Backend):
     :param query_interval: bounds of the interval between two state queries (``None``:
         as ``poll_interval``).
     :param max_array_size: Slurm's ``MaxArraySize`` to imitate (larger maps are split).
-    :param cluster_name: the scheduler's cluster name.
     """
 
     kind = "fake"
+    cluster_name = "fake"
 
     def __init__(
         self,
@@ -118,18 +112,16 @@ class FakeBackend(Backend):
         poll_interval: tuple[float, float] = (0.005, 0.05),
         query_interval: tuple[float, float] | None = None,
         max_array_size: int | None = None,
-        cluster_name: str = "fake",
     ) -> None:
         self.run, self.script, self.workers, self.on_submit = run, script, workers, on_submit
         self.poll_interval, self.query_interval = poll_interval, query_interval
-        self.cluster_name = cluster_name
         self._max_array_size = max_array_size
-        #: Every submission, by job id, in submission order (``len(jobs)``: submissions).
         self.jobs: dict[str, FakeJob] = {}
-        #: How many times slurmscope asked for states (one query covers many jobs).
+        """Every submission, by job id, in submission order (``len(jobs)``: submissions)."""
         self.queries = 0
-        #: Every cancel asked: ``(job_id, index)``, ``index`` ``None`` for the whole job.
+        """How many times slurmscope asked for states (one query covers many jobs)."""
         self.cancels: list[tuple[str, int | None]] = []
+        """Every cancel asked: ``(job_id, index)``, ``index`` ``None`` for the whole job."""
         self._pinned: dict[tuple[str, int | None], TaskState] = {}
         self._cond = threading.Condition(threading.RLock())
         self._threads: list[threading.Thread] = []
@@ -201,7 +193,7 @@ class FakeBackend(Backend):
                     if job.tasks[i].state == "PENDING":
                         job.tasks[i] = _CANCELLED
                     elif job.tasks[i].state == "RUNNING":
-                        job.cancelling.add(i)
+                        job._cancelling.add(i)
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -232,7 +224,7 @@ class FakeBackend(Backend):
         are in ``state`` (``"FAILED"``, ``TaskState("PENDING", "PartitionConfig")``...);
         ``None`` lets the fake say again. A task with a said state is not run; dependents
         go by the said state. The runner may start a task as soon as it is submitted: to
-        fail a task that must not run, say so in ``script``, or use ``run=False``."""
+        fail a task that must not run, set it inside :meth:`hold`, or use ``script``."""
         job, task = self._resolve(ref)
         key = (job.job_id, task if index is None else index)
         with self._cond:
@@ -271,8 +263,7 @@ class FakeBackend(Backend):
     def _resolve(self, ref: JobRef) -> tuple[FakeJob, int | None]:
         job_id = ref if isinstance(ref, str) else ref.job_id
         base, _, task = job_id.partition("_")
-        with self._cond:
-            job = self.jobs.get(base)
+        job = self.jobs.get(base)
         if job is None:
             raise KeyError(f"no job {job_id} was submitted to this FakeBackend")
         return job, int(task) if task else None
@@ -319,24 +310,18 @@ class FakeBackend(Backend):
         self, job: FakeJob, index: int, seen: dict[tuple[str, str, int | None], str]
     ) -> str:
         """``"ok"``, ``"wait"`` or ``"never"``: every clause must hold (Slurm's ``,``)."""
-        result = "ok"
+        found = set()
         for kind, ids in job.spec.dependencies:
-            if kind == "singleton":  # no earlier job of the same name may still be queued
-                if any(
-                    j.name == job.name and int(j.job_id) < int(job.job_id) and not self._ended(j)
-                    for j in self.jobs.values()
-                ):
-                    result = "wait"
-                continue
+            if kind == "singleton":  # every earlier job of the same name has ended
+                mine = (j for j in self.jobs.values() if j.name == job.name)
+                earlier = (j for j in mine if int(j.job_id) < int(job.job_id))
+                found.add("wait" if any(not self._ended(j) for j in earlier) else "ok")
             for target in ids:
                 key = (kind, target, index if kind == "aftercorr" else None)
                 if key not in seen:
                     seen[key] = self._clause_status(kind, target, index)
-                if seen[key] == "never":
-                    return "never"
-                if seen[key] == "wait":
-                    result = "wait"
-        return result
+                found.add(seen[key])
+        return "never" if "never" in found else "wait" if "wait" in found else "ok"
 
     def _clause_status(self, kind: str, target: str, index: int) -> str:
         base, _, task = target.partition("_")
@@ -344,7 +329,7 @@ class FakeBackend(Backend):
         if job is None:
             return "ok"  # a job the scheduler forgot satisfies a dependency, as on Slurm
         if task:
-            indices: Sequence[int] = [int(task)]
+            indices: Sequence[int] = [int(task)] if int(task) < job.size else []
         elif kind == "aftercorr":
             indices = [index] if index < job.size else []
         else:
@@ -371,10 +356,16 @@ class FakeBackend(Backend):
                 with self._cond:
                     if self._closed or self._holds:
                         break
-                    if job.tasks[index].state != "PENDING" or self._said(job, index):
+                    if not self._claimable(job, index):
                         continue  # cancelled, scripted or run by another worker since
                     job.tasks[index] = _RUNNING
                 self._execute(job, index)
+
+    def _claimable(self, job: FakeJob, index: int) -> bool:
+        throttle = job.spec.array.throttle if job.spec.array else None
+        if throttle and sum(t.state == "RUNNING" for t in job.tasks) >= throttle:
+            return False
+        return job.tasks[index].state == "PENDING" and self._said(job, index) is None
 
     def _execute(self, job: FakeJob, index: int) -> TaskState:
         assert job.call is not None
@@ -390,7 +381,7 @@ class FakeBackend(Backend):
         except OSError:  # the log files could not be opened: the job could not start
             code = 1
         with self._cond:
-            cancelled = index in job.cancelling
+            cancelled = index in job._cancelling
             state = _CANCELLED if cancelled else _COMPLETED if code == 0 else _FAILED
             job.tasks[index] = state
             self._cond.notify_all()
@@ -420,13 +411,7 @@ class _Route:
         target: TextIO | None = getattr(_task_streams, self.name, None)
         return target if target is not None else self.before
 
-    def write(self, text: str) -> int:
-        return self._target().write(text)
-
-    def flush(self) -> None:
-        self._target().flush()
-
-    def __getattr__(self, name: str) -> object:
+    def __getattr__(self, name: str) -> object:  # write, flush, ...: the target's
         return getattr(self._target(), name)
 
 
