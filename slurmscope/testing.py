@@ -227,10 +227,10 @@ class FakeBackend(Backend):
         fail a task that must not run, set it inside :meth:`hold`, or use ``script``."""
         job, task = self._resolve(ref)
         key = (job.job_id, task if index is None else index)
-        with self._cond:
-            if state is None:
-                self._pinned.pop(key, None)
-            else:
+        with self._cond:  # a whole job's state replaces those said of its tasks
+            for old in [k for k in self._pinned if k[0] == key[0] and key[1] in (None, k[1])]:
+                del self._pinned[old]
+            if state is not None:
                 self._pinned[key] = TaskState(state) if isinstance(state, str) else state
             self._cond.notify_all()
 

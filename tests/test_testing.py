@@ -54,7 +54,8 @@ def test_a_two_stage_pipeline_runs_to_results(
         first = identity.on(cluster).map([1, 2, 3])
         with cluster.dependencies(first):
             second = fail_on.on(cluster).options(mem="4G", time=5).map([4, 5, 6])
-        assert all(state.state == "PENDING" for state in backend.job(first).tasks)
+        time.sleep(0.1)  # the runner looks every 20 ms
+        assert [state.state for state in backend.job(first).tasks] == ["PENDING"] * 3
     assert second.get_results(timeout=10) == [40, 50, 60]
     assert first.get_results(timeout=10) == [1, 2, 3]
 
@@ -189,9 +190,9 @@ def test_a_refused_submission_raises_and_records_nothing(connect: Connect) -> No
     assert backend.jobs == {}
 
 
-def test_singleton_waits_for_the_earlier_job_of_its_name(
-    backend: FakeBackend, cluster: slurmscope.Cluster
-) -> None:
+def test_singleton_waits_for_the_earlier_job_of_its_name(connect: Connect) -> None:
+    backend = FakeBackend(workers=2)  # else the second would wait for a worker anyway
+    cluster = connect(backend)
     with backend.hold():
         first = slurmscope.task(tasks.sleep).on(cluster)(0.3)
         with cluster.dependencies(kind="singleton"):
@@ -200,3 +201,38 @@ def test_singleton_waits_for_the_earlier_job_of_its_name(
     start = time.monotonic()
     assert second.get_result(timeout=10) == 0.0
     assert first.done() and time.monotonic() - start >= 0.25
+
+
+def test_states_said_of_a_job_and_of_its_tasks(connect: Connect) -> None:
+    backend = FakeBackend(run=False)
+    array = identity.on(connect(backend)).map([1, 2, 3])
+
+    def said() -> list[str]:
+        answer = backend.states([array.job_id])[array.job_id]
+        return [answer[i].state for i in sorted(answer)]
+
+    assert said() == ["PENDING"] * 3
+    backend.set_state(array, "RUNNING")
+    backend.set_state(array[2], TaskState("FAILED", "NonZeroExitCode", "2:0"))
+    assert said() == ["RUNNING", "RUNNING", "FAILED"]
+    backend.set_state(array, "COMPLETING")  # the whole job's state replaces its tasks'
+    assert said() == ["COMPLETING"] * 3
+    backend.set_state(array, None)  # the fake says again
+    assert said() == ["PENDING"] * 3
+    with pytest.raises(KeyError, match="no job 99"):
+        backend.job("99")
+
+
+def test_after_waits_for_its_target_to_start(
+    backend: FakeBackend, cluster: slurmscope.Cluster
+) -> None:
+    with backend.hold():
+        first = identity.on(cluster)(1)
+        with cluster.dependencies(first, kind="after"):
+            second = identity.on(cluster)(2)
+        backend.set_state(first, TaskState("PENDING", "Priority"))
+    time.sleep(0.1)
+    assert backend.job(second).tasks == [TaskState("PENDING", "Dependency")]
+    assert backend.job(second).dependency == f"after:{first.job_id}"
+    backend.set_state(first, "RUNNING")
+    assert second.get_result(timeout=10) == 2
