@@ -10,7 +10,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol, TextIO, cast
 
 from . import worker
@@ -319,22 +318,24 @@ class FakeBackend(Backend):
             for target in ids:
                 key = (kind, target, index if kind == "aftercorr" else None)
                 if key not in seen:
-                    seen[key] = self._clause_status(kind, target, index)
+                    seen[key] = self._clause_status(kind, self._targets(kind, target, index))
                 found.add(seen[key])
         return "never" if "never" in found else "wait" if "wait" in found else "ok"
 
-    def _clause_status(self, kind: str, target: str, index: int) -> str:
+    def _targets(self, kind: str, target: str, index: int) -> list[TaskState]:
+        """The states of the tasks a clause on ``target`` is about (none where the fake
+        knows no such task: then it is satisfied, as on Slurm for a forgotten job)."""
         base, _, task = target.partition("_")
         job = self.jobs.get(base)
-        if job is None:
-            return "ok"  # a job the scheduler forgot satisfies a dependency, as on Slurm
-        if task:
-            indices: Sequence[int] = [int(task)] if int(task) < job.size else []
-        elif kind == "aftercorr":
-            indices = [index] if index < job.size else []
+        size = job.size if job is not None else 0
+        if task or kind == "aftercorr":
+            indices: Sequence[int] = [int(task) if task else index]
         else:
-            indices = range(job.size)
-        states = [self._state(job, i) for i in indices]
+            indices = range(size)
+        return [self._state(job, i) for i in indices if job is not None and i < size]
+
+    @staticmethod
+    def _clause_status(kind: str, states: list[TaskState]) -> str:
         if not states:
             return "ok"
         if kind == "after":  # started or ended
@@ -391,12 +392,8 @@ class FakeBackend(Backend):
 def _worker_call(command: Sequence[str]) -> tuple[str, int] | None:
     """``(job directory, offset)`` of ``python -m slurmscope.worker DIR [OFFSET]``."""
     args = list(command)
-    if "slurmscope.worker" not in args:
-        return None
-    rest = args[args.index("slurmscope.worker") + 1 :]
-    if len(rest) == 1 or (len(rest) == 2 and rest[1].isdigit()):
-        return rest[0], int(rest[1]) if len(rest) == 2 else 0
-    return None
+    rest = args[args.index("slurmscope.worker") + 1 :] if "slurmscope.worker" in args else []
+    return (rest[0], int(rest[1]) if len(rest) > 1 else 0) if rest else None
 
 
 # -- output capture: a task thread's sys.stdout/sys.stderr go to the task's log files ---------
@@ -424,8 +421,6 @@ _routing: list[int] = [0]  # how many tasks run now
 def _captured(stdout: str, stderr: str) -> Iterator[None]:
     """Route this thread's ``sys.stdout``/``sys.stderr`` to the task's log files (appended,
     as Slurm does; the same file when both patterns are)."""
-    Path(stdout).parent.mkdir(parents=True, exist_ok=True)
-    Path(stderr).parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as files:
         out = files.enter_context(open(stdout, "a"))  # noqa: SIM115 - the stack closes it
         err = out if stderr == stdout else files.enter_context(open(stderr, "a"))  # noqa: SIM115
