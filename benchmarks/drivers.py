@@ -403,36 +403,23 @@ def write_results(spec: dict[str, Any]) -> None:
 
 # -- slurmscope-only scenarios -------------------------------------------------------------
 def null_cluster(root: Path) -> Any:
-    """A slurmscope Cluster whose backend renders the sbatch command line and returns an
-    id: every cost of the submit path except the scheduler's own."""
+    """A slurmscope Cluster on ``slurmscope.testing.FakeBackend`` that records each
+    submission without running it, after rendering the sbatch command line and batch script
+    (its ``on_submit`` hook): every cost of the submit path except the scheduler's own."""
     import slurmscope
-    from slurmscope.backends.base import Backend
     from slurmscope.backends.sbatch import SbatchBackend, batch_script, sbatch_arguments
+    from slurmscope.testing import FakeBackend
 
-    class NullBackend(Backend):
-        kind = "null"
-        cluster_name = "null"
-        poll_interval = SbatchBackend.poll_interval  # the poller works as it would on Slurm
-        query_interval = SbatchBackend.query_interval
-        lost_after = 1e9
+    def render(spec: Any) -> None:
+        sbatch_arguments(spec), batch_script(spec)
 
-        def __init__(self) -> None:
-            self.count = 0
-            self.lock = threading.Lock()
-
-        def submit(self, spec: Any) -> str:
-            sbatch_arguments(spec), batch_script(spec)
-            with self.lock:
-                self.count += 1
-                return str(self.count)
-
-        def states(self, job_ids: Any) -> dict[str, Any]:
-            return {}
-
-        def cancel(self, job_id: str, index: int | None = None) -> None:
-            pass
-
-    return slurmscope.Cluster(NullBackend(), root=root, set_as_default=False)
+    backend = FakeBackend(
+        run=False,
+        on_submit=render,
+        poll_interval=SbatchBackend.poll_interval,  # the poller works as it would on Slurm
+        query_interval=SbatchBackend.query_interval,
+    )
+    return slurmscope.Cluster(backend, root=root, set_as_default=False)
 
 
 def scenario_scope(workdir: Path, rounds: int, per_round: int) -> dict[str, Any]:

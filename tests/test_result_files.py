@@ -2,21 +2,19 @@
 
 The poller looks at the result directories often and asks the scheduler only when no result
 arrived for a while, so that a map's scheduler queries do not grow with its tasks. These
-tests use a scripted backend (no cluster): its ``states`` answers what the test says and
-counts the calls; the results are written by slurmscope's own worker code.
+tests use ``slurmscope.testing.FakeBackend`` (no cluster) scripted to answer what the test
+says; it counts the queries, and runs slurmscope's own worker when a test says so.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import pickle
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,86 +23,59 @@ import pytest
 import tasks
 
 import slurmscope
-from slurmscope import poller, worker
-from slurmscope.backends.base import Backend
+from slurmscope import poller
 from slurmscope.errors import JobNotCompletedError
 from slurmscope.payload import JobDirectory, ResultRef
-from slurmscope.pickling import pickle_item as _pickle_item
-from slurmscope.pickling import pickle_scalars as _pickle_scalars
+from slurmscope.pickling import pickle_item, pickle_scalars
 from slurmscope.states import TaskState
+from slurmscope.testing import FakeBackend, FakeJob
 
 REPO = Path(__file__).resolve().parent.parent
 identity = slurmscope.task(tasks.identity)
 
 
-class Scripted(Backend):
-    """A scheduler that says whatever ``self.say(job_id, index)`` returns; counts queries."""
-
-    kind = "scripted"
-    cluster_name = "scripted"
-    poll_interval = (0.01, 0.05)
-    query_interval = (0.3, 0.5)
-    lost_after = 1e9
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.queries = 0
-        self.sizes: dict[str, int] = {}
-        self.say = lambda job_id, index: TaskState("RUNNING", "None")
-
-    def submit(self, spec: Any) -> str:
-        self.count += 1
-        job_id = str(self.count)
-        self.sizes[job_id] = spec.array.size if spec.array else 1
-        return job_id
-
-    def states(self, job_ids: Sequence[str]) -> dict[str, dict[int, TaskState]]:
-        self.queries += 1
-        return {j: {i: self.say(j, i) for i in range(self.sizes[j])} for j in job_ids}
-
-    def cancel(self, job_id: str, index: int | None = None) -> None:
-        pass
+def running(job: FakeJob, index: int) -> TaskState:
+    return TaskState("RUNNING", "None")
 
 
 @pytest.fixture
-def scripted(tmp_path: Path) -> Iterator[tuple[slurmscope.Cluster, Scripted]]:
-    backend = Scripted()
+def scripted(tmp_path: Path) -> Iterator[tuple[slurmscope.Cluster, FakeBackend]]:
+    """A scheduler that says whatever ``backend.script(job, index)`` returns (RUNNING unless
+    a test says otherwise) and counts its queries; it runs nothing by itself: a test runs a
+    task (slurmscope's worker, in this process) with ``backend.run_task(array[i])``."""
+    backend = FakeBackend(
+        run=False, script=running, poll_interval=(0.01, 0.05), query_interval=(0.3, 0.5)
+    )
     cluster = slurmscope.Cluster(backend, root=tmp_path / "jobs", set_as_default=False)
     yield cluster, backend
     cluster.close()
-
-
-def run_task(array: slurmscope.ArrayJob, index: int) -> None:
-    """What the job would do: slurmscope's worker, in this process."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        worker.run(str(array.directory), index)
 
 
 def test_results_end_tasks_the_scheduler_still_calls_running(scripted: Any) -> None:
     cluster, backend = scripted
     array = identity.on(cluster).map([10, 11, 12])
     for i in range(3):
-        run_task(array, i)
+        backend.run_task(array[i])
     assert array.get_results(timeout=10) == [10, 11, 12]
     assert array.state == "COMPLETED"
     assert backend.queries <= 2  # the result files told; the scheduler was hardly asked
 
 
 def test_a_failure_file_is_a_failed_task(scripted: Any) -> None:
-    cluster, _ = scripted
+    cluster, backend = scripted
     array = slurmscope.task(tasks.fail_on).on(cluster).map([(1, 2), (2, 2)])
-    run_task(array, 0)
-    run_task(array, 1)
+    backend.run_task(array[0])
+    backend.run_task(array[1])
     array.wait(timeout=10)
     assert array.states == ["COMPLETED", "FAILED"]
 
 
 def test_what_files_cannot_show_comes_from_the_scheduler(scripted: Any) -> None:
     cluster, backend = scripted
-    backend.say = lambda job_id, index: TaskState("CANCELLED" if index == 1 else "RUNNING", "None")
+    backend.script = lambda job, index: TaskState("CANCELLED" if index == 1 else "RUNNING", "None")
     array = identity.on(cluster).map([1, 2, 3])
-    run_task(array, 0)
-    run_task(array, 2)
+    backend.run_task(array[0])
+    backend.run_task(array[2])
     results = array.get_results(timeout=10, return_exceptions=True)
     assert results[0] == 1 and results[2] == 3
     assert isinstance(results[1], JobNotCompletedError)
@@ -117,7 +88,7 @@ def test_queries_wait_while_results_keep_arriving(scripted: Any) -> None:
 
     def steady() -> None:  # a result every 20 ms: quicker than the query interval (0.3 s)
         for i in range(40):
-            run_task(array, i)
+            backend.run_task(array[i])
             time.sleep(0.02)
 
     writer = threading.Thread(target=steady)
@@ -136,7 +107,7 @@ def test_the_scheduler_is_still_asked_now_and_then_however_fast_results_come(
     monkeypatch.setattr(poller, "LONGEST_WITHOUT_QUERY", 0.2)
     array = identity.on(cluster).map(list(range(40)))
     for i in range(40):
-        run_task(array, i)
+        backend.run_task(array[i])
         time.sleep(0.02)
     array.wait(timeout=30)
     assert backend.queries >= 2
@@ -165,9 +136,9 @@ def test_outcome_ok_reads_the_head_and_falls_back(tmp_path: Path) -> None:
 
 def test_scalar_items_pickle_as_before() -> None:
     items = [0, -1, 2**70, 1.5, "path/é", b"raw", True, None, 3 + 4j]
-    assert _pickle_scalars(items) == [_pickle_item((x,), {}, i) for i, x in enumerate(items)]
-    assert _pickle_scalars([1, (1, 2)]) is None
-    assert _pickle_scalars([1, ResultRef("/x")]) is None
+    assert pickle_scalars(items) == [pickle_item((x,), {}, i) for i, x in enumerate(items)]
+    assert pickle_scalars([1, (1, 2)]) is None
+    assert pickle_scalars([1, ResultRef("/x")]) is None
 
 
 def test_result_ref_is_an_immutable_value() -> None:
