@@ -132,19 +132,14 @@ class JobCannotRunError(JobError):
 
 def _tasks_text(indices: list[int]) -> str:
     """``tasks 0-3,7`` for a sorted list of indices."""
-    runs: list[str] = []
-    start = prev = None
+    runs: list[tuple[int, int]] = []  # (first, last) of each run of consecutive indices
     for i in indices:
-        if start is None:
-            start = prev = i
-        elif i == prev + 1:
-            prev = i
+        if runs and i == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], i)
         else:
-            runs.append(f"{start}-{prev}" if prev != start else str(start))
-            start = prev = i
-    if start is not None:
-        runs.append(f"{start}-{prev}" if prev != start else str(start))
-    return ("task " if len(indices) == 1 else "tasks ") + ",".join(runs)
+            runs.append((i, i))
+    text = ",".join(f"{first}-{last}" if last != first else str(first) for first, last in runs)
+    return ("task " if len(indices) == 1 else "tasks ") + text
 
 
 class GraphvizNotFoundError(SlurmscopeError):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -25,7 +26,7 @@ _STDLIB = logging.getLogger("slurmscope")
 
 
 def _to_stdlib(
-    logger: Any, method_name: str, event_dict: dict[str, Any]
+    logger: object, method_name: str, event_dict: MutableMapping[str, Any]
 ) -> tuple[tuple[str], dict[str, Any]]:
     """The last processor without structlog configured: one readable line (the event's name,
     then ``key=value`` for its fields and the context bound with

@@ -23,12 +23,28 @@ import os
 import sys
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+if TYPE_CHECKING:  # typing and types are not imported at run time: every task pays imports
+    from collections.abc import Callable, Iterator
+    from types import CodeType, FunctionType, ModuleType
+    from typing import Any, TypedDict
+
+    class DriverInfo(TypedDict):
+        """What the driver records for the worker (``driver.pkl``)."""
+
+        sys_path: list[str]  # the driver's sys.path, relative entries made absolute
+        cwd: str
+        files: dict[tuple[str, int], str]  # (qualified name, first line) -> source file
+        modules: dict[str, str]  # module name -> file, for modules beside the driver
+
+    _FUNCTION = FunctionType
+    _MODULE = ModuleType
+    _CODE = CodeType
+else:  # the same classes, without importing types
+    _FUNCTION = type(lambda: None)
+    _MODULE = type(sys)
+    _CODE = type(_FUNCTION.__code__)
 
 DYNAMIC = "<dynamic-code>"
-_FUNCTION = type(lambda: None)
-_MODULE = type(sys)
 
 
 class _Probe:
@@ -40,26 +56,28 @@ _METHODS = (type(_Probe().method), staticmethod, classmethod)
 _LIMIT = 10_000  # functions and classes followed at most, whatever the program
 
 
-def _key(code: Any) -> tuple[str, int]:
-    return (getattr(code, "co_qualname", code.co_name), code.co_firstlineno)
+def _key(code: CodeType) -> tuple[str, int]:
+    """How the driver and the worker name a code object: (qualified name, first line)."""
+    qualname: str = getattr(code, "co_qualname", code.co_name)  # co_qualname: Python 3.11+
+    return (qualname, code.co_firstlineno)
 
 
-def _codes(code: Any) -> Any:
+def _codes(code: CodeType) -> Iterator[CodeType]:
     """``code`` and every code object nested in it (inner functions, comprehensions)."""
     stack = [code]
     while stack:
         c = stack.pop()
         yield c
-        stack.extend(k for k in c.co_consts if hasattr(k, "co_firstlineno"))
+        stack.extend(k for k in c.co_consts if isinstance(k, _CODE))
 
 
-def _reachable(root: Any, follow: Any) -> list[Any]:
+def _reachable(root: object, follow: Callable[[object], bool]) -> list[FunctionType]:
     """The functions reachable from ``root`` through the globals their code names, their
     closures and defaults, and the classes among those, following only what ``follow``
     accepts (what is shipped by value: the rest is imported in the job)."""
     seen: set[int] = set()
-    found: list[Any] = []
-    stack = [root]
+    found: list[FunctionType] = []
+    stack: list[Any] = [root]
     while stack and len(seen) < _LIMIT:
         obj = stack.pop()
         if id(obj) in seen:
@@ -102,7 +120,7 @@ def _reachable(root: Any, follow: Any) -> list[Any]:
 
 
 # -- in the driver ------------------------------------------------------------------------------
-def driver_info(fn: Any, by_value: Any) -> dict[str, Any]:
+def driver_info(fn: object, by_value: Callable[[object], bool]) -> DriverInfo:
     """What the worker of a submission of ``fn`` needs from this process.
 
     ``by_value(obj)`` says whether cloudpickle ships ``obj`` by value.
@@ -124,7 +142,7 @@ def driver_info(fn: Any, by_value: Any) -> dict[str, Any]:
                 files.setdefault(_key(code), code.co_filename)
     except Exception:  # noqa: BLE001, S110 - only for tracebacks: never fail a submission
         pass
-    modules = {}
+    modules: dict[str, str] = {}
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
     here = {cwd, *path[:1]} | (
         {os.path.dirname(os.path.abspath(main_file))} if main_file else set()
@@ -137,7 +155,7 @@ def driver_info(fn: Any, by_value: Any) -> dict[str, Any]:
 
 
 # -- in the job ---------------------------------------------------------------------------------
-def use_driver_path(info: dict[str, Any] | None) -> None:
+def use_driver_path(info: DriverInfo | None) -> None:
     """Put the driver's ``sys.path`` first, in its order; the job's other entries follow."""
     if not info:
         return
@@ -146,40 +164,38 @@ def use_driver_path(info: dict[str, Any] | None) -> None:
     sys.path[:] = driver + [p for p in sys.path if p not in known]
 
 
-def restore_files(fn: Any, info: dict[str, Any] | None) -> None:
+def restore_files(fn: object, info: DriverInfo | None) -> None:
     """Give the functions shipped by value their source file back (see the module doc)."""
-    files = (info or {}).get("files")
+    files = info.get("files") if info else None
     if not files:
         return
 
-    def dynamic(obj: Any) -> bool:
+    def dynamic(obj: object) -> bool:
         if isinstance(obj, type):  # rebuilt by value unless importable by its name
             module = sys.modules.get(obj.__module__)
             return getattr(module, obj.__qualname__, None) is not obj
-        return obj.__code__.co_filename == DYNAMIC
+        return isinstance(obj, _FUNCTION) and obj.__code__.co_filename == DYNAMIC
 
     for function in _reachable(fn, dynamic):
         function.__code__ = _with_files(function.__code__, files)
 
 
-def _with_files(code: Any, files: dict[tuple[str, int], str]) -> Any:
-    consts = tuple(
-        _with_files(k, files) if hasattr(k, "co_firstlineno") else k for k in code.co_consts
-    )
-    changes: dict[str, Any] = {}
+def _with_files(code: CodeType, files: dict[tuple[str, int], str]) -> CodeType:
+    """``code`` with the source file of every nested code object the driver recorded."""
+    consts = tuple(_with_files(k, files) if isinstance(k, _CODE) else k for k in code.co_consts)
     # code == code ignores the file name: compare by identity
-    if any(a is not b for a, b in zip(consts, code.co_consts, strict=True)):
-        changes["co_consts"] = consts
-    if code.co_filename == DYNAMIC and _key(code) in files:
-        changes["co_filename"] = files[_key(code)]
-    return code.replace(**changes) if changes else code
+    changed = any(a is not b for a, b in zip(consts, code.co_consts, strict=True))
+    filename = files.get(_key(code)) if code.co_filename == DYNAMIC else None
+    if filename is not None:
+        return code.replace(co_consts=consts, co_filename=filename)
+    return code.replace(co_consts=consts) if changed else code
 
 
-def load_error(what: str, exc: BaseException, info: dict[str, Any] | None) -> ImportError:
+def load_error(what: str, exc: BaseException, info: DriverInfo | None) -> ImportError:
     """The error a job reports when ``what`` (the function, an item) cannot be unpickled:
     which module, the job's ``sys.path``, where the driver had the module, what to do."""
-    module = getattr(exc, "name", None) or ""
-    seen = (info or {}).get("modules", {}).get(module)
+    module: str = getattr(exc, "name", None) or ""
+    seen = info.get("modules", {}).get(module) if info else None
     lines = [
         f"{what} could not be loaded in the job: {type(exc).__name__}: {exc}.",
         f"The job ran {sys.executable} in {os.getcwd()} with sys.path:",

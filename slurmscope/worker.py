@@ -5,9 +5,10 @@ loads the function and its own item only, replaces job handles in the arguments 
 results, runs the function and writes the outcome atomically. It exits 0 on success and
 1 when the function raised, so that the scheduler records the failure too.
 
-It imports the standard library and ``slurmscope.payload`` only, and of those only what a
-successful task needs (``traceback`` when a task fails): each import is paid by every task
-(cloudpickle is imported by ``pickle`` itself when the function needs it).
+It imports the standard library, ``slurmscope.payload`` and ``slurmscope.origin`` only, and
+of those only what a successful task needs (``traceback`` when a task fails,
+``slurmscope.jobdir`` when an upstream task has no result): each import is paid by every
+task (cloudpickle is imported by ``pickle`` itself when the function needs it).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import sys
 from .origin import load_error, restore_files, use_driver_path
 from .payload import (
     ResultRef,
-    _dumps,
-    _loads,
+    UpstreamFailedError,
     atomic_write,
+    dumps,
+    loads,
     read_driver,
     read_function,
     read_item,
+    read_outcome,
     result_file,
     write_outcome,
 )
@@ -36,7 +39,9 @@ if TYPE_CHECKING:
 def _resolve(value: Any) -> Any:
     """Replace every :class:`ResultRef` in nested lists, tuples and dicts by its result."""
     if isinstance(value, ResultRef):
-        return value.load()
+        if value.size is None:
+            return _upstream_value(value.directory, value.index)
+        return [_upstream_value(value.directory, i) for i in range(value.size)]
     if isinstance(value, list):
         return [_resolve(v) for v in value]
     if isinstance(value, tuple) and type(value) is tuple:
@@ -46,12 +51,27 @@ def _resolve(value: Any) -> Any:
     return value
 
 
+def _upstream_value(directory: str, index: int) -> Any:
+    """The value task ``index`` of job directory ``directory`` returned."""
+    outcome = read_outcome(directory, index)
+    if outcome is None or not outcome["ok"]:
+        from .jobdir import JobDirectory  # only to say why: not paid by a task that runs
+
+        upstream = JobDirectory(directory)
+        raise UpstreamFailedError(
+            f"task {index} of {upstream.path} has no result: "
+            f"{upstream.why_no_value(index, outcome)}"
+        )
+    return outcome["value"]
+
+
 def _error_outcome(exc: BaseException) -> dict[str, Any]:
     import traceback
 
+    pickled: bytes | None
     try:
-        pickled: bytes | None = _dumps(exc, protocol=5)
-        _loads(pickled)
+        pickled = dumps(exc, protocol=5)
+        loads(pickled)
     except Exception:
         pickled = None
     return {
@@ -69,12 +89,12 @@ def run(directory: str, index: int) -> int:
         driver = read_driver(directory)
         use_driver_path(driver)  # the modules the driver saw, before anything is unpickled
         try:
-            function = _loads(read_function(directory))
+            function = loads(read_function(directory))
         except (ImportError, AttributeError) as exc:
             raise load_error("the task's function", exc, driver) from exc
         restore_files(function, driver)
         try:
-            args, kwargs = _loads(read_item(directory, index))
+            args, kwargs = loads(read_item(directory, index))
         except (ImportError, AttributeError) as exc:
             raise load_error(f"the arguments of task {index}", exc, driver) from exc
         args, kwargs = _resolve(args), _resolve(kwargs)

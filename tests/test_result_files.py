@@ -25,7 +25,8 @@ import tasks
 import slurmscope
 from slurmscope import poller
 from slurmscope.errors import JobNotCompletedError
-from slurmscope.payload import JobDirectory, ResultRef
+from slurmscope.jobdir import JobDirectory
+from slurmscope.payload import ResultRef, write_outcome
 from slurmscope.pickling import pickle_item, pickle_scalars
 from slurmscope.states import TaskState
 from slurmscope.testing import FakeBackend, FakeJob
@@ -125,8 +126,8 @@ def test_outcome_ok_reads_the_head_and_falls_back(tmp_path: Path) -> None:
     results = tmp_path / "results"
     results.mkdir()
     jobdir = JobDirectory(tmp_path)
-    jobdir.write_outcome(0, {"ok": True, "value": b"x" * 1_000_000})
-    jobdir.write_outcome(1, {"ok": False, "type": "ValueError"})
+    write_outcome(str(tmp_path), 0, {"ok": True, "value": b"x" * 1_000_000})
+    write_outcome(str(tmp_path), 1, {"ok": False, "type": "ValueError"})
     (results / "2.pkl").write_bytes(cloudpickle.dumps({"ok": True, "value": lambda: 1}))
     (results / "3.pkl").write_bytes(pickle.dumps({"value": 5, "ok": False}, protocol=2))
     (results / ".4.pkl.123.abcd.tmp").write_bytes(b"half")
