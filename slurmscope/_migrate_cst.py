@@ -8,7 +8,8 @@ there is left alone), so a second run changes nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TypeVar
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
@@ -30,6 +31,11 @@ _STATEMENTS = (
     cst.TryStar,
     cst.Match,
 )
+#: What a statement's leave_* returns.
+_Statement = cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement]
+_Node = TypeVar("_Node", bound=cst.CSTNode)
+#: A node with a trailing comma (:func:`_commas`).
+_Listed = TypeVar("_Listed", cst.ImportAlias, cst.Arg)
 
 
 class _Rewrite(cst.CSTTransformer):
@@ -69,36 +75,46 @@ class _Rewrite(cst.CSTTransformer):
             self.pending.append([])
         return super().on_visit(node)
 
-    def on_leave(self, original: cst.CSTNode, updated: Any) -> Any:
+    def on_leave(
+        self, original: _Node, updated: _Node
+    ) -> _Node | cst.RemovalSentinel | cst.FlattenSentinel[_Node]:
         result = super().on_leave(original, updated)
-        if isinstance(original, _STATEMENTS):
-            marks = self.pending.pop()
-            target = result
-            if isinstance(result, cst.FlattenSentinel):
-                target = result.nodes[0]
-            if marks and hasattr(target, "leading_lines"):
-                lines = [*target.leading_lines]
-                if original is self.first:  # comments atop a module are its header
-                    lines += self.header
-                have = {ln.comment.value for ln in lines if ln.comment}
-                extra = [
-                    cst.EmptyLine(comment=cst.Comment(MARK + m))
-                    for m in marks
-                    if MARK + m not in have
-                ]
-                marked = target.with_changes(leading_lines=[*target.leading_lines, *extra])
-                if isinstance(result, cst.FlattenSentinel):
-                    return cst.FlattenSentinel([marked, *result.nodes[1:]])
-                return marked
-        return result
+        if not isinstance(original, _STATEMENTS):
+            return result
+        marks = self.pending.pop()
+        if not marks or isinstance(result, cst.RemovalSentinel):
+            return result
+        if isinstance(result, cst.FlattenSentinel):
+            first = self._marked(result.nodes[0], marks, original)
+            return cst.FlattenSentinel([first, *result.nodes[1:]])
+        return self._marked(result, marks, original)
+
+    def _marked(self, node: _Node, marks: list[str], original: cst.CSTNode) -> _Node:
+        """``node`` with a comment line above it for each mark it does not have yet."""
+        if isinstance(node, cst.SimpleStatementLine):
+            return node.with_changes(leading_lines=self._marks(node.leading_lines, marks, original))
+        if isinstance(node, cst.BaseCompoundStatement):
+            return node.with_changes(leading_lines=self._marks(node.leading_lines, marks, original))
+        return node
+
+    def _marks(
+        self, lines: Sequence[cst.EmptyLine], marks: list[str], original: cst.CSTNode
+    ) -> list[cst.EmptyLine]:
+        """``lines`` (above a statement) and a comment line for each mark not among them."""
+        seen = [*lines, *self.header] if original is self.first else lines  # a module's header
+        have = {ln.comment.value for ln in seen if ln.comment}
+        return [
+            *lines,
+            *(cst.EmptyLine(comment=cst.Comment(MARK + m)) for m in marks if MARK + m not in have),
+        ]
 
     # -- imports ----------------------------------------------------------------------------
     def leave_SimpleStatementLine(
         self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine
-    ) -> Any:
+    ) -> _Statement:
         if len(updated.body) != 1 or not isinstance(updated.body[0], cst.ImportFrom):
             if len(updated.body) == 1 and isinstance(updated.body[0], cst.Import):
-                return self._import(original, updated)
+                return self._import(original, updated, updated.body[0])
             return updated
         node = updated.body[0]
         module = dotted(node.module) if node.module and not node.relative else ""
@@ -111,13 +127,13 @@ class _Rewrite(cst.CSTTransformer):
         for alias in node.names:
             name = alias.name.value if isinstance(alias.name, cst.Name) else ""
             if name in NAMES:
-                local = alias.asname.name.value if alias.asname else name  # type: ignore[union-attr]
+                local = (dotted(alias.asname.name) if alias.asname else None) or name
                 asname = None if local == NAMES[name] else cst.AsName(name=cst.Name(local))
                 move.append(cst.ImportAlias(name=cst.Name(NAMES[name]), asname=asname))
             else:
                 keep.append(alias.with_changes(comma=cst.MaybeSentinel.DEFAULT))
         if not move:
-            left = ", ".join(a.name.value for a in keep)  # type: ignore[union-attr]
+            left = ", ".join(dotted(a.name) or "" for a in keep)
             self._mark(
                 original, f"no slurmscope equivalent of {left} (still imported from {module})"
             )
@@ -128,16 +144,17 @@ class _Rewrite(cst.CSTTransformer):
         moved = updated.with_changes(body=[created])
         if not keep:
             return moved
-        left = ", ".join(a.name.value for a in keep)  # type: ignore[union-attr]
+        left = ", ".join(dotted(a.name) or "" for a in keep)
         self._mark(original, f"no slurmscope equivalent of {left} (still imported from {module})")
         rest = updated.with_changes(
             body=[node.with_changes(names=_commas(keep), lpar=None, rpar=None)]
         )
         return cst.FlattenSentinel([rest, moved.with_changes(leading_lines=[])])
 
-    def _import(self, original: cst.SimpleStatementLine, updated: Any) -> Any:
-        names = updated.body[0].names
-        modules = [dotted(a.name) or "" for a in names]
+    def _import(
+        self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine, node: cst.Import
+    ) -> _Statement:
+        modules = [dotted(a.name) or "" for a in node.names]
         if modules == ["slurm"] and self.s.slurm_module:
             unmapped = sorted(self.s.slurm_attrs - set(NAMES))
             if unmapped:
@@ -158,14 +175,13 @@ class _Rewrite(cst.CSTTransformer):
 
     def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
         """One ``from slurmscope import`` where this pass made several in a row."""
-        body: list[Any] = []
+        body: list[cst.BaseStatement] = []
         for stmt in updated.body:
             prev = body[-1] if body else None
-            if self._made(stmt) and self._made(prev) and not stmt.leading_lines:
-                names = {a.name.value: a for a in [*prev.body[0].names, *stmt.body[0].names]}
-                ordered = sorted(
-                    names.values(), key=lambda a: (a.name.value.islower(), a.name.value)
-                )
+            mine, before = self._made(stmt), self._made(prev)
+            if mine and before and isinstance(prev, cst.SimpleStatementLine) and not _above(stmt):
+                names = {_name(a): a for a in [*before, *mine]}
+                ordered = sorted(names.values(), key=lambda a: (_name(a).islower(), _name(a)))
                 merged = cst.ImportFrom(module=cst.Name("slurmscope"), names=_commas(ordered))
                 self.created.add(id(merged))
                 body[-1] = prev.with_changes(body=[merged])
@@ -173,14 +189,16 @@ class _Rewrite(cst.CSTTransformer):
             body.append(stmt)
         return updated.with_changes(body=body)
 
-    def _made(self, stmt: Any) -> bool:
-        return (
-            isinstance(stmt, cst.SimpleStatementLine)
-            and len(stmt.body) == 1
-            and id(stmt.body[0]) in self.created
-        )
+    def _made(self, stmt: cst.BaseStatement | None) -> Sequence[cst.ImportAlias]:
+        """The names of ``stmt`` if it is a ``from slurmscope import`` this pass made."""
+        if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+            return ()
+        node = stmt.body[0]
+        if id(node) not in self.created or not isinstance(node, cst.ImportFrom):
+            return ()
+        return () if isinstance(node.names, cst.ImportStar) else node.names
 
-    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> Any:
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.Attribute:
         value = updated.value
         is_slurm = isinstance(value, cst.Name) and value.value == "slurm"
         if self.s.slurm_module and is_slurm and updated.attr.value in NAMES:
@@ -190,7 +208,7 @@ class _Rewrite(cst.CSTTransformer):
         return updated
 
     # -- calls ------------------------------------------------------------------------------
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> Any:
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.Call:
         after = method(updated, "after")
         if after is not None:
             return self._after(original, updated, after)
@@ -203,7 +221,7 @@ class _Rewrite(cst.CSTTransformer):
             return self._sdkmethod(original, updated, func)
         return updated
 
-    def _after(self, original: cst.Call, updated: cst.Call, after: cst.Attribute) -> Any:
+    def _after(self, original: cst.Call, updated: cst.Call, after: cst.Attribute) -> cst.Call:
         inner = after.value
         mapper = method(inner, "map")
         if mapper is not None:
@@ -236,7 +254,9 @@ class _Rewrite(cst.CSTTransformer):
             self._mark(original, WHY["after_on_array"])
         return updated
 
-    def _keywords(self, original: cst.Call, args: Any, table: dict[str, str]) -> list[cst.Arg]:
+    def _keywords(
+        self, original: cst.Call, args: Sequence[cst.Arg], table: dict[str, str]
+    ) -> list[cst.Arg]:
         out = []
         for arg in args:
             key = arg.keyword.value if arg.keyword else None
@@ -266,15 +286,19 @@ class _Rewrite(cst.CSTTransformer):
             out.append(arg)
         return out
 
-    def _cluster(self, original: cst.Call, updated: cst.Call) -> Any:
+    def _cluster(self, original: cst.Call, updated: cst.Call) -> cst.Call:
         args = list(updated.args)
         backend = next((a for a in args if a.keyword and a.keyword.value == "backend_type"), None)
         if backend is None and args and args[0].keyword is None:
             backend = args[0]
         value = backend.value if backend is not None else None
-        if isinstance(value, cst.SimpleString) and value.evaluated_value == "local":
-            pos = args.index(backend)  # type: ignore[arg-type]
-            args[pos] = backend.with_changes(  # type: ignore[union-attr]
+        if (
+            backend is not None
+            and isinstance(value, cst.SimpleString)
+            and value.evaluated_value == "local"
+        ):
+            pos = args.index(backend)
+            args[pos] = backend.with_changes(
                 keyword=None, equal=cst.MaybeSentinel.DEFAULT, value=cst.SimpleString('"sbatch"')
             )
             args.insert(0, args.pop(pos))
@@ -285,12 +309,12 @@ class _Rewrite(cst.CSTTransformer):
         rest = [args[0], *self._keywords(original, args[1:], CLUSTER_ARGS)]
         return updated.with_changes(args=_commas(rest, like=args))
 
-    def _sdkmethod(self, original: cst.Call, updated: cst.Call, func: cst.Attribute) -> Any:
+    def _sdkmethod(self, original: cst.Call, updated: cst.Call, func: cst.Attribute) -> cst.Call:
         name = func.attr.value
         if name == "with_options":
             self._converted(original, ".with_options(...) -> .options(...)")
             args = self._keywords(original, updated.args, RESOURCES)
-            new_func = updated.func.with_changes(attr=cst.Name("options"))  # type: ignore[attr-defined]
+            new_func = updated.func.with_changes(attr=cst.Name("options"))
             return updated.with_changes(func=new_func, args=args)
         if name in ("from_env", "from_file", "from_args", "add_argparse_args"):
             if self.s.is_cluster_class(func.value):
@@ -315,33 +339,39 @@ class _Rewrite(cst.CSTTransformer):
             self._mark(original, WHY["status"])
         return updated
 
-    def leave_If(self, original: cst.If, updated: cst.If) -> Any:
-        if self.sdk_file and _tests_wait(original.test):
-            self._mark(original, WHY["wait_bool"])
+    def leave_If(self, original: cst.If, updated: cst.If) -> cst.If:
+        self._check_wait(original, original.test)
         return updated
 
-    def leave_While(self, original: cst.While, updated: cst.While) -> Any:
-        return self.leave_If(original, updated)  # type: ignore[arg-type]
+    def leave_While(self, original: cst.While, updated: cst.While) -> cst.While:
+        self._check_wait(original, original.test)
+        return updated
+
+    def _check_wait(self, statement: cst.CSTNode, test: cst.BaseExpression) -> None:
+        if self.sdk_file and _tests_wait(test):
+            self._mark(statement, WHY["wait_bool"])
 
     # -- generic annotations: slurmscope's handles are not generic ---------------------------
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.functions += 1
 
-    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> Any:
+    def leave_FunctionDef(
+        self, original: cst.FunctionDef, updated: cst.FunctionDef
+    ) -> cst.FunctionDef:
         self.functions -= 1
         return updated
 
     def visit_Annotation(self, node: cst.Annotation) -> None:
         self.annotations += 1
 
-    def leave_Annotation(self, original: cst.Annotation, updated: cst.Annotation) -> Any:
+    def leave_Annotation(self, original: cst.Annotation, updated: cst.Annotation) -> cst.Annotation:
         self.annotations -= 1
         return updated
 
     def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
         self.local_annotations += self.functions > 0
 
-    def leave_AnnAssign(self, original: cst.AnnAssign, updated: cst.AnnAssign) -> Any:
+    def leave_AnnAssign(self, original: cst.AnnAssign, updated: cst.AnnAssign) -> cst.AnnAssign:
         self.local_annotations -= self.functions > 0
         return updated
 
@@ -361,6 +391,17 @@ class _Rewrite(cst.CSTTransformer):
     def visit_Attribute(self, node: cst.Attribute) -> None:
         if self.sdk_file and node.attr.value == "unwrapped":
             self._mark(node, WHY["unwrapped"])
+
+
+def _name(alias: cst.ImportAlias) -> str:
+    return dotted(alias.name) or ""
+
+
+def _above(stmt: cst.BaseStatement) -> Sequence[cst.EmptyLine]:
+    """The comments and blank lines above a statement."""
+    if isinstance(stmt, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+        return stmt.leading_lines
+    return ()
 
 
 def _refused(name: str, value: cst.BaseExpression) -> str | None:
@@ -383,12 +424,12 @@ def _tests_wait(test: cst.BaseExpression) -> bool:
     return method(test, "wait") is not None
 
 
-def _commas(items: list[Any], like: list[Any] | None = None) -> list[Any]:
+def _commas(items: Sequence[_Listed], like: Sequence[_Listed] | None = None) -> list[_Listed]:
     """``items`` with commas between them (the originals' commas where there were some)."""
     out = []
     for i, item in enumerate(items):
         last = i == len(items) - 1
-        comma = cst.MaybeSentinel.DEFAULT
+        comma: cst.Comma | cst.MaybeSentinel = cst.MaybeSentinel.DEFAULT
         if like is not None and i < len(like):
             comma = like[i].comma if not last else like[-1].comma
         elif not last:

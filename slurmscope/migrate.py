@@ -62,30 +62,27 @@ class Outcome:
 
 
 class MissingLibcst(RuntimeError):
-    pass
-
-
-def _cst() -> Any:
-    try:
-        import libcst
-    except ImportError:
-        raise MissingLibcst(
-            "slurmscope migrate needs libcst: pip install 'slurmscope[migrate]'"
-        ) from None
-    return libcst
+    """``slurmscope migrate`` needs libcst, an optional dependency, and it is not installed."""
 
 
 def migrate_source(source: str | bytes, path: str = "<string>") -> Outcome:
     """Rewrite one module's source; ``Outcome.error`` says why a file was refused."""
-    cst = _cst()
+    try:  # the optional dependency: only ``migrate`` needs it
+        import libcst
+
+        from ._migrate_cst import rewrite
+    except ModuleNotFoundError as exc:
+        if exc.name != "libcst":
+            raise
+        raise MissingLibcst(
+            "slurmscope migrate needs libcst: pip install 'slurmscope[migrate]'"
+        ) from None
     raw = source if isinstance(source, bytes) else source.encode()
     try:
-        module = cst.parse_module(raw)
+        module = libcst.parse_module(raw)
     except Exception as exc:  # libcst.ParserSyntaxError, or an undecodable file
         reason = " ".join(str(exc).split())
         return Outcome(path, error=f"cannot parse {path}: {reason} (nothing written)")
-    from ._migrate_cst import rewrite  # libcst-bound, imported only once libcst is there
-
     new_module, notes = rewrite(module)
     enc = module.encoding
     return Outcome(path, raw.decode(enc), new_module.bytes.decode(enc), notes, encoding=enc)
