@@ -1,9 +1,8 @@
 """The rewriting pass of :mod:`slurmscope.migrate` (imported only when libcst is installed).
 
 After the survey (:mod:`slurmscope._migrate_survey`: slurm-sdk imports, tasks, clusters, names
-bound to a ``.map(...)``), it rewrites, collecting notes. A mark is a comment line
-above the statement that holds the construct, added once (an identical comment already
-there is left alone), so a second run changes nothing.
+bound to a ``.map(...)``), it rewrites what has a one-to-one twin and marks the rest for a
+person (:mod:`slurmscope._migrate_notes`).
 """
 
 from __future__ import annotations
@@ -12,101 +11,30 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
+from libcst.metadata import MetadataWrapper
 
-from ._migrate_rules import CLUSTER_ARGS, HINTS, MARK, NAMES, RESOURCES, WHY, Note
-from ._migrate_survey import Survey, dotted, method
+from ._migrate_notes import NotingTransformer
+from ._migrate_rules import CLUSTER_ARGS, HINTS, NAMES, RESOURCES, WHY, Note
+from ._migrate_survey import Survey, called_method, dotted_name
 from .errors import InvalidInputError
 from .spec import Resources
 
-_STATEMENTS = (
-    cst.SimpleStatementLine,
-    cst.If,
-    cst.While,
-    cst.For,
-    cst.With,
-    cst.FunctionDef,
-    cst.ClassDef,
-    cst.Try,
-    cst.TryStar,
-    cst.Match,
-)
 #: What a statement's leave_* returns.
 _Statement = cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement]
-_Node = TypeVar("_Node", bound=cst.CSTNode)
 #: A node with a trailing comma (:func:`_commas`).
 _Listed = TypeVar("_Listed", cst.ImportAlias, cst.Arg)
 
 
-class _Rewrite(cst.CSTTransformer):
-    METADATA_DEPENDENCIES = (PositionProvider,)
-
+class _Rewrite(NotingTransformer):
     def __init__(self, survey: Survey, module: cst.Module) -> None:
-        super().__init__()
-        self.first = module.body[0] if module.body else None
-        self.header = list(module.header)
-        self.s = survey
+        super().__init__(module)
+        self.survey = survey
         self.sdk_file = survey.imports_slurm
         self.any_file = survey.imports_slurm or survey.imports_slurmscope
-        self.notes: list[Note] = []
-        self.pending: list[list[str]] = []  # marks per open statement, innermost last
         self.created: set[int] = set()  # the `from slurmscope import` nodes made here
         self.annotations = 0  # depth inside annotations
         self.local_annotations = 0  # depth inside `x: T = ...` in a function (never evaluated)
         self.functions = 0
-
-    # -- bookkeeping ------------------------------------------------------------------------
-    def _line(self, node: cst.CSTNode) -> int:
-        try:
-            return int(self.get_metadata(PositionProvider, node).start.line)
-        except KeyError:
-            return 0
-
-    def _converted(self, node: cst.CSTNode, what: str) -> None:
-        self.notes.append(Note(self._line(node), "converted", what))
-
-    def _mark(self, node: cst.CSTNode, why: str) -> None:
-        self.notes.append(Note(self._line(node), "marked", why))
-        if self.pending and why not in self.pending[-1]:
-            self.pending[-1].append(why)
-
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        if isinstance(node, _STATEMENTS):
-            self.pending.append([])
-        return super().on_visit(node)
-
-    def on_leave(
-        self, original: _Node, updated: _Node
-    ) -> _Node | cst.RemovalSentinel | cst.FlattenSentinel[_Node]:
-        result = super().on_leave(original, updated)
-        if not isinstance(original, _STATEMENTS):
-            return result
-        marks = self.pending.pop()
-        if not marks or isinstance(result, cst.RemovalSentinel):
-            return result
-        if isinstance(result, cst.FlattenSentinel):
-            first = self._marked(result.nodes[0], marks, original)
-            return cst.FlattenSentinel([first, *result.nodes[1:]])
-        return self._marked(result, marks, original)
-
-    def _marked(self, node: _Node, marks: list[str], original: cst.CSTNode) -> _Node:
-        """``node`` with a comment line above it for each mark it does not have yet."""
-        if isinstance(node, cst.SimpleStatementLine):
-            return node.with_changes(leading_lines=self._marks(node.leading_lines, marks, original))
-        if isinstance(node, cst.BaseCompoundStatement):
-            return node.with_changes(leading_lines=self._marks(node.leading_lines, marks, original))
-        return node
-
-    def _marks(
-        self, lines: Sequence[cst.EmptyLine], marks: list[str], original: cst.CSTNode
-    ) -> list[cst.EmptyLine]:
-        """``lines`` (above a statement) and a comment line for each mark not among them."""
-        seen = [*lines, *self.header] if original is self.first else lines  # a module's header
-        have = {ln.comment.value for ln in seen if ln.comment}
-        return [
-            *lines,
-            *(cst.EmptyLine(comment=cst.Comment(MARK + m)) for m in marks if MARK + m not in have),
-        ]
 
     # -- imports ----------------------------------------------------------------------------
     def leave_SimpleStatementLine(
@@ -117,35 +45,35 @@ class _Rewrite(cst.CSTTransformer):
                 return self._import(original, updated, updated.body[0])
             return updated
         node = updated.body[0]
-        module = dotted(node.module) if node.module and not node.relative else ""
+        module = dotted_name(node.module) if node.module and not node.relative else ""
         if not module or not (module == "slurm" or module.startswith("slurm.")):
             return updated
         if isinstance(node.names, cst.ImportStar):
-            self._mark(original, f"`from {module} import *`: import the slurmscope names you use")
+            self.mark(original, f"`from {module} import *`: import the slurmscope names you use")
             return updated
         keep, move = [], []
         for alias in node.names:
             name = alias.name.value if isinstance(alias.name, cst.Name) else ""
             if name in NAMES:
-                local = (dotted(alias.asname.name) if alias.asname else None) or name
+                local = (dotted_name(alias.asname.name) if alias.asname else None) or name
                 asname = None if local == NAMES[name] else cst.AsName(name=cst.Name(local))
                 move.append(cst.ImportAlias(name=cst.Name(NAMES[name]), asname=asname))
             else:
                 keep.append(alias.with_changes(comma=cst.MaybeSentinel.DEFAULT))
         if not move:
-            left = ", ".join(dotted(a.name) or "" for a in keep)
-            self._mark(
+            left = ", ".join(dotted_name(a.name) or "" for a in keep)
+            self.mark(
                 original, f"no slurmscope equivalent of {left} (still imported from {module})"
             )
             return updated
-        self._converted(original, f"from {module} import -> from slurmscope import")
+        self.converted(original, f"from {module} import -> from slurmscope import")
         created = cst.ImportFrom(module=cst.Name("slurmscope"), names=_commas(move))
         self.created.add(id(created))
         moved = updated.with_changes(body=[created])
         if not keep:
             return moved
-        left = ", ".join(dotted(a.name) or "" for a in keep)
-        self._mark(original, f"no slurmscope equivalent of {left} (still imported from {module})")
+        left = ", ".join(dotted_name(a.name) or "" for a in keep)
+        self.mark(original, f"no slurmscope equivalent of {left} (still imported from {module})")
         rest = updated.with_changes(
             body=[node.with_changes(names=_commas(keep), lpar=None, rpar=None)]
         )
@@ -154,23 +82,23 @@ class _Rewrite(cst.CSTTransformer):
     def _import(
         self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine, node: cst.Import
     ) -> _Statement:
-        modules = [dotted(a.name) or "" for a in node.names]
-        if modules == ["slurm"] and self.s.slurm_module:
-            unmapped = sorted(self.s.slurm_attrs - set(NAMES))
+        modules = [dotted_name(a.name) or "" for a in node.names]
+        if modules == ["slurm"] and self.survey.slurm_module:
+            unmapped = sorted(self.survey.slurm_attrs - set(NAMES))
             if unmapped:
-                self._mark(original, f"slurm.{', slurm.'.join(unmapped)} have no slurmscope twin")
-            if self.s.imports_slurmscope:
+                self.mark(original, f"slurm.{', slurm.'.join(unmapped)} have no slurmscope twin")
+            if self.survey.imports_slurmscope:
                 return updated
             line = cst.SimpleStatementLine(
                 body=[cst.Import([cst.ImportAlias(cst.Name("slurmscope"))])]
             )
             if unmapped:
-                self._converted(original, "import slurm -> import slurmscope (slurm kept)")
+                self.converted(original, "import slurm -> import slurmscope (slurm kept)")
                 return cst.FlattenSentinel([updated, line])
-            self._converted(original, "import slurm -> import slurmscope")
+            self.converted(original, "import slurm -> import slurmscope")
             return updated.with_changes(body=line.body)
         if any(d == "slurm" or d.startswith("slurm.") for d in modules):
-            self._mark(original, "import of slurm-sdk modules: import slurmscope's names instead")
+            self.mark(original, "import of slurm-sdk modules: import slurmscope's names instead")
         return updated
 
     def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
@@ -201,7 +129,7 @@ class _Rewrite(cst.CSTTransformer):
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.Attribute:
         value = updated.value
         is_slurm = isinstance(value, cst.Name) and value.value == "slurm"
-        if self.s.slurm_module and is_slurm and updated.attr.value in NAMES:
+        if self.survey.slurm_module and is_slurm and updated.attr.value in NAMES:
             return updated.with_changes(
                 value=cst.Name("slurmscope"), attr=cst.Name(NAMES[updated.attr.value])
             )
@@ -209,13 +137,13 @@ class _Rewrite(cst.CSTTransformer):
 
     # -- calls ------------------------------------------------------------------------------
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.Call:
-        after = method(updated, "after")
+        after = called_method(updated, "after")
         if after is not None:
             return self._after(original, updated, after)
         func = original.func
-        if self.s.is_sdk_task(func):
+        if self.survey.is_sdk_task(func):
             return updated.with_changes(args=self._keywords(original, updated.args, RESOURCES))
-        if self.s.is_cluster_class(func):
+        if self.survey.is_cluster_class(func):
             return self._cluster(original, updated)
         if isinstance(func, cst.Attribute) and self.sdk_file:
             return self._sdkmethod(original, updated, func)
@@ -223,14 +151,14 @@ class _Rewrite(cst.CSTTransformer):
 
     def _after(self, original: cst.Call, updated: cst.Call, after: cst.Attribute) -> cst.Call:
         inner = after.value
-        mapper = method(inner, "map")
+        mapper = called_method(inner, "map")
         if mapper is not None:
             assert isinstance(inner, cst.Call)
             first = inner.args[0].value if inner.args else None
             if not self.any_file or isinstance(first, cst.Lambda):
-                self._mark(original, WHY["not_task" if self.any_file else "no_import"])
+                self.mark(original, WHY["not_task" if self.any_file else "no_import"])
                 return updated
-            self._converted(original, ".map(...).after(...) -> .after(...).map(...)")
+            self.converted(original, ".map(...).after(...) -> .after(...).map(...)")
             # Each name keeps its arguments; the dots (and the line breaks and comments before
             # them) stay where they were, and the outer parentheses stay outermost.
             new_after = updated.with_changes(
@@ -244,14 +172,14 @@ class _Rewrite(cst.CSTTransformer):
                 rpar=updated.rpar,
             )
         if isinstance(inner, cst.Call) and isinstance(inner.func, cst.Name):
-            if inner.func.value in self.s.tasks:
-                self._converted(original, "task(args).after(deps) -> task.after(deps)(args)")
+            if inner.func.value in self.survey.tasks:
+                self.converted(original, "task(args).after(deps) -> task.after(deps)(args)")
                 new_after = updated.with_changes(func=after.with_changes(value=inner.func))
                 return inner.with_changes(func=new_after)
-            if self.sdk_file and inner.func.value not in self.s.clusters:
-                self._mark(original, WHY["after_on_job"])
-        elif isinstance(inner, cst.Name) and inner.value in self.s.mapped - self.s.tasks:
-            self._mark(original, WHY["after_on_array"])
+            if self.sdk_file and inner.func.value not in self.survey.clusters:
+                self.mark(original, WHY["after_on_job"])
+        elif isinstance(inner, cst.Name) and inner.value in self.survey.mapped - self.survey.tasks:
+            self.mark(original, WHY["after_on_array"])
         return updated
 
     def _keywords(
@@ -261,14 +189,14 @@ class _Rewrite(cst.CSTTransformer):
         for arg in args:
             key = arg.keyword.value if arg.keyword else None
             if key in table and table[key] != key:
-                self._converted(original, f"{key}= -> {table[key]}=")
+                self.converted(original, f"{key}= -> {table[key]}=")
                 arg = arg.with_changes(keyword=cst.Name(table[key]))
             if key in table and table is RESOURCES:
                 problem = _refused(table[key], arg.value)
                 if problem:
-                    self._mark(original, problem)
+                    self.mark(original, problem)
             elif key is not None and key not in table:
-                self._mark(
+                self.mark(
                     original,
                     f"`{key}=` has no slurmscope equivalent "
                     + HINTS.get(
@@ -280,7 +208,7 @@ class _Rewrite(cst.CSTTransformer):
                     ),
                 )
             elif key is None and arg.star:
-                self._mark(
+                self.mark(
                     original, f"`{arg.star}` arguments cannot be checked: map their keys by hand"
                 )
             out.append(arg)
@@ -302,9 +230,9 @@ class _Rewrite(cst.CSTTransformer):
                 keyword=None, equal=cst.MaybeSentinel.DEFAULT, value=cst.SimpleString('"sbatch"')
             )
             args.insert(0, args.pop(pos))
-            self._converted(original, 'Cluster(backend_type="local") -> Cluster("sbatch")')
+            self.converted(original, 'Cluster(backend_type="local") -> Cluster("sbatch")')
         else:
-            self._mark(original, HINTS["backend_type"])
+            self.mark(original, HINTS["backend_type"])
             return updated
         rest = [args[0], *self._keywords(original, args[1:], CLUSTER_ARGS)]
         return updated.with_changes(args=_commas(rest, like=args))
@@ -312,31 +240,31 @@ class _Rewrite(cst.CSTTransformer):
     def _sdkmethod(self, original: cst.Call, updated: cst.Call, func: cst.Attribute) -> cst.Call:
         name = func.attr.value
         if name == "with_options":
-            self._converted(original, ".with_options(...) -> .options(...)")
+            self.converted(original, ".with_options(...) -> .options(...)")
             args = self._keywords(original, updated.args, RESOURCES)
             new_func = updated.func.with_changes(attr=cst.Name("options"))
             return updated.with_changes(func=new_func, args=args)
         if name in ("from_env", "from_file", "from_args", "add_argparse_args"):
-            if self.s.is_cluster_class(func.value):
-                self._mark(original, f"Cluster.{name}: {HINTS['backend_type']}")
+            if self.survey.is_cluster_class(func.value):
+                self.mark(original, f"Cluster.{name}: {HINTS['backend_type']}")
             return updated
-        receiver = dotted(func.value)
-        if name == "submit" and receiver in self.s.clusters:
+        receiver = dotted_name(func.value)
+        if name == "submit" and receiver in self.survey.clusters:
             if (
                 len(updated.args) == 1
                 and updated.args[0].keyword is None
                 and not updated.args[0].star
             ):
-                self._converted(original, "cluster.submit(task) -> task.on(cluster)")
+                self.converted(original, "cluster.submit(task) -> task.on(cluster)")
                 on = cst.Attribute(value=updated.args[0].value, attr=cst.Name("on"))
                 return cst.Call(func=on, args=[cst.Arg(func.value)])
-            self._mark(
+            self.mark(
                 original, "cluster.submit(task, **options): write task.on(cluster).options(...)"
             )
         elif name in ("get_stdout", "get_stderr"):
-            self._mark(original, WHY["logs"])
+            self.mark(original, WHY["logs"])
         elif name in ("get_status", "is_running", "is_completed", "is_successful"):
-            self._mark(original, WHY["status"])
+            self.mark(original, WHY["status"])
         return updated
 
     def leave_If(self, original: cst.If, updated: cst.If) -> cst.If:
@@ -349,7 +277,7 @@ class _Rewrite(cst.CSTTransformer):
 
     def _check_wait(self, statement: cst.CSTNode, test: cst.BaseExpression) -> None:
         if self.sdk_file and _tests_wait(test):
-            self._mark(statement, WHY["wait_bool"])
+            self.mark(statement, WHY["wait_bool"])
 
     # -- generic annotations: slurmscope's handles are not generic ---------------------------
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
@@ -376,25 +304,25 @@ class _Rewrite(cst.CSTTransformer):
         return updated
 
     def visit_Subscript(self, node: cst.Subscript) -> None:
-        name = dotted(node.value) or ""
-        generic = self.s.sdk.get(name) or name.removeprefix("slurm.")
-        if generic not in ("Job", "ArrayJob", "SlurmTask") or not self.s.imports_slurm:
+        name = dotted_name(node.value) or ""
+        generic = self.survey.sdk.get(name) or name.removeprefix("slurm.")
+        if generic not in ("Job", "ArrayJob", "SlurmTask") or not self.survey.imports_slurm:
             return
-        lazy = self.local_annotations or (self.annotations and self.s.lazy_annotations)
+        lazy = self.local_annotations or (self.annotations and self.survey.lazy_annotations)
         if not lazy:
-            self._mark(node, WHY["generic"].format(name=name))
+            self.mark(node, WHY["generic"].format(name=name))
 
     def visit_Assert(self, node: cst.Assert) -> None:
         if self.sdk_file and _tests_wait(node.test):
-            self._mark(node, WHY["wait_bool"])
+            self.mark(node, WHY["wait_bool"])
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
         if self.sdk_file and node.attr.value == "unwrapped":
-            self._mark(node, WHY["unwrapped"])
+            self.mark(node, WHY["unwrapped"])
 
 
 def _name(alias: cst.ImportAlias) -> str:
-    return dotted(alias.name) or ""
+    return dotted_name(alias.name) or ""
 
 
 def _above(stmt: cst.BaseStatement) -> Sequence[cst.EmptyLine]:
@@ -421,7 +349,7 @@ def _tests_wait(test: cst.BaseExpression) -> bool:
         return _tests_wait(test.expression)
     if isinstance(test, cst.BooleanOperation):
         return _tests_wait(test.left) or _tests_wait(test.right)
-    return method(test, "wait") is not None
+    return called_method(test, "wait") is not None
 
 
 def _commas(items: Sequence[_Listed], like: Sequence[_Listed] | None = None) -> list[_Listed]:

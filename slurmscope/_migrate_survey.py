@@ -12,16 +12,16 @@ import libcst as cst
 _TASK_VARIANTS = {"after", "options", "on", "with_options"}
 
 
-def dotted(node: cst.BaseExpression) -> str | None:
+def dotted_name(node: cst.BaseExpression) -> str | None:
     if isinstance(node, cst.Name):
         return node.value
     if isinstance(node, cst.Attribute):
-        base = dotted(node.value)
+        base = dotted_name(node.value)
         return None if base is None else f"{base}.{node.attr.value}"
     return None
 
 
-def method(node: cst.BaseExpression, name: str) -> cst.Attribute | None:
+def called_method(node: cst.BaseExpression, name: str) -> cst.Attribute | None:
     """``node.func`` when ``node`` is a call of method ``name``."""
     if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
         return node.func if node.func.attr.value == name else None
@@ -44,7 +44,7 @@ class Survey(cst.CSTVisitor):
 
     def visit_Import(self, node: cst.Import) -> None:
         for alias in node.names:
-            name = dotted(alias.name) or ""
+            name = dotted_name(alias.name) or ""
             if name == "slurm" or name.startswith("slurm."):
                 self.imports_slurm = True
                 self.slurm_module |= name == "slurm" and alias.asname is None
@@ -52,7 +52,7 @@ class Survey(cst.CSTVisitor):
                 self.imports_slurmscope = True
 
     def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-        module = dotted(node.module) if node.module and not node.relative else ""
+        module = dotted_name(node.module) if node.module and not node.relative else ""
         module = module or ""
         if module == "__future__" and not isinstance(node.names, cst.ImportStar):
             self.lazy_annotations |= any(
@@ -76,7 +76,7 @@ class Survey(cst.CSTVisitor):
         """``task``, ``slurm.task``, ``slurmscope.task``, ``cluster.task`` (and called forms)."""
         if isinstance(node, cst.Call):
             node = node.func
-        name = dotted(node) or ""
+        name = dotted_name(node) or ""
         return name.split(".")[-1] in ("task", "workflow") or self.sdk.get(name) in ("task",)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
@@ -118,9 +118,9 @@ class Survey(cst.CSTVisitor):
                 self.clusters.add(node.asname.name.value)
 
     def is_cluster_class(self, node: cst.BaseExpression) -> bool:
-        name = dotted(node) or ""
+        name = dotted_name(node) or ""
         return self.sdk.get(name) == "Cluster" or name == "slurm.Cluster"
 
     def is_sdk_task(self, node: cst.BaseExpression) -> bool:
-        name = dotted(node) or ""
+        name = dotted_name(node) or ""
         return self.sdk.get(name) == "task" or name == "slurm.task"

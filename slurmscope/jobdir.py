@@ -64,7 +64,7 @@ _OK_KEY = b"\x8c\x02ok\x94"
 _OUTCOME_HEAD = 64
 
 #: A final state as recorded in ``ended/``: ``(state, reason, exit code)``.
-Ended = tuple[str, str | None, str | None]
+FinalState = tuple[str, str | None, str | None]
 
 
 class JobDirectory:
@@ -158,13 +158,13 @@ class JobDirectory:
         return "it has not ended, as far as its job directory tells"
 
     # -- final states seen by a driver or the CLI ------------------------------------------
-    def record_ended(self, ended: dict[int, Ended]) -> None:
+    def record_ended(self, ended: dict[int, FinalState]) -> None:
         """Record final ``(state, reason, exit code)`` of tasks, as this process saw them:
         one new file per call, written atomically, so that concurrent recorders never lose
         each other's records and readers never see half a file."""
         if not ended:
             return
-        groups: dict[Ended, list[int]] = {}
+        groups: dict[FinalState, list[int]] = {}
         for index, key in sorted(ended.items()):
             groups.setdefault(key, []).append(index)
         data = {
@@ -202,7 +202,7 @@ class JobDirectory:
         with contextlib.suppress(OSError):
             os.unlink(self.path / ENDED / f"missing-{job_id}")
 
-    def recorded_states(self) -> dict[int, Ended]:
+    def recorded_states(self) -> dict[int, FinalState]:
         """Every final state recorded in this directory: ``{index: (state, reason, exit
         code)}``; the earliest record of a task wins."""
         try:
@@ -211,7 +211,7 @@ class JobDirectory:
             )
         except OSError:
             return {}
-        found: dict[int, Ended] = {}
+        found: dict[int, FinalState] = {}
         for name in names:
             try:
                 data = json.loads((self.path / ENDED / name).read_bytes())
@@ -275,7 +275,7 @@ def split_job_id(text: str) -> tuple[str, int | None]:
     return job_id, int(index) if sep else None
 
 
-def describe_ended(ended: Ended) -> str:
+def describe_ended(ended: FinalState) -> str:
     """``("TIMEOUT", "TimeLimit", "0:15")`` -> ``"TIMEOUT (TimeLimit, exit code 0:15)"``."""
     state, reason, exit_code = ended
     details = [reason] if reason is not None and reason not in ("", "None") else []

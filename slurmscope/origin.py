@@ -44,7 +44,8 @@ else:  # the same classes, without importing types
     _MODULE = type(sys)
     _CODE = type(_FUNCTION.__code__)
 
-DYNAMIC = "<dynamic-code>"
+#: The file name cloudpickle gives the code of every function it ships by value.
+BY_VALUE_FILENAME = "<dynamic-code>"
 
 
 class _Probe:
@@ -56,13 +57,13 @@ _METHODS = (type(_Probe().method), staticmethod, classmethod)
 _LIMIT = 10_000  # functions and classes followed at most, whatever the program
 
 
-def _key(code: CodeType) -> tuple[str, int]:
+def _code_key(code: CodeType) -> tuple[str, int]:
     """How the driver and the worker name a code object: (qualified name, first line)."""
     qualname: str = getattr(code, "co_qualname", code.co_name)  # co_qualname: Python 3.11+
     return (qualname, code.co_firstlineno)
 
 
-def _codes(code: CodeType) -> Iterator[CodeType]:
+def _nested_codes(code: CodeType) -> Iterator[CodeType]:
     """``code`` and every code object nested in it (inner functions, comprehensions)."""
     stack = [code]
     while stack:
@@ -105,7 +106,7 @@ def _reachable(root: object, follow: Callable[[object], bool]) -> list[FunctionT
             continue
         found.append(obj)
         names: set[str] = set()
-        for code in _codes(obj.__code__):
+        for code in _nested_codes(obj.__code__):
             names.update(code.co_names)
         module_globals = obj.__globals__
         stack.extend(module_globals[n] for n in names if n in module_globals)
@@ -138,8 +139,8 @@ def driver_info(fn: object, by_value: Callable[[object], bool]) -> DriverInfo:
     files: dict[tuple[str, int], str] = {}
     try:
         for function in _reachable(fn, by_value):
-            for code in _codes(function.__code__):
-                files.setdefault(_key(code), code.co_filename)
+            for code in _nested_codes(function.__code__):
+                files.setdefault(_code_key(code), code.co_filename)
     except Exception:  # noqa: BLE001, S110 - only for tracebacks: never fail a submission
         pass
     modules: dict[str, str] = {}
@@ -174,7 +175,7 @@ def restore_files(fn: object, info: DriverInfo | None) -> None:
         if isinstance(obj, type):  # rebuilt by value unless importable by its name
             module = sys.modules.get(obj.__module__)
             return getattr(module, obj.__qualname__, None) is not obj
-        return isinstance(obj, _FUNCTION) and obj.__code__.co_filename == DYNAMIC
+        return isinstance(obj, _FUNCTION) and obj.__code__.co_filename == BY_VALUE_FILENAME
 
     for function in _reachable(fn, dynamic):
         function.__code__ = _with_files(function.__code__, files)
@@ -185,7 +186,7 @@ def _with_files(code: CodeType, files: dict[tuple[str, int], str]) -> CodeType:
     consts = tuple(_with_files(k, files) if isinstance(k, _CODE) else k for k in code.co_consts)
     # code == code ignores the file name: compare by identity
     changed = any(a is not b for a, b in zip(consts, code.co_consts, strict=True))
-    filename = files.get(_key(code)) if code.co_filename == DYNAMIC else None
+    filename = files.get(_code_key(code)) if code.co_filename == BY_VALUE_FILENAME else None
     if filename is not None:
         return code.replace(co_consts=consts, co_filename=filename)
     return code.replace(co_consts=consts) if changed else code

@@ -43,7 +43,7 @@ INDEX = "items.idx"
 RESULTS = "results"
 
 #: One entry of ``items.idx``.
-OFFSET = struct.Struct("<Q")
+_OFFSET = struct.Struct("<Q")
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
@@ -81,11 +81,11 @@ def read_driver(directory: str) -> DriverInfo | None:
 def read_item(directory: str, index: int) -> bytes:
     """Item ``index`` alone: two offsets and one slice, whatever the number of items."""
     with open(os.path.join(directory, INDEX), "rb") as fh:
-        fh.seek(index * OFFSET.size)
-        raw = fh.read(2 * OFFSET.size)
-    if len(raw) != 2 * OFFSET.size:
+        fh.seek(index * _OFFSET.size)
+        raw = fh.read(2 * _OFFSET.size)
+    if len(raw) != 2 * _OFFSET.size:
         raise IndexError(f"item {index} is not in {directory}")
-    start, end = OFFSET.unpack_from(raw, 0)[0], OFFSET.unpack_from(raw, OFFSET.size)[0]
+    start, end = _OFFSET.unpack_from(raw, 0)[0], _OFFSET.unpack_from(raw, _OFFSET.size)[0]
     with open(os.path.join(directory, ITEMS), "rb") as fh:
         fh.seek(start)
         return fh.read(end - start)
