@@ -5,10 +5,11 @@ loads the function and its own item only, replaces job handles in the arguments 
 results, runs the function and writes the outcome atomically. It exits 0 on success and
 1 when the function raised, so that the scheduler records the failure too.
 
-It imports the standard library, ``slurmscope.payload`` and ``slurmscope.origin`` only, and
-of those only what a successful task needs (``traceback`` when a task fails,
-``slurmscope.jobdir`` when an upstream task has no result): each import is paid by every
-task (cloudpickle is imported by ``pickle`` itself when the function needs it).
+It imports the standard library and the job directory layer (``slurmscope.payload``,
+``slurmscope.payload_ended``, ``slurmscope.origin``) only, and of the standard library only
+what a successful task needs (``traceback`` when a task fails, ``json`` when an upstream
+task has no result): each import is paid by every task (cloudpickle is imported by
+``pickle`` itself when the function needs it).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .payload import (
     result_file,
     write_outcome,
 )
+from .payload_ended import why_no_value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -55,12 +57,8 @@ def _upstream_value(directory: str, index: int) -> Any:
     """The value task ``index`` of job directory ``directory`` returned."""
     outcome = read_outcome(directory, index)
     if outcome is None or not outcome["ok"]:
-        from .jobdir import JobDirectory  # only to say why: not paid by a task that runs
-
-        upstream = JobDirectory(directory)
         raise UpstreamFailedError(
-            f"task {index} of {upstream.path} has no result: "
-            f"{upstream.why_no_value(index, outcome)}"
+            f"task {index} of {directory} has no result: {why_no_value(directory, index, outcome)}"
         )
     return outcome["value"]
 

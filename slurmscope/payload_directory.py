@@ -9,24 +9,18 @@ Layout of one submission's directory::
     items.bin
     items.idx
     results/<i>.pkl   the outcome of task i, written atomically by the worker
-    ended/*.json      final states (state, reason, exit code) as a driver or the CLI saw
-                      the scheduler tell them: each file written once, atomically, by the
-                      process that saw tasks end; read once the scheduler has forgotten
-                      them (a task that ended without a result has nothing else to tell)
-    ended/missing-<id>  since when scheduler job <id> has been missing from its answers
-                      (LOST comes after a grace counted from there, in any process)
+    ended/            how tasks ended, as a driver or the CLI saw the scheduler tell it
+                      (see slurmscope.payload_ended)
     logs/             the scheduler's stdout/stderr files
 
 and, beside the submissions, ``by-id/<cluster>/<job id>``: a symbolic link from each
 scheduler job id to its directory (:meth:`JobDirectory.register_id`, :meth:`JobDirectory.find`).
 
-Standard library only, like the worker (which imports this module only to say why an
-upstream task has no result).
+Standard library only, as all of the job directory layer; the worker does not import it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -37,6 +31,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import payload_ended
 from .payload import (
     DRIVER,
     FUNCTION,
@@ -51,10 +46,10 @@ from .payload import (
 
 if TYPE_CHECKING:
     from .origin import DriverInfo
+    from .payload_ended import FinalState
 
 MANIFEST = "manifest.json"
 LOGS = "logs"
-ENDED = "ended"
 BY_ID = "by-id"
 
 #: How an outcome pickle (protocol 5) starts its first key, "ok"; the next opcode is
@@ -62,9 +57,6 @@ BY_ID = "by-id"
 _OK_KEY = b"\x8c\x02ok\x94"
 #: How many bytes of an outcome file :meth:`JobDirectory.outcome_ok` reads first.
 _OUTCOME_HEAD = 64
-
-#: A final state as recorded in ``ended/``: ``(state, reason, exit code)``.
-FinalState = tuple[str, str | None, str | None]
 
 
 class JobDirectory:
@@ -140,88 +132,18 @@ class JobDirectory:
         """The outcome of task ``index``, or ``None`` (see :func:`payload.read_outcome`)."""
         return read_outcome(str(self.path), index)
 
-    def why_no_value(self, index: int, outcome: dict[str, Any] | None) -> str:
-        """Why task ``index`` has no value: it raised, it ended without a result (as
-        recorded), its directory was removed, or it has not ended (as far as anyone saw)."""
-        if outcome is not None:
-            return f"it raised {outcome['type']}: {outcome['message']}"
-        if not os.path.isdir(self.path):
-            return (
-                "its job directory was removed (by `slurmscope clean --force`, or by hand); "
-                "run that job again"
-            )
-        if not os.path.isdir(self.results_dir):
-            return "its results directory was removed; run that job again"
-        ended = self.recorded_states().get(index)
-        if ended is not None:
-            return f"it ended {describe_ended(ended)} without writing a result"
-        return "it has not ended, as far as its job directory tells"
-
-    # -- final states seen by a driver or the CLI ------------------------------------------
+    # -- final states seen by a driver or the CLI (see slurmscope.payload_ended) -------------
     def record_ended(self, ended: dict[int, FinalState]) -> None:
-        """Record final ``(state, reason, exit code)`` of tasks, as this process saw them:
-        one new file per call, written atomically, so that concurrent recorders never lose
-        each other's records and readers never see half a file."""
-        if not ended:
-            return
-        groups: dict[FinalState, list[int]] = {}
-        for index, key in sorted(ended.items()):
-            groups.setdefault(key, []).append(index)
-        data = {
-            "by": {"host": os.uname().nodename, "pid": os.getpid()},
-            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "states": [
-                {"state": s, "reason": r, "exit_code": e, "indices": indices}
-                for (s, r, e), indices in groups.items()
-            ],
-        }
-        folder = self.path / ENDED
-        folder.mkdir(exist_ok=True)
-        name = f"{time.time_ns()}-{os.getpid()}-{os.urandom(3).hex()}.json"
-        atomic_write(folder / name, json.dumps(data).encode() + b"\n")
-
-    def missing_since(self, job_id: str) -> float:
-        """Since when (``time.time()``) scheduler job ``job_id`` has been seen missing from
-        the scheduler's answers: the first process to see it records the moment, later
-        processes read it."""
-        path = self.path / ENDED / f"missing-{job_id}"
-        try:
-            return float(path.read_text())
-        except (OSError, ValueError):
-            pass
-        now = time.time()
-        try:
-            path.parent.mkdir(exist_ok=True)
-            atomic_write(path, repr(now).encode())
-        except OSError:
-            pass
-        return now
-
-    def forget_missing(self, job_id: str) -> None:
-        """The scheduler knows job ``job_id`` again: drop the note of :meth:`missing_since`."""
-        with contextlib.suppress(OSError):
-            os.unlink(self.path / ENDED / f"missing-{job_id}")
+        payload_ended.record_ended(self.path, ended)
 
     def recorded_states(self) -> dict[int, FinalState]:
-        """Every final state recorded in this directory: ``{index: (state, reason, exit
-        code)}``; the earliest record of a task wins."""
-        try:
-            names = sorted(
-                n for n in os.listdir(self.path / ENDED) if n.endswith(".json") and n[0] != "."
-            )
-        except OSError:
-            return {}
-        found: dict[int, FinalState] = {}
-        for name in names:
-            try:
-                data = json.loads((self.path / ENDED / name).read_bytes())
-            except (OSError, ValueError):
-                continue
-            for group in data.get("states", []):
-                key = (group["state"], group.get("reason"), group.get("exit_code"))
-                for index in group.get("indices", []):
-                    found.setdefault(int(index), key)
-        return found
+        return payload_ended.recorded_states(self.path)
+
+    def missing_since(self, job_id: str) -> float:
+        return payload_ended.missing_since(self.path, job_id)
+
+    def forget_missing(self, job_id: str) -> None:
+        payload_ended.forget_missing(self.path, job_id)
 
     # -- manifest --------------------------------------------------------------------------
     def write_manifest(
@@ -273,12 +195,3 @@ def split_job_id(text: str) -> tuple[str, int | None]:
             "or a job directory"
         )
     return job_id, int(index) if sep else None
-
-
-def describe_ended(ended: FinalState) -> str:
-    """``("TIMEOUT", "TimeLimit", "0:15")`` -> ``"TIMEOUT (TimeLimit, exit code 0:15)"``."""
-    state, reason, exit_code = ended
-    details = [reason] if reason is not None and reason not in ("", "None") else []
-    if exit_code not in (None, "", "0", "0:0"):
-        details.append(f"exit code {exit_code}")
-    return f"{state} ({', '.join(details)})" if details else state
