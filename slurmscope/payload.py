@@ -1,7 +1,7 @@
 """What a job reads and writes in its job directory: the payload and the outcome files.
 
-The payload is what the driver writes before it submits (:mod:`slurmscope.jobdir` lists
-the whole directory)::
+The payload is what the driver writes before it submits (:mod:`slurmscope.payload_directory`
+lists the whole directory)::
 
     function.pkl      the cloudpickled function, once
     driver.pkl        what the worker needs to see what the driver saw: its sys.path and
