@@ -500,7 +500,7 @@ def scenario_scope(workdir: Path, rounds: int, per_round: int) -> dict[str, Any]
 
 def scenario_worker(workdir: Path, n: int, repeats: int) -> dict[str, Any]:
     """The worker's wall time above ``python -c pass``; loading item 0 against item n-1."""
-    from slurmscope.payload import JobDirectory
+    from slurmscope.payload import read_item
 
     cluster = null_cluster(workdir / "worker")
     array = cluster.task(bench_tasks.echo).map(list(range(n)))
@@ -524,13 +524,11 @@ def scenario_worker(workdir: Path, n: int, repeats: int) -> dict[str, Any]:
         first.append(run(worker, 0))
         last.append(run(worker, n - 1))
 
-    jobdir = JobDirectory(directory)
-
     def load_time(index: int, reps: int = 2000) -> float:
         times = []
         for _ in range(reps):
             start = time.perf_counter()
-            pickle.loads(jobdir.read_item_bytes(index))
+            pickle.loads(read_item(directory, index))
             times.append(time.perf_counter() - start)
         return statistics.median(times)
 

@@ -10,7 +10,7 @@ from typing import Any
 from .dependency import Dependency
 from .errors import InvalidInputError, JobNotFoundError
 from .jobs import ArrayJob, Job
-from .payload import JobDirectory, split_job_id
+from .payload_directory import JobDirectory, split_job_id
 from .runtime import Runtime
 from .submission import Part, Submission
 

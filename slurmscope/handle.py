@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from .dependency import Dependency
 from .errors import ArrayAlreadySubmittedError
 from .graph import Graph
-from .payload import JobDirectory
+from .payload_directory import JobDirectory
 from .runtime import ClusterView, Runtime
 from .submission import Submission
 from .tree import key, trees

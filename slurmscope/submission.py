@@ -17,7 +17,7 @@ from . import reasons
 from .dependency import Dependency
 from .errors import JobCannotRunError
 from .log import log
-from .payload import JobDirectory
+from .payload_directory import JobDirectory
 from .states import TERMINAL_STATES, StateMap, TaskState
 
 _COMPLETED = TaskState("COMPLETED", "None")

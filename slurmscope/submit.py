@@ -25,7 +25,7 @@ from .handle import Handle
 from .jobs import ArrayJob, Job
 from .log import log
 from .origin import driver_info
-from .payload import JobDirectory
+from .payload_directory import JobDirectory
 from .pickling import (
     by_value,
     check_function_size,

@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import ArrayJob, Cluster, Job
 from ..errors import SlurmscopeError
-from ..payload import BY_ID, MANIFEST, JobDirectory, split_job_id
+from ..payload_directory import BY_ID, MANIFEST, JobDirectory, split_job_id
 from ..tree import Row, RowsOf
 from .errors import CliError
 
