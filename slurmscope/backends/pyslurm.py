@@ -58,7 +58,7 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, TypeVar
@@ -312,7 +312,7 @@ class PyslurmBackend(Backend):
         return dependency_text(deps)
 
     # -- on the RPC thread --------------------------------------------------------------------
-    def _load_jobs(self) -> Any:
+    def _load_jobs(self) -> Mapping[int, Any]:
         """``Jobs.load()`` with array task ranges in full (``SLURM_BITSTR_LEN=0``), not cut
         at 64 characters with "...". libslurm reads the variable once, at the first range it
         formats, which happens inside some load; so it is set for every load, and only then:
@@ -321,7 +321,8 @@ class PyslurmBackend(Backend):
         saved = {name: os.environ.get(name) for name in FULL_RANGES}
         os.environ.update(FULL_RANGES)
         try:
-            return self._pyslurm.Jobs.load()
+            jobs: Mapping[int, Any] = self._pyslurm.Jobs.load()
+            return jobs
         finally:
             for name, value in saved.items():
                 if value is None:

@@ -256,7 +256,7 @@ class SbatchBackend(Backend):
         target = job_id if index is None else f"{job_id}_{index}"
         check_scancel(target, self._call(["scancel", target], what="scancel"))
 
-    def node_hosts(self) -> list[str]:
+    def node_hosts(self) -> Sequence[str] | None:
         """The cluster's nodes for the check that the root is shared (``sinfo``): a node
         whose ``NodeAddr`` is this machine counts as this machine, whatever its hostname."""
         proc = self._call(["sinfo", "--noheader", "--Node", "--format=%n %o"], what="sinfo")
@@ -280,7 +280,7 @@ class SbatchBackend(Backend):
             return None
         return exit_code_in_words(code)
 
-    def recorded_dependencies(self, job_id: str) -> str:
+    def recorded_dependencies(self, job_id: str) -> str | None:
         """The dependency expression Slurm holds for a job (``scontrol show job``)."""
         value = self.show_job(job_id).get("Dependency", "(null)")
         return "" if value == "(null)" else value
