@@ -27,8 +27,9 @@ from conftest import job_dirs, probe_spec
 
 import slurmscope
 from slurmscope.backends import pyslurm as backend_module
-from slurmscope.backends.pyslurm import PyslurmBackend, description_fields
-from slurmscope.backends.sbatch import batch_script
+from slurmscope.backends.pyslurm import PyslurmBackend
+from slurmscope.backends.pyslurm_description import description_fields
+from slurmscope.backends.slurm_request import batch_script
 from slurmscope.errors import BackendUnavailableError, SubmissionError
 from slurmscope.spec import ArraySpec, Resources
 

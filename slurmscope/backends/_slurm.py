@@ -1,20 +1,27 @@
-"""What the two Slurm backends (sbatch and pyslurm) share: the text Slurm speaks.
+"""What the two Slurm backends (sbatch and pyslurm) share: what Slurm's answers mean.
 
-Array ranges as Slurm prints them, the controller messages that mean "try again", and the
-environment ``sbatch`` adds to every job (so that a job submitted through pyslurm sees the
-same one).
+Which errors mean "try again" (as messages and as Slurm error numbers) and the one retry
+loop with backoff both backends use for them; which mean the job to cancel has ended
+already; array ranges as Slurm prints them; an exit code in words; the check of the
+slurm.conf Slurm would read; the names of the nodes to check the job root against.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-import resource
 import socket
 import stat
 import subprocess
-import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
+
+from ..errors import SchedulerError
+from ..log import log
+
+T = TypeVar("T")
 
 #: Messages of a controller that is busy or restarting; anything else is permanent.
 TRANSIENT = (
@@ -28,6 +35,99 @@ TRANSIENT = (
     "Resource temporarily unavailable",
     "Rate limit exceeded",
 )
+
+# Slurm's error numbers (slurm/slurm_errno.h); the same in every release since 20.02.
+EAGAIN = 11
+SLURM_PROTOCOL_VERSION_ERROR = 1005
+SLURM_PROTOCOL_IO_STREAM_VERSION_ERROR = 1006
+ESLURM_INVALID_PARTITION_NAME = 2000
+ESLURM_ERROR_ON_DESC_TO_RECORD_COPY = 2007  # "MaxJobCount limit reached" since 23.02
+ESLURM_INVALID_JOB_ID = 2017
+ESLURM_TRANSITION_STATE_NO_UPDATE = 2020
+ESLURM_ALREADY_DONE = 2021
+ESLURM_IN_STANDBY_MODE = 2027
+ESLURM_DEPENDENCY = 2038
+ESLURM_INVALID_ARRAY = 2081
+ESLURM_IN_STANDBY_USE_BACKUP = 2131
+
+#: Error numbers of a controller that is busy, restarting or out of reach: retried with
+#: backoff (slurm/slurm_errno.h of Slurm 25.11).
+TRANSIENT_ERRNOS = frozenset(
+    {
+        EAGAIN,
+        *range(1001, 1005),  # SLURM_COMMUNICATIONS_{CONNECTION,SEND,RECEIVE,SHUTDOWN}_ERROR
+        *range(1800, 1806),  # SLURMCTLD_COMMUNICATIONS_*, _BACKOFF, _HARD_DROP (rate limits)
+        ESLURM_ERROR_ON_DESC_TO_RECORD_COPY,
+        ESLURM_TRANSITION_STATE_NO_UPDATE,
+        ESLURM_IN_STANDBY_MODE,
+        ESLURM_IN_STANDBY_USE_BACKUP,
+        5004,  # SLURM_PROTOCOL_SOCKET_IMPL_TIMEOUT
+        5005,  # SLURM_PROTOCOL_SOCKET_ZERO_BYTES_SENT
+    }
+)
+#: The client's libslurm and the controller cannot talk to each other.
+VERSION_ERRNOS = frozenset({SLURM_PROTOCOL_VERSION_ERROR, SLURM_PROTOCOL_IO_STREAM_VERSION_ERROR})
+
+
+def is_transient(message: str, errno: int | None = None) -> bool:
+    """Whether an error (Slurm's message, and its number where known) means "try again"."""
+    return errno in TRANSIENT_ERRNOS or any(t in message for t in TRANSIENT)
+
+
+#: Backoff between two attempts: the first delay doubles up to this many seconds.
+MAX_RETRY_DELAY = 15.0
+
+
+def retry_transient(
+    attempt: Callable[[], T],
+    *,
+    transient: Callable[[Exception], Mapping[str, object] | None],
+    retries: int,
+    delay: float,
+    command: str,
+) -> T:
+    """``attempt()``, tried again after an error ``transient`` calls transient (it returns
+    the error's fields for the log, else ``None``), at most ``retries`` more times, with
+    backoff (``delay`` seconds, doubled each time, at most :data:`MAX_RETRY_DELAY`). The
+    sleep is on the caller's thread. Any other error, or the last one, is raised."""
+    for number in itertools.count(1):
+        try:
+            return attempt()
+        except Exception as exc:
+            fields = transient(exc)
+            if fields is None or number > retries:
+                raise
+            log.warning(
+                "slurmscope.slurm.retry", command=command, **fields, attempt=number, retry_in=delay
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, MAX_RETRY_DELAY)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+#: What ``scancel`` prints, and the error numbers of the kill RPC, for a job that has ended
+#: already or that Slurm has forgotten: cancelling it is no error.
+ALREADY_ENDED = ("Invalid job id", "already completing or completed")
+ALREADY_ENDED_ERRNOS = frozenset({ESLURM_ALREADY_DONE, ESLURM_INVALID_JOB_ID})
+
+
+def check_scancel(target: str, proc: subprocess.CompletedProcess[str]) -> None:
+    """Raise :class:`SchedulerError` where ``scancel target`` failed, unless only because
+    the job has ended already."""
+    if proc.returncode != 0 and not any(text in proc.stderr for text in ALREADY_ENDED):
+        raise SchedulerError(f"scancel {target} failed: {proc.stderr.strip()}")
+
+
+def exit_code_in_words(exit_code: str | None) -> str | None:
+    """Slurm's ``"status:signal"`` in words: ``"0:9"`` -> "killed by signal 9", ``"7:0"`` ->
+    "exit code 7"; ``None`` for a clean exit or nothing known."""
+    status, _, sig = (exit_code or "").partition(":")
+    if sig.isdigit() and int(sig):
+        return f"killed by signal {sig}"
+    if status.isdigit() and int(status):
+        return f"exit code {status}"
+    return None
+
 
 #: Environment for Slurm clients: array task ranges printed in full. By default libslurm
 #: cuts them at 64 characters with "..." (``SLURM_BITSTR_LEN``), and the cut-off tasks would
@@ -55,87 +155,6 @@ def expand_array_range(text: str) -> list[int]:
             continue
         out.extend(range(int(lo), int(hi or lo) + 1, int(step or 1) or 1))
     return out
-
-
-#: The resource limits ``sbatch`` propagates by default (``PropagateResourceLimits=ALL``).
-RLIMITS = ("CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK", "AS")
-_RLIM_INFINITY = 2**64 - 1
-
-
-def submit_environment(
-    limits: Iterable[str] = RLIMITS, *, gpus: int | None = None, hydra_bootstrap: bool = True
-) -> dict[str, str]:
-    """The variables ``sbatch`` (25.11) adds to a job's environment from the submitting
-    process, over the process's own environment.
-
-    ``SLURM_SUBMIT_DIR``, ``SLURM_SUBMIT_HOST``, ``SLURM_UMASK``, ``SLURM_PRIO_PROCESS``,
-    ``SLURM_RLIMIT_<name>`` for each of ``limits`` (see :func:`propagated_limits`),
-    ``SLURM_GPUS`` for ``--gpus``, and the settings that make an ``mpirun`` inside the job
-    launch through Slurm (Open MPI's and PRRTE's ``--external-launcher``, Hydra's ``slurm``
-    bootstrap unless the user chose another or ``MpiParams=disable_slurm_hydra_bootstrap``:
-    ``hydra_bootstrap``; src/common/env.c ``set_env_from_opts``). slurmstepd applies the
-    umask and the limits to the job. A job submitted through pyslurm gets none of these
-    unless they are given, so the pyslurm backend adds them.
-    """
-    env: dict[str, str] = {}
-    for name in ("OMPI_MCA_plm_slurm_args", "PRTE_MCA_plm_slurm_args"):
-        env[name] = os.environ.get(name, "--external-launcher")
-    for bootstrap, extra in (
-        ("HYDRA_BOOTSTRAP", "HYDRA_LAUNCHER_EXTRA_ARGS"),
-        ("I_MPI_HYDRA_BOOTSTRAP", "I_MPI_HYDRA_BOOTSTRAP_EXEC_EXTRA_ARGS"),
-    ):
-        chosen = os.environ.get(bootstrap)
-        if (chosen is None and hydra_bootstrap) or chosen == "slurm":
-            env[bootstrap] = chosen or "slurm"
-            env[extra] = os.environ.get(extra, "--external-launcher")
-    if gpus is not None:
-        env["SLURM_GPUS"] = str(gpus)
-    with contextlib.suppress(OSError):
-        env["SLURM_SUBMIT_DIR"] = os.getcwd()
-    env["SLURM_SUBMIT_HOST"] = socket.gethostname()
-    env["SLURM_UMASK"] = os.environ.get("SLURM_UMASK") or f"0{current_umask():03o}"
-    with contextlib.suppress(OSError):
-        env["SLURM_PRIO_PROCESS"] = str(os.getpriority(os.PRIO_PROCESS, 0))
-    for name in limits:
-        limit = getattr(resource, f"RLIMIT_{name}", None)
-        if limit is None:
-            continue
-        soft = resource.getrlimit(limit)[0]
-        env[f"SLURM_RLIMIT_{name}"] = str(
-            _RLIM_INFINITY if soft == resource.RLIM_INFINITY else soft
-        )
-    return env
-
-
-_umask_lock = threading.Lock()
-
-
-def current_umask() -> int:
-    """The process's umask, read without changing it (``/proc/self/status``): the classic
-    ``umask(0); umask(old)`` leaves the whole process at 000 for a moment, which another
-    thread creating files (or reading it the same way) would get."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    with _umask_lock:  # no /proc: at least our own threads never see the 000
-        mask = os.umask(0o077)
-        os.umask(mask)
-    return mask
-
-
-def propagated_limits(include: Iterable[str] = (), exclude: Iterable[str] = ()) -> list[str]:
-    """The limits slurm.conf's ``PropagateResourceLimits`` (``include``: empty or ``ALL`` for
-    all, ``NONE`` for none) and ``PropagateResourceLimitsExcept`` (``exclude``) name."""
-    wanted = {part.strip().upper().removeprefix("RLIMIT_") for part in include if part.strip()}
-    unwanted = {part.strip().upper().removeprefix("RLIMIT_") for part in exclude}
-    if "NONE" in wanted:
-        return []
-    names = RLIMITS if not wanted or "ALL" in wanted else [n for n in RLIMITS if n in wanted]
-    return [name for name in names if name not in unwanted]
 
 
 def slurm_conf_problem(slurm_conf: str | None = None) -> str | None:

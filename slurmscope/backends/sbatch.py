@@ -11,29 +11,38 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import limits
+from ..dependency import render
 from ..errors import BackendUnavailableError, SchedulerError, SubmissionError
 from ..log import log
-from ..spec import JobSpec, Resources, time_to_seconds
+from ..spec import JobSpec, Resources
 from ..states import TERMINAL_STATES, StateMap, TaskState
 from ._slurm import (
     FULL_RANGES,
-    TRANSIENT,
+    check_scancel,
+    exit_code_in_words,
     expand_array_range,
+    is_transient,
     local_node_names,
     partial_output,
+    retry_transient,
     slurm_conf_problem,
 )
 from .base import Backend
+from .slurm_output import (
+    configuration,
+    key_values,
+    partition_limits,
+    wait_status_exit_code,
+)
+from .slurm_request import batch_script, requested
 
 _RANGE = re.compile(r"^(\d+)_\[(.+)\]$")
 
@@ -101,27 +110,10 @@ def sbatch_arguments(spec: JobSpec) -> list[str]:
     if spec.array is not None:
         args.append(f"--array={spec.array.render()}")
     if spec.dependencies:
-        from ..dependency import render
-
         args.append(f"--dependency={render(spec.dependencies)}")
-    for flag, value in (
-        ("--time", r.time),
-        ("--mem", r.mem),
-        ("--cpus-per-task", r.cpus_per_task),
-        ("--gpus", r.gpus),
-        ("--partition", r.partition),
-        ("--account", r.account),
-        ("--qos", r.qos),
-        ("--constraint", r.constraint),
-    ):
-        if value is not None:
-            args.append(f"{flag}={value}")
+    args.extend(f"{option.flag}={value}" for option, value in requested(r))
     args.extend(r.extra)
     return args
-
-
-def batch_script(spec: JobSpec) -> str:
-    return "#!/bin/sh\n" + f"exec {shlex.join(spec.command)}\n"
 
 
 class SbatchBackend(Backend):
@@ -170,12 +162,7 @@ class SbatchBackend(Backend):
         with self._lock:
             if self._config is None:
                 out = self._run(["scontrol", "show", "config"], what="scontrol")
-                config = {}
-                for line in out.splitlines():
-                    key, sep, value = line.partition("=")
-                    if sep:
-                        config[key.strip()] = value.strip()
-                self._config = config
+                self._config = configuration(out)
             return self._config
 
     def request_limits(self, resources: Resources) -> list[limits.PartitionLimits] | None:
@@ -248,7 +235,9 @@ class SbatchBackend(Backend):
             task = shared.get((state, reason, status))
             if task is None:
                 task = shared[state, reason, status] = TaskState(
-                    state, reason, _exit_code(status) if state in TERMINAL_STATES else None
+                    state,
+                    reason,
+                    wait_status_exit_code(status) if state in TERMINAL_STATES else None,
                 )
             job_id, _, index = ident.partition("_")
             if job_id not in wanted:
@@ -265,13 +254,9 @@ class SbatchBackend(Backend):
 
     def cancel(self, job_id: str, index: int | None = None) -> None:
         target = job_id if index is None else f"{job_id}_{index}"
-        proc = self._call(["scancel", target], what="scancel")
-        if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
-            if "already completing or completed" in proc.stderr:
-                return
-            raise SchedulerError(f"scancel {target} failed: {proc.stderr.strip()}")
+        check_scancel(target, self._call(["scancel", target], what="scancel"))
 
-    def node_hosts(self) -> list[str]:
+    def node_hosts(self) -> Sequence[str] | None:
         """The cluster's nodes for the check that the root is shared (``sinfo``): a node
         whose ``NodeAddr`` is this machine counts as this machine, whatever its hostname."""
         proc = self._call(["sinfo", "--noheader", "--Node", "--format=%n %o"], what="sinfo")
@@ -283,13 +268,9 @@ class SbatchBackend(Backend):
     # -- introspection for tests and the CLI ------------------------------------------------
     def show_job(self, job_id: str) -> dict[str, str]:
         """``scontrol show job`` of one job (or array task) as a dict of its fields."""
-        out = self._run(["scontrol", "show", "job", "--oneliner", job_id], what="scontrol")
-        fields: dict[str, str] = {}
-        for token in out.split():
-            key, sep, value = token.partition("=")
-            if sep and key not in fields:
-                fields[key] = value
-        return fields
+        return key_values(
+            self._run(["scontrol", "show", "job", "--oneliner", job_id], what="scontrol")
+        )
 
     def exit_status(self, job_id: str) -> str | None:
         """How a task ended, from ``scontrol show job``: "killed by signal 9", "exit code 7"."""
@@ -297,14 +278,9 @@ class SbatchBackend(Backend):
             code = self.show_job(job_id).get("ExitCode", "")
         except SchedulerError:
             return None
-        status, _, sig = code.partition(":")
-        if sig.isdigit() and int(sig):
-            return f"killed by signal {sig}"
-        if status.isdigit() and int(status):
-            return f"exit code {status}"
-        return None
+        return exit_code_in_words(code)
 
-    def recorded_dependencies(self, job_id: str) -> str:
+    def recorded_dependencies(self, job_id: str) -> str | None:
         """The dependency expression Slurm holds for a job (``scontrol show job``)."""
         value = self.show_job(job_id).get("Dependency", "(null)")
         return "" if value == "(null)" else value
@@ -320,9 +296,8 @@ class SbatchBackend(Backend):
         retries: int | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run a Slurm command; retry transient controller errors with backoff."""
-        retries = self.retries if retries is None else retries
-        delay = 0.5
-        for attempt in range(retries + 1):
+
+        def attempt() -> subprocess.CompletedProcess[str]:
             self.calls[what] = self.calls.get(what, 0) + 1
             try:
                 proc = subprocess.run(
@@ -343,19 +318,20 @@ class SbatchBackend(Backend):
                     f"Socket timed out (command ran over {self.command_timeout} s)"
                     + (f"; it said: {said}" if said else ""),
                 )
-            if proc.returncode == 0 or not any(t in proc.stderr for t in TRANSIENT):
-                return proc
-            if attempt < retries:
-                log.warning(
-                    "slurmscope.slurm.retry",
-                    command=what,
-                    error=proc.stderr.strip(),
-                    attempt=attempt + 1,
-                    retry_in=delay,
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, 15.0)
-        return proc
+            if proc.returncode != 0 and is_transient(proc.stderr):
+                raise _Transient(proc)
+            return proc
+
+        try:
+            return retry_transient(
+                attempt,
+                transient=_transient_fields,
+                retries=self.retries if retries is None else retries,
+                delay=0.5,
+                command=what,
+            )
+        except _Transient as last:  # still failing after the retries: Slurm's answer
+            return last.proc
 
     def _run(
         self,
@@ -375,61 +351,13 @@ class SbatchBackend(Backend):
         return proc.stdout
 
 
-def _oneliners(text: str) -> list[dict[str, str]]:
-    """``scontrol --oneliner show ...`` records as dicts (the first value of each key)."""
-    records = []
-    for line in text.splitlines():
-        fields: dict[str, str] = {}
-        for token in line.split():
-            key, sep, value = token.partition("=")
-            if sep and key not in fields:
-                fields[key] = value
-        if fields:
-            records.append(fields)
-    return records
+class _Transient(Exception):
+    """A Slurm command failed in a way worth trying again."""
+
+    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
+        super().__init__(proc.stderr)
+        self.proc = proc
 
 
-def _int(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
-
-
-def _seconds(value: str | None) -> int | None:
-    """A partition's MaxTime in seconds; None for UNLIMITED or anything unreadable."""
-    try:
-        return time_to_seconds(value) if value and value[0].isdigit() else None
-    except ValueError:
-        return None
-
-
-def partition_limits(partitions: str, nodes: str) -> dict[str, limits.PartitionLimits]:
-    """Each partition's limits from ``scontrol --oneliner show partition`` and ``... node``."""
-    parts = [
-        {
-            "name": p["PartitionName"],
-            "default": p.get("Default") == "YES",
-            "max_time": _seconds(p.get("MaxTime")),
-            "max_cpus_per_node": _int(p.get("MaxCPUsPerNode")),
-            "max_mem_per_node": _int(p.get("MaxMemPerNode")),
-            "max_nodes": _int(p.get("MaxNodes")),
-        }
-        for p in _oneliners(partitions)
-        if "PartitionName" in p
-    ]
-    infos = [
-        limits.NodeInfo(
-            tuple(n.get("Partitions", "").split(",")),
-            _int(n.get("CPUEfctv")) or _int(n.get("CPUTot")),
-            _int(n.get("RealMemory")),
-        )
-        for n in _oneliners(nodes)
-        if "NodeName" in n
-    ]
-    return limits.build(parts, infos)
-
-
-def _exit_code(status: str) -> str | None:
-    """squeue's raw wait status (``768``, ``9``) as Slurm shows exit codes (``3:0``, ``0:9``)."""
-    if not status.strip().isdigit():
-        return None
-    raw = int(status)
-    return f"{raw >> 8}:{raw & 0x7F}"
+def _transient_fields(exc: Exception) -> dict[str, object] | None:
+    return {"error": exc.proc.stderr.strip()} if isinstance(exc, _Transient) else None

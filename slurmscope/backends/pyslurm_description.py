@@ -1,0 +1,80 @@
+"""From a :class:`~slurmscope.spec.JobSpec` to the fields of a ``pyslurm.JobSubmitDescription``:
+the very batch script, resources (:data:`~slurmscope.backends.slurm_request.RESOURCE_OPTIONS`)
+and environment the sbatch backend's job gets, as plain values."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from ..dependency import render
+from ..errors import SubmissionError
+from ..spec import JobSpec
+from .pyslurm_import import FALLBACK
+from .slurm_environment import RLIMITS, submit_environment
+from .slurm_request import EXTRA_FLAGS, batch_script, requested
+
+#: SLURM_BITSTR_LEN as the user's environment had it when slurmscope was imported.
+_USER_BITSTR_LEN = os.environ.get("SLURM_BITSTR_LEN")
+
+
+def job_environment(
+    spec: JobSpec, rlimits: Sequence[str] = RLIMITS, hydra_bootstrap: bool = True
+) -> dict[str, str]:
+    """The environment a job gets from ``sbatch --export=ALL``: the submitting process's,
+    the variables sbatch adds (:func:`~slurmscope.backends.slurm_environment.submit_environment`),
+    then the spec's own."""
+    env = dict(os.environ)
+    # SLURM_BITSTR_LEN is set around each load on the RPC thread (load_jobs): a copy taken
+    # meanwhile must not hand it to the job. The user's own value is kept.
+    if _USER_BITSTR_LEN is None:
+        env.pop("SLURM_BITSTR_LEN", None)
+    else:
+        env["SLURM_BITSTR_LEN"] = _USER_BITSTR_LEN
+    added = submit_environment(rlimits, gpus=spec.resources.gpus, hydra_bootstrap=hydra_bootstrap)
+    return {**env, **added, **spec.environment}
+
+
+def description_fields(
+    spec: JobSpec, rlimits: Sequence[str] = RLIMITS, hydra_bootstrap: bool = True
+) -> dict[str, object]:
+    """The ``pyslurm.JobSubmitDescription`` fields for ``spec``: plain values only.
+
+    The environment is given as a dict (:func:`job_environment`), the way ``sbatch
+    --export=ALL`` passes it; a dict makes pyslurm add only the job's own variables,
+    without ``SLURM_GET_USER_ENV``.
+    """
+    r = spec.resources
+    fields: dict[str, object] = {
+        "name": r.job_name or spec.name,
+        "script": batch_script(spec),
+        "standard_output": spec.stdout,
+        "standard_error": spec.stderr,
+        "working_directory": spec.workdir,
+        "environment": job_environment(spec, rlimits, hydra_bootstrap),
+        # Left unset, pyslurm sends NO_VAL, which slurmctld reads as every profile on
+        # (SLURM_PROFILE=Energy,Lustre,Network,Task): where acct_gather_profile is
+        # configured, every job would be profiled. sbatch sends "not set"; "none" is the
+        # nearest pyslurm can say (--profile in extra= overrides it).
+        "profile_types": "none",
+        "kill_on_invalid_dependency": spec.kill_on_invalid_dep,
+    }
+    if spec.array is not None:
+        fields["array"] = spec.array.render()
+    if spec.dependencies:
+        fields["dependencies"] = render(spec.dependencies)  # a str: a dict is mutated
+    for option, amount in requested(r):
+        fields[option.field] = option.to_field(amount)
+    for flag in r.extra:
+        name, sep, value = flag.partition("=")
+        if name not in EXTRA_FLAGS:
+            raise SubmissionError(
+                f"the pyslurm backend cannot pass the sbatch flag {flag!r}: it knows "
+                f"{', '.join(sorted(EXTRA_FLAGS))}. Use {FALLBACK} for other flags."
+            )
+        attribute, convert = EXTRA_FLAGS[name]
+        try:
+            fields[attribute] = convert(value if sep else None)
+        except ValueError as exc:
+            raise SubmissionError(f"invalid value in the sbatch flag {flag!r}: {exc}") from exc
+    return fields
