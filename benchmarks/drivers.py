@@ -407,7 +407,8 @@ def null_cluster(root: Path) -> Any:
     submission without running it, after rendering the sbatch command line and batch script
     (its ``on_submit`` hook): every cost of the submit path except the scheduler's own."""
     import slurmscope
-    from slurmscope.backends.sbatch import SbatchBackend, batch_script, sbatch_arguments
+    from slurmscope.backends.sbatch import SbatchBackend, sbatch_arguments
+    from slurmscope.backends.slurm_request import batch_script
     from slurmscope.testing import FakeBackend
 
     def render(spec: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from .dependency import Dependency, never_satisfied
 from .errors import JobNotCompletedError, TaskFailedError
 from .handle import Handle
-from .states import TaskState
+from .states import TaskState, exit_code_in_words
 from .submission import Submission
 
 
@@ -52,7 +52,7 @@ def outcome_or_error(handle: Handle, index: int) -> Any:
             )
     if not detail:
         detail = _log_tail(log_paths(sub, index)[1])
-        how = _how_it_ended(state.exit_code)
+        how = exit_code_in_words(state.exit_code)
         if how is None and state.terminal:
             how = handle.runtime.backend.exit_status(sub.task_id(index))
         if how:
@@ -71,16 +71,6 @@ def current_state(handle: Handle) -> str:
         handle.runtime.poller.poll_now()
         state = handle.submission.states[index]
     return state.state if state is not None else "PENDING"
-
-
-def _how_it_ended(exit_code: str | None) -> str | None:
-    """Slurm's ``"status:signal"`` in words: ``"0:9"`` -> "killed by signal 9"."""
-    status, _, sig = (exit_code or "").partition(":")
-    if sig.isdigit() and int(sig):
-        return f"killed by signal {sig}"
-    if status.isdigit() and int(status):
-        return f"exit code {status}"
-    return None
 
 
 def log_paths(sub: Submission, index: int) -> tuple[Path, Path]:

@@ -56,3 +56,14 @@ class TaskState:
 
 #: job id -> {task index: state}; a single job has the one index 0.
 StateMap = Mapping[str, Mapping[int, TaskState]]
+
+
+def exit_code_in_words(exit_code: str | None) -> str | None:
+    """Slurm's ``"status:signal"`` in words: ``"0:9"`` -> "killed by signal 9", ``"7:0"`` ->
+    "exit code 7"; ``None`` for a clean exit or nothing known."""
+    status, _, sig = (exit_code or "").partition(":")
+    if sig.isdigit() and int(sig):
+        return f"killed by signal {sig}"
+    if status.isdigit() and int(status):
+        return f"exit code {status}"
+    return None

@@ -17,7 +17,7 @@ from conftest import BACKENDS, backend_cluster, job_dirs
 
 import slurmscope
 from slurmscope import limits, reasons
-from slurmscope.backends.sbatch import partition_limits
+from slurmscope.backends.slurm_output import partition_limits
 from slurmscope.errors import (
     InvalidInputError,
     JobCannotRunError,

@@ -118,17 +118,6 @@ def check_scancel(target: str, proc: subprocess.CompletedProcess[str]) -> None:
         raise SchedulerError(f"scancel {target} failed: {proc.stderr.strip()}")
 
 
-def exit_code_in_words(exit_code: str | None) -> str | None:
-    """Slurm's ``"status:signal"`` in words: ``"0:9"`` -> "killed by signal 9", ``"7:0"`` ->
-    "exit code 7"; ``None`` for a clean exit or nothing known."""
-    status, _, sig = (exit_code or "").partition(":")
-    if sig.isdigit() and int(sig):
-        return f"killed by signal {sig}"
-    if status.isdigit() and int(status):
-        return f"exit code {status}"
-    return None
-
-
 #: Environment for Slurm clients: array task ranges printed in full. By default libslurm
 #: cuts them at 64 characters with "..." (``SLURM_BITSTR_LEN``), and the cut-off tasks would
 #: be missing from the answer.

@@ -76,7 +76,6 @@ from ._slurm import (
     FULL_RANGES,
     VERSION_ERRNOS,
     check_scancel,
-    exit_code_in_words,
     is_transient,
     local_node_names,
     partial_output,
@@ -288,18 +287,6 @@ class PyslurmBackend(Backend):
         except pyslurm.RPCError:
             return []
         return local_node_names(nodes)
-
-    def exit_status(self, job_id: str) -> str | None:
-        """How a task ended, from its record in ``pyslurm.Jobs.load()``."""
-        array_id, _, index = job_id.partition("_")
-        try:
-            records = self._call("load", self._load_all, retries=0)
-        except self._pyslurm.RPCError:
-            return None
-        for record_id, indices, state in records:
-            if record_id == array_id and int(index or 0) in indices:
-                return exit_code_in_words(state.exit_code)
-        return None
 
     # -- introspection for tests and the CLI ------------------------------------------------
     def recorded_dependencies(self, job_id: str) -> str | None:

@@ -23,11 +23,10 @@ from ..dependency import render
 from ..errors import BackendUnavailableError, SchedulerError, SubmissionError
 from ..log import log
 from ..spec import JobSpec, Resources
-from ..states import TERMINAL_STATES, StateMap, TaskState
+from ..states import TERMINAL_STATES, StateMap, TaskState, exit_code_in_words
 from ._slurm import (
     FULL_RANGES,
     check_scancel,
-    exit_code_in_words,
     expand_array_range,
     is_transient,
     local_node_names,
