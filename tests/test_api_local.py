@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import tasks
-from conftest import job_dirs
+from conftest import add, boom, env, fail_on, identity, job_dirs, sleep, stamp
 from structlog.testing import capture_logs
 
 import slurmscope
@@ -23,14 +23,6 @@ from slurmscope.errors import (
     JobNotCompletedError,
     TaskFailedError,
 )
-
-add = slurmscope.task(tasks.add)
-identity = slurmscope.task(tasks.identity)
-boom = slurmscope.task(tasks.boom)
-fail_on = slurmscope.task(tasks.fail_on)
-stamp = slurmscope.task(tasks.stamp)
-sleep = slurmscope.task(tasks.sleep)
-env = slurmscope.task(tasks.env)
 
 
 def test_call_is_eager_and_returns_result(local: slurmscope.Cluster) -> None:

@@ -22,8 +22,7 @@ from typing import Any
 import pyslurm_support
 import pytest
 import slurm_cluster
-import tasks
-from conftest import job_dirs, probe_spec
+from conftest import add, job_dirs, probe_spec, sleep
 
 import slurmscope
 from slurmscope.backends import pyslurm as backend_module
@@ -34,8 +33,6 @@ from slurmscope.spec import ArraySpec, Resources
 
 pytestmark = pytest.mark.slurm
 
-add = slurmscope.task(tasks.add)
-sleep = slurmscope.task(tasks.sleep)
 
 THREADS = 16
 

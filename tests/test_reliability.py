@@ -7,34 +7,16 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import slurm_cluster
-import tasks
+from conftest import add, boom, dies_while_writing, fail_on, identity, kill_self, sleep
 
 import slurmscope
 from slurmscope.errors import JobNotCompletedError, TaskFailedError
 
-add = slurmscope.task(tasks.add)
-identity = slurmscope.task(tasks.identity)
-boom = slurmscope.task(tasks.boom)
-fail_on = slurmscope.task(tasks.fail_on)
-sleep = slurmscope.task(tasks.sleep)
-kill_self = slurmscope.task(tasks.kill_self)
-dies_while_writing = slurmscope.task(tasks.dies_while_writing)
-
-BACKENDS = ["local", pytest.param("sbatch", marks=pytest.mark.slurm)]
-
-
-@pytest.fixture(params=BACKENDS)
-def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[slurmscope.Cluster]:
-    if request.param == "sbatch":
-        slurm_cluster.require()
-    c = slurmscope.Cluster(request.param, root=tmp_path, set_as_default=False)
-    yield c
-    c.close()
+pytestmark = pytest.mark.backends("local", "sbatch")
 
 
 def wait_running(job: slurmscope.Job, timeout: float = 60) -> None:
