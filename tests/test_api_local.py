@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import tasks
-from conftest import add, boom, env, fail_on, identity, job_dirs, sleep, stamp
+from conftest import add, boom, env, fail_on, gate, identity, job_dirs, sleep, stamp
 from structlog.testing import capture_logs
 
 import slurmscope
@@ -49,13 +49,15 @@ def test_map_items_plain_tuple_dict_in_order(local: slurmscope.Cluster) -> None:
 
 
 def test_empty_map_submits_nothing(local: slurmscope.Cluster) -> None:
-    before = local.backend._seq
+    probe_before = int(add.on(local)(0).job_id)
+    dirs = job_dirs(local)
     array = add.on(local).map([])
     assert len(array) == 0
     assert array.wait(timeout=1).get_results() == []
     assert list(array) == []
-    assert local.backend._seq == before
-    assert job_dirs(local) == []  # nothing for `slurmscope status` to list
+    assert job_dirs(local) == dirs  # nothing for `slurmscope status` to list
+    probe_after = int(add.on(local)(0).job_id)
+    assert probe_after == probe_before + 1  # nothing in between reached the scheduler
     # an empty array is a satisfied dependency
     assert add.on(local).after(array)(1).get_result(timeout=60) == 2
 
@@ -308,12 +310,19 @@ def test_split_over_max_array_size(tmp_path: Path) -> None:
         assert results[0] == 0 and results[6] == 60
         assert isinstance(results[1], TaskFailedError) and results[1].index == 1
         assert first.get_results() == [i + 1 for i in range(7)]
-        # dependencies on the whole handle cover every part
-        last = add.on(cluster).after(first)(1)
+        # dependencies on the whole handle cover every part (``held`` is pending: none of
+        # them is dropped as already satisfied)
+        held = gate.on(cluster)(str(tmp_path / "go"))
+        third = add.on(cluster).after(held).map(range(7))
+        last = add.on(cluster).after(third)(1)
         clauses = cluster.backend.recorded_dependencies(last.job_id)
-        assert clauses in ("", f"afterok:{':'.join(first.job_ids)}")
+        assert clauses == f"afterok:{':'.join(third.job_ids)}"
+        assert len(last.dependencies) == 1 and last.dependencies[0].target is third
+        (tmp_path / "go").touch()
+        assert last.get_result(timeout=120) == 2
         assert second[4].job_id == f"{second.job_ids[1]}_1"
     finally:
+        (tmp_path / "go").touch()
         cluster.close()
 
 
