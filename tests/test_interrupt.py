@@ -118,7 +118,7 @@ def test_ctrl_c_lists_what_is_left_and_how_to_reattach_and_cancel(
             cluster = slurmscope.Cluster(name, root=root, set_as_default=False)
             try:
                 left = cluster.backend.states([array_id, single_id])
-                assert set(left) == {array_id, single_id}
+                assert set(left) == {array_id, single_id} and all(left.values()), left
                 assert not any(t.terminal for tasks in left.values() for t in tasks.values())
             finally:
                 cluster.close()
