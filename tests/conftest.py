@@ -190,6 +190,18 @@ dies_while_writing = slurmscope.task(tasks.dies_while_writing)
 surroundings = slurmscope.task(tasks.surroundings)
 
 
+@contextlib.contextmanager
+def held(cluster: slurmscope.Cluster, folder: Path) -> Iterator[slurmscope.Job]:
+    """A gate job that ends once the block is left (it waits for ``folder/go``): what waits
+    for it stays pending inside, so the scheduler still holds every dependency on it and
+    on what waits for it (Slurm drops fulfilled ones)."""
+    opened = folder / "go"
+    try:
+        yield gate.on(cluster)(str(opened))
+    finally:
+        opened.touch()
+
+
 # -- dependencies: what the scheduler holds, and what it should -----------------------------------
 def recorded_pairs(cluster: slurmscope.Cluster, job_id: str) -> list[tuple[str, str]]:
     """The dependencies the scheduler holds for ``job_id`` (the backend's

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import tasks
-from conftest import add, boom, env, fail_on, gate, identity, job_dirs, sleep, stamp
+from conftest import add, boom, env, fail_on, held, identity, job_dirs, sleep, stamp
 from structlog.testing import capture_logs
 
 import slurmscope
@@ -310,19 +310,17 @@ def test_split_over_max_array_size(tmp_path: Path) -> None:
         assert results[0] == 0 and results[6] == 60
         assert isinstance(results[1], TaskFailedError) and results[1].index == 1
         assert first.get_results() == [i + 1 for i in range(7)]
-        # dependencies on the whole handle cover every part (``held`` is pending: none of
-        # them is dropped as already satisfied)
-        held = gate.on(cluster)(str(tmp_path / "go"))
-        third = add.on(cluster).after(held).map(range(7))
-        last = add.on(cluster).after(third)(1)
-        clauses = cluster.backend.recorded_dependencies(last.job_id)
-        assert clauses == f"afterok:{':'.join(third.job_ids)}"
-        assert len(last.dependencies) == 1 and last.dependencies[0].target is third
-        (tmp_path / "go").touch()
+        # dependencies on the whole handle cover every part (none is dropped as satisfied:
+        # the map is held)
+        with held(cluster, tmp_path) as hold:
+            third = add.on(cluster).after(hold).map(range(7))
+            last = add.on(cluster).after(third)(1)
+            clauses = cluster.backend.recorded_dependencies(last.job_id)
+            assert clauses == f"afterok:{':'.join(third.job_ids)}"
+            assert len(last.dependencies) == 1 and last.dependencies[0].target is third
         assert last.get_result(timeout=120) == 2
         assert second[4].job_id == f"{second.job_ids[1]}_1"
     finally:
-        (tmp_path / "go").touch()
         cluster.close()
 
 

@@ -8,13 +8,11 @@ splitting of large maps is exercised on both.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import add, boom, expected_pairs, fail_on, gate, recorded, sleep, stamp
+from conftest import add, boom, expected_pairs, fail_on, held, recorded, sleep, stamp
 
 import slurmscope
 from slurmscope.errors import JobNotCompletedError, TaskFailedError
@@ -55,17 +53,6 @@ def test_nested_scopes_are_merged_and_recorded(cluster: slurmscope.Cluster) -> N
     assert inner.get_results(timeout=120) == [2, 3]
     assert element.get_result(timeout=120) == 6
     assert outer.get_result(timeout=120) == 8
-
-
-@contextlib.contextmanager
-def held(cluster: slurmscope.Cluster, folder: Path) -> Iterator[slurmscope.Job]:
-    """A gate job that ends once the block is left: what waits for it stays pending inside,
-    so the scheduler still holds every dependency on it (Slurm drops fulfilled ones)."""
-    opened = folder / "go"
-    try:
-        yield gate.on(cluster)(str(opened))
-    finally:
-        opened.touch()
 
 
 @pytest.mark.parametrize("kind", ["afterok", "afterany", "afternotok", "after"])

@@ -23,7 +23,7 @@ from typing import Any
 import pyslurm_support
 import pytest
 import slurm_cluster
-from conftest import ThreadsAtOnce, add, gate, job_dirs, probe_spec, sleep
+from conftest import ThreadsAtOnce, add, held, job_dirs, probe_spec, sleep
 
 import slurmscope
 from slurmscope.backends import pyslurm as backend_module
@@ -272,22 +272,19 @@ def test_transient_errors_are_retried_with_the_same_dependencies(
     cluster = slurmscope.Cluster(
         PyslurmBackend(retries=3, retry_delay=0.01), root=tmp_path, set_as_default=False
     )
-    opened = tmp_path / "go"
     try:
-        held = gate.on(cluster)(str(opened))  # first stays pending: Slurm keeps the dependency
-        first = add.on(cluster).after(held)(1)
-        double._double.fail_next("JobSubmitDescription.submit", 1800, times=2)  # unreachable
-        before = cluster.backend.calls["submit"]
-        second = add.on(cluster).after(first)(2)
-        assert cluster.backend.calls["submit"] - before == 3
-        assert slurm_recorded(second.job_id) == {("afterok", first.job_id)}
-        opened.touch()
+        with held(cluster, tmp_path) as hold:  # first stays pending: Slurm keeps the dependency
+            first = add.on(cluster).after(hold)(1)
+            double._double.fail_next("JobSubmitDescription.submit", 1800, times=2)  # unreachable
+            before = cluster.backend.calls["submit"]
+            second = add.on(cluster).after(first)(2)
+            assert cluster.backend.calls["submit"] - before == 3
+            assert slurm_recorded(second.job_id) == {("afterok", first.job_id)}
         assert second.get_result(timeout=120) == 3
         double._double.fail_next("JobSubmitDescription.submit", 5004, times=10)  # timeouts
         with pytest.raises(SubmissionError, match="Socket timed out"):
             add.on(cluster)(3)
     finally:
-        opened.touch()
         cluster.close()
 
 
