@@ -64,8 +64,6 @@ class Up:
     handle: Any
     #: What ``job.dependencies`` names it: "12", "12" (a whole array) or "12_1" (one task).
     target_id: str
-    #: What ``scontrol show job`` names it, ``_*`` stripped: the same strings.
-    recorded_id: str
     #: Tasks of a whole array (aftercorr needs equal lengths), None otherwise.
     length: int | None = None
     is_gate: bool = False
@@ -74,17 +72,17 @@ class Up:
 def make_pool(cluster: slurmscope.Cluster, sleep: Any) -> tuple[Any, list[Up]]:
     """A gate job sleeping for long, and upstream jobs that all wait for it."""
     gate = sleep(900)
-    pool = [Up(gate, gate.job_id, gate.job_id, is_gate=True)]
+    pool = [Up(gate, gate.job_id, is_gate=True)]
     with cluster.dependencies(gate):
         for _ in range(4):
             job = sleep(0)
-            pool.append(Up(job, job.job_id, job.job_id))
+            pool.append(Up(job, job.job_id))
         arrays = [sleep.map([0] * n) for n in (2, 2, 3, 3)]
     for array in arrays:
-        pool.append(Up(array, array.job_id, array.job_id, length=len(array)))
+        pool.append(Up(array, array.job_id, length=len(array)))
     for array, index in ((arrays[0], 1), (arrays[3], 0)):
         element = f"{array.job_id}_{index}"
-        pool.append(Up(array[index], element, element))
+        pool.append(Up(array[index], element))
     return gate, pool
 
 
