@@ -30,7 +30,7 @@ def choose_backend(
         if env:
             name, reason = env, f"SLURMSCOPE_BACKEND={env}"
         else:
-            name, reason = _detect()
+            name, reason = detect()
     check_options(name, options)  # again: "auto" chose one, and it takes fewer
     return _backend_module(name).create(root, **options), reason
 
@@ -100,7 +100,7 @@ def check_options(backend: str | Backend, options: dict[str, Any]) -> None:
     )
 
 
-def _detect() -> tuple[str, str]:
+def detect() -> tuple[str, str]:
     """Auto-detection: pyslurm, then the sbatch CLI, then the embedded local scheduler."""
     candidates = []
     if importlib.util.find_spec("slurmscope.backends.pyslurm") and importlib.util.find_spec(

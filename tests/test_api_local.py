@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import tasks
-from conftest import job_dirs
+from conftest import add, boom, env, fail_on, held, identity, job_dirs, sleep, stamp
 from structlog.testing import capture_logs
 
 import slurmscope
@@ -23,14 +23,6 @@ from slurmscope.errors import (
     JobNotCompletedError,
     TaskFailedError,
 )
-
-add = slurmscope.task(tasks.add)
-identity = slurmscope.task(tasks.identity)
-boom = slurmscope.task(tasks.boom)
-fail_on = slurmscope.task(tasks.fail_on)
-stamp = slurmscope.task(tasks.stamp)
-sleep = slurmscope.task(tasks.sleep)
-env = slurmscope.task(tasks.env)
 
 
 def test_call_is_eager_and_returns_result(local: slurmscope.Cluster) -> None:
@@ -57,13 +49,15 @@ def test_map_items_plain_tuple_dict_in_order(local: slurmscope.Cluster) -> None:
 
 
 def test_empty_map_submits_nothing(local: slurmscope.Cluster) -> None:
-    before = local.backend._seq
+    probe_before = int(add.on(local)(0).job_id)
+    dirs = job_dirs(local)
     array = add.on(local).map([])
     assert len(array) == 0
     assert array.wait(timeout=1).get_results() == []
     assert list(array) == []
-    assert local.backend._seq == before
-    assert job_dirs(local) == []  # nothing for `slurmscope status` to list
+    assert job_dirs(local) == dirs  # nothing for `slurmscope status` to list
+    probe_after = int(add.on(local)(0).job_id)
+    assert probe_after == probe_before + 1  # nothing in between reached the scheduler
     # an empty array is a satisfied dependency
     assert add.on(local).after(array)(1).get_result(timeout=60) == 2
 
@@ -316,10 +310,15 @@ def test_split_over_max_array_size(tmp_path: Path) -> None:
         assert results[0] == 0 and results[6] == 60
         assert isinstance(results[1], TaskFailedError) and results[1].index == 1
         assert first.get_results() == [i + 1 for i in range(7)]
-        # dependencies on the whole handle cover every part
-        last = add.on(cluster).after(first)(1)
-        clauses = cluster.backend.recorded_dependencies(last.job_id)
-        assert clauses in ("", f"afterok:{':'.join(first.job_ids)}")
+        # dependencies on the whole handle cover every part (none is dropped as satisfied:
+        # the map is held)
+        with held(cluster, tmp_path) as hold:
+            third = add.on(cluster).after(hold).map(range(7))
+            last = add.on(cluster).after(third)(1)
+            clauses = cluster.backend.recorded_dependencies(last.job_id)
+            assert clauses == f"afterok:{':'.join(third.job_ids)}"
+            assert len(last.dependencies) == 1 and last.dependencies[0].target is third
+        assert last.get_result(timeout=120) == 2
         assert second[4].job_id == f"{second.job_ids[1]}_1"
     finally:
         cluster.close()

@@ -9,35 +9,19 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import slurm_cluster
-import tasks
-from conftest import job_dirs
+from conftest import add, boom, identity, job_dirs
 
 import slurmscope
 from slurmscope import depend
 from slurmscope.errors import DependencyError, InvalidInputError, SubmissionError
 from slurmscope.roots import root_problem
 
-add = slurmscope.task(tasks.add)
-identity = slurmscope.task(tasks.identity)
-boom = slurmscope.task(tasks.boom)
-
-BACKENDS = ["local", pytest.param("sbatch", marks=pytest.mark.slurm)]
-
-
-@pytest.fixture(params=BACKENDS)
-def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[slurmscope.Cluster]:
-    if request.param == "sbatch":
-        slurm_cluster.require()
-    c = slurmscope.Cluster(
-        request.param, root=tmp_path / "jobs", set_as_default=False, max_item_size="1M"
-    )
-    yield c
-    c.close()
+pytestmark = [pytest.mark.backends("local", "sbatch"), pytest.mark.cluster(max_item_size="1M")]
 
 
 def bad_calls(

@@ -62,12 +62,14 @@ def test_quick_benchmark_runs_every_measurement(tmp_path: Path) -> None:
     errors = [r for r in data["runs"] if "error" in r]
     assert not errors, errors
     summary = data["summary"]
+    assert summary["submit"], "no submit rows"
     for lib in ("floor", "slurmscope-sbatch", "slurmscope-local", "submitit", "slurm-sdk"):
         assert all(lib in row for row in summary["submit"].values()), lib
     assert set(summary["e2e"]) == {"floor", "slurmscope-sbatch", "submitit", "slurm-sdk"}
     assert set(summary["load"]) == {"slurmscope-sbatch", "submitit"}
     assert set(summary["memory"]) == {"slurmscope-sbatch", "submitit"}
     assert {"scope", "worker", "results"} <= set(summary)
+    assert summary["targets"], "no targets"
     assert all(t["met"] is not None for t in summary["targets"]), summary["targets"]
     png = tmp_path / "benchmarks-quick.png"
     assert png.read_bytes().startswith(b"\x89PNG")

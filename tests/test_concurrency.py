@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 import slurm_cluster
+from conftest import ThreadsAtOnce, expected_pairs, recorded_pairs
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -53,9 +54,6 @@ THREADS = 32
 ASYNC_TASKS = 32
 #: Each driver runs its plan (two blocks, nested blocks and submissions inside) this often.
 ROUNDS = 2
-#: Where the number of jobs checked is written (besides the printed line).
-COUNT_FILE = Path("/tmp/slurmscope-issue6/concurrency.txt")
-MACHINE_FILE = Path("/tmp/slurmscope-issue6/state_machine.txt")
 
 
 # -- the upstream pool and the model ----------------------------------------------------------
@@ -66,8 +64,6 @@ class Up:
     handle: Any
     #: What ``job.dependencies`` names it: "12", "12" (a whole array) or "12_1" (one task).
     target_id: str
-    #: What ``scontrol show job`` names it, ``_*`` stripped: the same strings.
-    recorded_id: str
     #: Tasks of a whole array (aftercorr needs equal lengths), None otherwise.
     length: int | None = None
     is_gate: bool = False
@@ -76,17 +72,17 @@ class Up:
 def make_pool(cluster: slurmscope.Cluster, sleep: Any) -> tuple[Any, list[Up]]:
     """A gate job sleeping for long, and upstream jobs that all wait for it."""
     gate = sleep(900)
-    pool = [Up(gate, gate.job_id, gate.job_id, is_gate=True)]
+    pool = [Up(gate, gate.job_id, is_gate=True)]
     with cluster.dependencies(gate):
         for _ in range(4):
             job = sleep(0)
-            pool.append(Up(job, job.job_id, job.job_id))
+            pool.append(Up(job, job.job_id))
         arrays = [sleep.map([0] * n) for n in (2, 2, 3, 3)]
     for array in arrays:
-        pool.append(Up(array, array.job_id, array.job_id, length=len(array)))
+        pool.append(Up(array, array.job_id, length=len(array)))
     for array, index in ((arrays[0], 1), (arrays[3], 0)):
         element = f"{array.job_id}_{index}"
-        pool.append(Up(array[index], element, element))
+        pool.append(Up(array[index], element))
     return gate, pool
 
 
@@ -123,22 +119,6 @@ def expected_dependencies(
     return out
 
 
-def recorded_pairs(cluster: slurmscope.Cluster, job_id: str) -> list[tuple[str, str]]:
-    """The dependencies the scheduler holds for ``job_id``: (kind, id) pairs, in its order.
-
-    Slurm shows ``afterok:12_*(unfulfilled),singleton(unfulfilled)``; the local scheduler
-    ``afterok:12:13,singleton``. A whole array is ``12`` here either way.
-    """
-    text = cluster.backend.recorded_dependencies(job_id)  # type: ignore[attr-defined]
-    pairs = []
-    for clause in filter(None, text.split(",")):
-        kind, *ids = clause.split(":")
-        kind = kind.split("(")[0]
-        for ident in ids or [""]:
-            pairs.append((kind, ident.split("(")[0].removesuffix("_*")))
-    return pairs
-
-
 def problems_of(
     cluster: slurmscope.Cluster,
     job: Any,
@@ -162,16 +142,7 @@ def problems_of(
                 )
     if recorded is None:
         recorded = recorded_pairs(cluster, job.job_id)
-    expected = set()
-    for kind, up, *_ in want:
-        if up is None:
-            expected.add((kind, ""))
-        elif kind == "after" and up.length is not None:
-            # `after` on a whole array is given task by task (Slurm would never release
-            # after:<array> once the array was cancelled while pending)
-            expected.update((kind, f"{up.recorded_id}_{i}") for i in range(up.length))
-        else:
-            expected.add((kind, up.recorded_id))
+    expected = expected_pairs(job)  # as job.dependencies say, which the model checked above
     if set(recorded) != expected or len(recorded) != len(set(recorded)):
         problems.append(
             f"the scheduler recorded {sorted(recorded)}, the model says {sorted(expected)}"
@@ -336,8 +307,6 @@ def test_threads_and_asyncio_tasks_submit_at_once_on_slurm(tmp_path: Path) -> No
         env["gate"], pool = make_pool(cluster, sleep)
         env["pool"] = pool
         common = pool[1]
-        barrier = threading.Barrier(THREADS + 1, timeout=120)
-        errors: list[BaseException] = []
         drivers = [
             Driver(env, make_plan(random.Random(i), pool), random.Random(i)) for i in range(THREADS)
         ]
@@ -348,16 +317,12 @@ def test_threads_and_asyncio_tasks_submit_at_once_on_slurm(tmp_path: Path) -> No
             for i in range(ASYNC_TASKS)
         ]
 
-        def thread_main(driver: Driver) -> None:
-            try:
-                assert scope.current() == (), "a new thread must start with no scope"
-                barrier.wait()
-                for _ in range(ROUNDS):
-                    driver.run()
-                    assert scope.current() == ()
-            except BaseException as exc:  # reported by the main thread
-                errors.append(exc)
-                barrier.abort()
+        def thread_main(i: int, barrier: threading.Barrier) -> None:
+            assert scope.current() == (), "a new thread must start with no scope"
+            barrier.wait()
+            for _ in range(ROUNDS):
+                drivers[i].run()
+                assert scope.current() == ()
 
         async def task_main(driver: Driver, go: asyncio.Event) -> None:
             await go.wait()
@@ -366,27 +331,26 @@ def test_threads_and_asyncio_tasks_submit_at_once_on_slurm(tmp_path: Path) -> No
                 await driver.run_async(driver.plan, [inherited])
                 assert [f.dependencies[0].target for f in scope.current()] == [common.handle]
 
+        # the threads and this one (running the asyncio tasks) start together
+        threads = ThreadsAtOnce(
+            THREADS, thread_main, name="driver-{}", timeout=120, parties=THREADS + 1
+        )
+        errors: list[BaseException] = []
+
         async def async_main() -> None:
             with cluster.dependencies(common.handle, kind="afterany"):
                 go = asyncio.Event()
                 running = [asyncio.create_task(task_main(d, go)) for d in async_drivers]
-                await asyncio.to_thread(barrier.wait)  # start together with the threads
+                await asyncio.to_thread(threads.barrier.wait)
                 go.set()
                 outcomes = await asyncio.gather(*running, return_exceptions=True)
             errors.extend(o for o in outcomes if isinstance(o, BaseException))
 
-        threads = [
-            threading.Thread(target=thread_main, args=(d,), name=f"driver-{i}")
-            for i, d in enumerate(drivers)
-        ]
-        env["threads"] = threads
-        for thread in threads:
-            thread.start()
+        env["threads"] = threads.threads
+        threads.start()
         with contextlib.suppress(threading.BrokenBarrierError):  # a thread failed first
             asyncio.run(async_main())
-        for thread in threads:
-            thread.join(timeout=600)
-        assert not any(t.is_alive() for t in threads), "a driver thread did not finish"
+        threads.join(timeout=600)  # raises the first error of a driver thread
         if errors:
             raise errors[0]
         assert scope.current() == ()
@@ -411,8 +375,7 @@ def test_threads_and_asyncio_tasks_submit_at_once_on_slurm(tmp_path: Path) -> No
             f"tasks, submitted in {submitted_in:.0f} s; {len(problems)} problems"
         )
         print(line)
-        COUNT_FILE.parent.mkdir(parents=True, exist_ok=True)
-        COUNT_FILE.write_text(line + "\n")
+        (tmp_path / "concurrency.txt").write_text(line + "\n")  # besides the printed line
         assert not problems, "\n".join(problems[:20])
         assert len(records) >= THREADS + ASYNC_TASKS
     finally:
@@ -599,6 +562,5 @@ def test_scope_state_machine_on_local(local_env: dict[str, Any]) -> None:
     assert scope.current() == ()
     line = f"state machine (local): {dict(sorted(STATS.items()))}"
     print(line)
-    MACHINE_FILE.parent.mkdir(parents=True, exist_ok=True)
-    MACHINE_FILE.write_text(line + "\n")
+    (local_env["root"] / "state_machine.txt").write_text(line + "\n")  # besides the printed line
     assert STATS["submissions checked"] >= 50 and STATS["thread hand-offs checked"] >= 20, line

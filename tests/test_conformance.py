@@ -8,52 +8,16 @@ splitting of large maps is exercised on both.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import tasks
-from conftest import BACKENDS, backend_cluster
+from conftest import add, boom, expected_pairs, fail_on, held, recorded, sleep, stamp
 
 import slurmscope
 from slurmscope.errors import JobNotCompletedError, TaskFailedError
 
-add = slurmscope.task(tasks.add)
-boom = slurmscope.task(tasks.boom)
-fail_on = slurmscope.task(tasks.fail_on)
-stamp = slurmscope.task(tasks.stamp)
-sleep = slurmscope.task(tasks.sleep)
-
-
-@pytest.fixture(params=BACKENDS)
-def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[slurmscope.Cluster]:
-    with contextlib.ExitStack() as stack:
-        yield backend_cluster(request.param, tmp_path, stack, max_array_size=101)
-
-
-def recorded(cluster: slurmscope.Cluster, job_id: str) -> set[tuple[str, str]]:
-    """The dependencies the scheduler holds for ``job_id``, as (kind, target id) pairs."""
-    text = cluster.backend.recorded_dependencies(job_id)  # type: ignore[attr-defined]
-    pairs = set()
-    for clause in filter(None, text.split(",")):
-        kind, *ids = clause.split(":")
-        for ident in ids or [""]:
-            ident = ident.split("(")[0]
-            pairs.add((kind, ident.removesuffix("_*")))
-    return pairs
-
-
-def expected(job: slurmscope.Job | slurmscope.ArrayJob) -> set[tuple[str, str]]:
-    pairs = set()
-    for dep in job.dependencies:
-        if dep.target is None:
-            continue
-        target = dep.target
-        for ident in target.job_ids if target.whole_array else (target.job_id,):
-            pairs.add((dep.kind, ident))
-    return pairs
+pytestmark = pytest.mark.cluster(local={"max_array_size": 101})  # as on the test cluster
 
 
 def test_submission_is_eager(cluster: slurmscope.Cluster) -> None:
@@ -73,11 +37,11 @@ def test_nested_scopes_are_merged_and_recorded(cluster: slurmscope.Cluster) -> N
             inner = add.map([1, 2])
             element = add.after(other[1], kind="afterok")(5)
         outer = add(7)
-    assert expected(inner) == {("afterok", gate.job_id), ("afterany", other.job_id)}
-    assert recorded(cluster, inner.job_id) == expected(inner)
+    assert expected_pairs(inner) == {("afterok", gate.job_id), ("afterany", other.job_id)}
+    assert recorded(cluster, inner.job_id) == expected_pairs(inner)
     assert (
         recorded(cluster, element.job_id)
-        == expected(element)
+        == expected_pairs(element)
         == {
             ("afterok", gate.job_id),
             ("afterany", other.job_id),
@@ -92,12 +56,15 @@ def test_nested_scopes_are_merged_and_recorded(cluster: slurmscope.Cluster) -> N
 
 
 @pytest.mark.parametrize("kind", ["afterok", "afterany", "afternotok", "after"])
-def test_dependency_kinds(cluster: slurmscope.Cluster, kind: str) -> None:
-    good = stamp.on(cluster)("good", 1.0)
-    bad = boom.on(cluster)("bad")
-    on_good = stamp.on(cluster).after(good, kind=kind)("x", 0.0)
-    on_bad = stamp.on(cluster).after(bad, kind=kind)("y", 0.0)
-    assert recorded(cluster, on_good.job_id) <= expected(on_good)
+def test_dependency_kinds(cluster: slurmscope.Cluster, kind: str, tmp_path: Path) -> None:
+    with held(cluster, tmp_path) as hold:
+        good = stamp.on(cluster).after(hold)("good", 1.0)
+        bad = boom.on(cluster).after(hold)("bad")
+        on_good = stamp.on(cluster).after(good, kind=kind)("x", 0.0)
+        on_bad = stamp.on(cluster).after(bad, kind=kind)("y", 0.0)
+        for job, upstream in ((on_good, good), (on_bad, bad)):
+            want = {(kind, upstream.job_id)}
+            assert recorded(cluster, job.job_id) == expected_pairs(job) == want
     _, good_start, good_end = good.get_result(timeout=120)
     runs = {
         "afterok": (True, False),
@@ -117,10 +84,12 @@ def test_dependency_kinds(cluster: slurmscope.Cluster, kind: str) -> None:
             assert info.value.state == "CANCELLED"
 
 
-def test_aftercorr_pairs_tasks(cluster: slurmscope.Cluster) -> None:
-    upstream = fail_on.on(cluster).map([0, 1, 2, 3])
-    downstream = add.on(cluster).after(upstream, kind="aftercorr").map([10, 20, 30, 40])
-    assert recorded(cluster, downstream.job_id) <= {("aftercorr", upstream.job_id)}
+def test_aftercorr_pairs_tasks(cluster: slurmscope.Cluster, tmp_path: Path) -> None:
+    with held(cluster, tmp_path) as hold:
+        upstream = fail_on.on(cluster).after(hold).map([0, 1, 2, 3])
+        downstream = add.on(cluster).after(upstream, kind="aftercorr").map([10, 20, 30, 40])
+        want = {("aftercorr", upstream.job_id)}
+        assert recorded(cluster, downstream.job_id) == expected_pairs(downstream) == want
     results = downstream.get_results(timeout=120, return_exceptions=True)
     assert [results[i] for i in (0, 2, 3)] == [11, 31, 41]
     assert isinstance(results[1], JobNotCompletedError)
@@ -134,16 +103,22 @@ def test_throttle(cluster: slurmscope.Cluster) -> None:
         assert start >= end - 0.01
 
 
-def test_map_larger_than_max_array_size(cluster: slurmscope.Cluster) -> None:
+def test_map_larger_than_max_array_size(cluster: slurmscope.Cluster, tmp_path: Path) -> None:
     limit = cluster.backend.max_array_size
     assert limit == 101
     items = list(range(limit * 2 + 3))
-    first = add.on(cluster).map(items)
-    assert len(first.job_ids) == 3
-    second = add.on(cluster).after(first, kind="aftercorr").map(items)
-    third = add.on(cluster).after(first)(0)
-    assert recorded(cluster, third.job_id) <= expected(third)
-    assert expected(third) == {("afterok", i) for i in first.job_ids}
+    with held(cluster, tmp_path) as hold:
+        first = add.on(cluster).after(hold).map(items)
+        assert len(first.job_ids) == 3
+        second = add.on(cluster).after(first, kind="aftercorr").map(items)
+        third = add.on(cluster).after(first)(0)
+        assert recorded(cluster, third.job_id) == expected_pairs(third)
+        assert expected_pairs(third) == {("afterok", i) for i in first.job_ids}
+        # aftercorr pairs each part of the split map with the same part of the upstream
+        assert len(second.job_ids) == 3
+        for part, job_id in enumerate(second.job_ids):
+            assert recorded(cluster, job_id) == expected_pairs(second, part)
+            assert expected_pairs(second, part) == {("aftercorr", first.job_ids[part])}
     assert second.get_results(timeout=600) == [i + 1 for i in items]
     assert first.get_results() == [i + 1 for i in items]
     assert third.get_result(timeout=120) == 1

@@ -11,20 +11,9 @@ a subprocess whose working directory is ``/``, on every backend.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
-
-import pyslurm_support
-import pytest
-import slurm_cluster
-
-BACKENDS = [
-    "local",
-    pytest.param("sbatch", marks=pytest.mark.slurm),
-    pytest.param("pyslurm", marks=pytest.mark.slurm),
-]
 
 HELPERS = """
 import os
@@ -108,16 +97,10 @@ print("RESULT " + json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_driver_started_from_another_directory(backend: str, tmp_path: Path) -> None:
-    env = dict(os.environ)
-    env.pop("SLURMSCOPE_BACKEND", None)
-    if backend != "local":
-        slurm_cluster.require()
-    if backend == "pyslurm" and pyslurm_support.real_pyslurm() is not None:
-        env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [pyslurm_support.DOUBLE_DIR, env.get("PYTHONPATH")])
-        )
+def test_a_driver_started_from_another_directory(
+    backend: str, driver_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = driver_env
     project = tmp_path / "proj"
     project.mkdir()
     (project / "helpers.py").write_text(HELPERS)

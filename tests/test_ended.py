@@ -18,9 +18,9 @@ from pathlib import Path
 import pyslurm_support
 import pytest
 import tasks
+from conftest import add, boom, gate, identity, sleep
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_conformance import cluster  # noqa: F401 - the fixture: local, sbatch and pyslurm
 
 import slurmscope
 from slurmscope import cli
@@ -28,12 +28,6 @@ from slurmscope.cli import handles as cli_handles
 from slurmscope.errors import JobNotCompletedError, TaskFailedError
 from slurmscope.payload_directory import JobDirectory
 from slurmscope.states import TERMINAL_STATES, UNSUCCESSFUL_ENDINGS, TaskState
-
-add = slurmscope.task(tasks.add)
-boom = slurmscope.task(tasks.boom)
-identity = slurmscope.task(tasks.identity)
-sleep = slurmscope.task(tasks.sleep)
-gate = slurmscope.task(tasks.wait_for_file)
 
 
 def run_cli(c: slurmscope.Cluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -71,7 +65,7 @@ def one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> str:
 
 # -- item 2: clean keeps what unfinished jobs need ---------------------------------------------
 def test_clean_never_removes_what_an_unfinished_job_depends_on(
-    cluster: slurmscope.Cluster,  # noqa: F811
+    cluster: slurmscope.Cluster,
     tmp_path: Path,
 ) -> None:
     up_data = add.on(cluster)(1)  # its result is an argument of the pending job
@@ -121,7 +115,7 @@ def test_clean_keeps_what_is_needed_under_a_relative_root(tmp_path: Path) -> Non
 
 
 def test_a_removed_upstream_result_is_said_to_be_removed(
-    cluster: slurmscope.Cluster,  # noqa: F811
+    cluster: slurmscope.Cluster,
     tmp_path: Path,
 ) -> None:
     up = add.on(cluster)(1)
@@ -139,7 +133,7 @@ def test_a_removed_upstream_result_is_said_to_be_removed(
 
 
 # -- item 4: the listing counts states as `status JOB` does -----------------------------------
-def test_listing_counts_states_like_status_of_the_job(cluster: slurmscope.Cluster) -> None:  # noqa: F811
+def test_listing_counts_states_like_status_of_the_job(cluster: slurmscope.Cluster) -> None:
     array = sleep.on(cluster).map([600, 600, 600])
     array.cancel()
     assert array.wait(timeout=120).states == ["CANCELLED"] * 3
@@ -160,7 +154,7 @@ def test_listing_counts_states_like_status_of_the_job(cluster: slurmscope.Cluste
 
 
 # -- item 8: ids the job does not have, cancel and logs ----------------------------------------
-def test_cli_errors_are_one_line_and_json(cluster: slurmscope.Cluster, tmp_path: Path) -> None:  # noqa: F811
+def test_cli_errors_are_one_line_and_json(cluster: slurmscope.Cluster, tmp_path: Path) -> None:
     array = add.on(cluster).map([1, 2, 3])
     single = add.on(cluster)(1)
     assert array.get_results(timeout=120) == [2, 3, 4] and single.get_result(timeout=120) == 2
@@ -187,7 +181,7 @@ def test_cli_errors_are_one_line_and_json(cluster: slurmscope.Cluster, tmp_path:
     assert explained.startswith(f"add (task {a}_1): COMPLETED 1")
 
 
-def test_cancel_and_logs_say_what_happened(cluster: slurmscope.Cluster, tmp_path: Path) -> None:  # noqa: F811
+def test_cancel_and_logs_say_what_happened(cluster: slurmscope.Cluster, tmp_path: Path) -> None:
     opened = gate.on(cluster)(str(tmp_path / "never"))
     with cluster.dependencies(opened):
         waiting = add.on(cluster).map([1, 2])
@@ -256,7 +250,7 @@ def _run_main(argv: list[str]) -> tuple[str, str]:
 
 # -- item 11: unsatisfiable dependencies explained in the words of their kind -----------------
 def test_every_dependency_kind_is_explained_as_it_is(
-    cluster: slurmscope.Cluster,  # noqa: F811
+    cluster: slurmscope.Cluster,
     tmp_path: Path,
 ) -> None:
     go = tmp_path / "go"

@@ -12,15 +12,12 @@ from pathlib import Path
 
 import pytest
 import slurm_cluster
-import tasks
+from conftest import add, record_run, sleep
 
 import slurmscope
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-add = slurmscope.task(tasks.add)
-sleep = slurmscope.task(tasks.sleep)
-record_run = slurmscope.task(tasks.record_run)
 
 # A cluster of this test run's own (two runs at once must not stop each other's daemons).
 CHAOS = slurm_cluster.OwnCluster("chaos", 20000)

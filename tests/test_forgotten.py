@@ -23,6 +23,7 @@ import pyslurm_support
 import pytest
 import slurm_cluster
 import tasks
+from conftest import add, boom, gate, sleep
 
 import slurmscope
 from slurmscope import cli
@@ -30,15 +31,11 @@ from slurmscope.cli import handles as cli_handles
 from slurmscope.errors import DependencyError, JobNotCompletedError
 from slurmscope.payload_directory import JobDirectory
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.backends("sbatch", "pyslurm")]
 
 MIN_JOB_AGE = 5
 FORGETFUL = slurm_cluster.OwnCluster("forgetful", 28000, SLURMSCOPE_MIN_JOB_AGE=str(MIN_JOB_AGE))
 
-add = slurmscope.task(tasks.add)
-boom = slurmscope.task(tasks.boom)
-sleep = slurmscope.task(tasks.sleep)
-gate = slurmscope.task(tasks.wait_for_file)
 short = slurmscope.task(tasks.sleep, time="00:00:05")  # Slurm rounds it up to a minute
 
 
@@ -49,19 +46,17 @@ def forgetful() -> Iterator[None]:
     FORGETFUL.remove()
 
 
-@pytest.fixture(params=["sbatch", "pyslurm"])
-def kind(
-    request: pytest.FixtureRequest, forgetful: None, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
+@pytest.fixture
+def kind(backend: str, forgetful: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The backend, pointed at the forgetful cluster. pyslurm runs on the TEST DOUBLE here:
     libslurm reads its configuration once per process, and the real bindings of this test
     process already talk to the main test cluster (a second cluster in one process is refused,
     see test_pyslurm.py); the double reads SLURM_CONF on every call."""
     monkeypatch.setenv("SLURM_CONF", FORGETFUL.conf)
     with contextlib.ExitStack() as stack:
-        if request.param == "pyslurm":
+        if backend == "pyslurm":
             stack.enter_context(pyslurm_support.double_on_path())
-        yield request.param
+        yield backend
 
 
 def _cli(root: Path, capsys: pytest.CaptureFixture[str], *args: str) -> object:

@@ -335,7 +335,9 @@ def test_graph_on_the_sbatch_backend(tmp_path: Path) -> None:
     assert square["fill"] == STATE_COLOURS["failed"] and "root-cause" in square["classes"]
     assert re.fullmatch(r"array \d+: 4 tasks", square["texts"][1])
     assert nodes[by_name(nodes, "prepare")[0]]["fill"] == STATE_COLOURS["done"]
-    for node_id in by_name(nodes, "summarise") + by_name(nodes, "report"):
+    cancelled = by_name(nodes, "summarise") + by_name(nodes, "report")
+    assert len(cancelled) == 3
+    for node_id in cancelled:
         assert nodes[node_id]["fill"] == STATE_COLOURS["upstream_failed"]
 
 

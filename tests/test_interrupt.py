@@ -7,18 +7,14 @@ waits for the jobs at exit) cancels them."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pyslurm_support
 import pytest
-import slurm_cluster
+from conftest import sleep
 
 import slurmscope
 from slurmscope.interrupt import Unfinished, notice
@@ -42,29 +38,6 @@ single = nap(9)
 print(array.job_id, single.job_id, flush=True)
 array.get_results()
 """
-
-BACKENDS = [
-    "local",
-    pytest.param("sbatch", marks=pytest.mark.slurm),
-    pytest.param("pyslurm", marks=pytest.mark.slurm),
-]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> Iterator[tuple[str, dict[str, str]]]:
-    """The backend's name and the environment of a driver that uses it."""
-    env = {k: v for k, v in os.environ.items() if k != "SLURMSCOPE_BACKEND"}
-    with contextlib.ExitStack() as stack:
-        if request.param != "local":
-            slurm_cluster.require()
-            env["SLURM_CONF"] = os.environ["SLURM_CONF"]
-        if request.param == "pyslurm":
-            mode = stack.enter_context(pyslurm_support.pyslurm_importable())
-            if mode == "double":
-                env["PYTHONPATH"] = os.pathsep.join(
-                    [pyslurm_support.DOUBLE_DIR, env.get("PYTHONPATH", "")]
-                ).rstrip(os.pathsep)
-        yield request.param, env
 
 
 def interrupt_driver(
@@ -118,9 +91,9 @@ def final_states(backend: str, root: Path, ids: tuple[str, str]) -> list[str]:
 
 
 def test_ctrl_c_lists_what_is_left_and_how_to_reattach_and_cancel(
-    backend: tuple[str, dict[str, str]], tmp_path: Path
+    backend: str, driver_env: dict[str, str], tmp_path: Path
 ) -> None:
-    name, env = backend
+    name, env = backend, driver_env
     root = tmp_path / "jobs"
     array_id, single_id, err, code = interrupt_driver(
         name, env, root, cancel=False, second=name == "local"
@@ -145,7 +118,7 @@ def test_ctrl_c_lists_what_is_left_and_how_to_reattach_and_cancel(
             cluster = slurmscope.Cluster(name, root=root, set_as_default=False)
             try:
                 left = cluster.backend.states([array_id, single_id])
-                assert set(left) == {array_id, single_id}
+                assert set(left) == {array_id, single_id} and all(left.values()), left
                 assert not any(t.terminal for tasks in left.values() for t in tasks.values())
             finally:
                 cluster.close()
@@ -158,9 +131,9 @@ def test_ctrl_c_lists_what_is_left_and_how_to_reattach_and_cancel(
 
 
 def test_cancel_on_interrupt_cancels_in_the_scheduler(
-    backend: tuple[str, dict[str, str]], tmp_path: Path
+    backend: str, driver_env: dict[str, str], tmp_path: Path
 ) -> None:
-    name, env = backend
+    name, env = backend, driver_env
     root = tmp_path / "jobs"
     array_id, single_id, err, code = interrupt_driver(name, env, root, cancel=True, second=False)
     assert code == -signal.SIGINT, err
@@ -192,9 +165,6 @@ def test_every_wait_reports_an_interrupt(
     import _thread
     import threading
 
-    import tasks
-
-    sleep = slurmscope.task(tasks.sleep)
     cluster = slurmscope.Cluster(
         "local", root=tmp_path, cancel_on_interrupt=cancel, set_as_default=False
     )

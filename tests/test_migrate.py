@@ -197,7 +197,9 @@ def test_slurmscope_file_is_converted_and_examples_untouched() -> None:
     assert run("import slurmscope\nr = w.map(xs).after(p)\n") == (
         "import slurmscope\nr = w.after(p).map(xs)\n"
     )
-    for example in sorted((ROOT / "examples").glob("*.py")):
+    examples = sorted((ROOT / "examples").glob("*.py"))
+    assert examples, "no examples to check"
+    for example in examples:
         outcome = migrate.migrate_source(example.read_bytes(), str(example))
         assert not outcome.changed, outcome.diff()
 

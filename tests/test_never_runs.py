@@ -5,15 +5,11 @@ reason and the request, on every backend."""
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import structlog
-import tasks
-from conftest import BACKENDS, backend_cluster, job_dirs
+from conftest import add, job_dirs
 
 import slurmscope
 from slurmscope import limits, reasons
@@ -26,13 +22,7 @@ from slurmscope.errors import (
 )
 from slurmscope.spec import Resources
 
-add = slurmscope.task(tasks.add)
-
-
-@pytest.fixture(params=BACKENDS)
-def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[slurmscope.Cluster]:
-    with contextlib.ExitStack() as stack:
-        yield backend_cluster(request.param, tmp_path, stack, cpus=2)
+pytestmark = pytest.mark.cluster(local={"cpus": 2})
 
 
 def submissions(cluster: slurmscope.Cluster) -> int:

@@ -8,6 +8,7 @@ What Slurm recorded is always read back with ``scontrol show job``, not through 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,8 +23,7 @@ from typing import Any
 import pyslurm_support
 import pytest
 import slurm_cluster
-import tasks
-from conftest import job_dirs, probe_spec
+from conftest import ThreadsAtOnce, add, held, job_dirs, probe_spec, sleep
 
 import slurmscope
 from slurmscope.backends import pyslurm as backend_module
@@ -35,8 +35,6 @@ from slurmscope.spec import ArraySpec, Resources
 
 pytestmark = pytest.mark.slurm
 
-add = slurmscope.task(tasks.add)
-sleep = slurmscope.task(tasks.sleep)
 
 THREADS = 16
 
@@ -165,12 +163,39 @@ def test_description_carries_every_resource(tmp_path: Path) -> None:
         description_fields(s.with_(resources=Resources(extra=("--gres=gpu:2",))))
 
 
-def test_description_fields_are_pyslurm_fields(double: ModuleType, tmp_path: Path) -> None:
-    """Every field name exists on pyslurm's JobSubmitDescription (it refuses unknown ones)."""
+REAL_FIELDS = """
+import json, sys
+import pyslurm
+
+fields = json.loads(sys.stdin.read())
+pyslurm.JobSubmitDescription(**fields)  # refuses a name it does not have (AttributeError)
+print(json.dumps(sorted(n for n in dir(pyslurm.JobSubmitDescription) if not n.startswith("_"))))
+"""
+
+
+def test_description_fields_are_pyslurm_fields(tmp_path: Path) -> None:
+    """Every field name exists on the real pyslurm's JobSubmitDescription, which takes them
+    with these values (checked in a process of its own, with the real bindings)."""
+    why = pyslurm_support.real_pyslurm()
+    if why is not None:
+        if os.environ.get("SLURMSCOPE_TEST_PYSLURM") == "real":
+            pytest.fail(f"SLURMSCOPE_TEST_PYSLURM=real, but no real pyslurm imports: {why}")
+        pytest.skip(f"needs the real pyslurm: {why}")
     fields = description_fields(spec(tmp_path, resources=Resources(time="5", extra=("-n=1",))))
-    double.JobSubmitDescription(**fields)
-    with pytest.raises(AttributeError):
-        double.JobSubmitDescription(partition="debug")  # pyslurm spells it "partitions"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # never the double
+    proc = subprocess.run(
+        [sys.executable, "-c", REAL_FIELDS],
+        input=json.dumps(fields),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = set(json.loads(proc.stdout))
+    assert set(fields) <= names and fields, sorted(set(fields) - names)
+    assert "partitions" in names and "partition" not in names  # as the backend spells it
 
 
 # -- many threads at once ---------------------------------------------------------------------
@@ -188,35 +213,20 @@ def test_sixteen_threads_submit_at_once_with_their_own_dependencies(
     gate = nap(600)  # nothing below starts during the test
     with cluster.dependencies(gate):
         ups = [(nap(0), nap(0)) for _ in range(THREADS)]
-    barrier = threading.Barrier(THREADS, timeout=120)
-    results: dict[int, dict[str, Any]] = {}
-    errors: list[BaseException] = []
 
-    def driver(i: int) -> None:
-        try:
-            a, b = ups[i]
-            with cluster.dependencies(a):
-                with cluster.dependencies(b, kind="afterany"):
-                    barrier.wait()  # all 16 submit from here at once
-                    inner = [nap(0), nap.map([0, 0])]
-                outer = nap.map([0])
-            results[i] = {"inner": inner, "outer": [outer]}
-        except BaseException as exc:  # reported in the main thread
-            errors.append(exc)
-            barrier.abort()
+    def driver(i: int, barrier: threading.Barrier) -> dict[str, list[Any]]:
+        a, b = ups[i]
+        with cluster.dependencies(a):
+            with cluster.dependencies(b, kind="afterany"):
+                barrier.wait()  # all 16 submit from here at once
+                inner = [nap(0), nap.map([0, 0])]
+            outer = nap.map([0])
+        return {"inner": inner, "outer": [outer]}
 
-    threads = [
-        threading.Thread(target=driver, args=(i,), name=f"driver-{i}") for i in range(THREADS)
-    ]
+    drivers = ThreadsAtOnce(THREADS, driver, name="driver-{}", timeout=120)
     submitted = [gate.job_id] + [j.job_id for pair in ups for j in pair]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=300)
-        if errors:
-            raise errors[0]
-        assert sorted(results) == list(range(THREADS))
+        results = drivers.start().join(timeout=300)
         for mine in results.values():
             submitted += [j.job_id for k in ("inner", "outer") for j in mine[k]]
         assert len(set(submitted)) == len(submitted), "two submissions got the same job id"
@@ -264,12 +274,13 @@ def test_transient_errors_are_retried_with_the_same_dependencies(
         PyslurmBackend(retries=3, retry_delay=0.01), root=tmp_path, set_as_default=False
     )
     try:
-        first = add.on(cluster)(1)
-        double._double.fail_next("JobSubmitDescription.submit", 1800, times=2)  # unreachable
-        before = cluster.backend.calls["submit"]
-        second = add.on(cluster).after(first)(2)
-        assert cluster.backend.calls["submit"] - before == 3
-        assert slurm_recorded(second.job_id) <= {("afterok", first.job_id)}
+        with held(cluster, tmp_path) as hold:  # first stays pending: Slurm keeps the dependency
+            first = add.on(cluster).after(hold)(1)
+            double._double.fail_next("JobSubmitDescription.submit", 1800, times=2)  # unreachable
+            before = cluster.backend.calls["submit"]
+            second = add.on(cluster).after(first)(2)
+            assert cluster.backend.calls["submit"] - before == 3
+            assert slurm_recorded(second.job_id) == {("afterok", first.job_id)}
         assert second.get_result(timeout=120) == 3
         double._double.fail_next("JobSubmitDescription.submit", 5004, times=10)  # timeouts
         with pytest.raises(SubmissionError, match="Socket timed out"):

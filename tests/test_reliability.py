@@ -2,39 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import slurm_cluster
-import tasks
+from conftest import add, boom, dies_while_writing, fail_on, identity, kill_self, sleep
 
 import slurmscope
 from slurmscope.errors import JobNotCompletedError, TaskFailedError
 
-add = slurmscope.task(tasks.add)
-identity = slurmscope.task(tasks.identity)
-boom = slurmscope.task(tasks.boom)
-fail_on = slurmscope.task(tasks.fail_on)
-sleep = slurmscope.task(tasks.sleep)
-kill_self = slurmscope.task(tasks.kill_self)
-dies_while_writing = slurmscope.task(tasks.dies_while_writing)
-
-BACKENDS = ["local", pytest.param("sbatch", marks=pytest.mark.slurm)]
-
-
-@pytest.fixture(params=BACKENDS)
-def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[slurmscope.Cluster]:
-    if request.param == "sbatch":
-        slurm_cluster.require()
-    c = slurmscope.Cluster(request.param, root=tmp_path, set_as_default=False)
-    yield c
-    c.close()
+pytestmark = pytest.mark.backends("local", "sbatch")
 
 
 def wait_running(job: slurmscope.Job, timeout: float = 60) -> None:
@@ -167,19 +151,32 @@ def test_driver_killed_then_reattached(tmp_path: Path) -> None:
 def test_local_driver_process_killed_reports_lost(tmp_path: Path) -> None:
     """The local scheduler lives in the driver: when the driver is killed, its unfinished
     jobs cannot finish, and a later process says so instead of waiting for ever."""
+    root, pid_file = tmp_path / "jobs", tmp_path / "gate.pid"
     script = textwrap.dedent(
         f"""
         import os, signal, time, slurmscope
-        c = slurmscope.Cluster("local", root={str(tmp_path)!r})
-        gate = slurmscope.task(time.sleep)(60)
+
+        def gate_job(path):
+            with open(path + ".tmp", "w") as fh:
+                fh.write(str(os.getpid()))
+            os.rename(path + ".tmp", path)
+            time.sleep(60)
+
+        c = slurmscope.Cluster("local", root={str(root)!r})
+        gate = slurmscope.task(gate_job)({str(pid_file)!r})
         later = slurmscope.task(time.sleep).after(gate)(0)
+        deadline = time.monotonic() + 60
+        while not os.path.exists({str(pid_file)!r}) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the gate runs: its worker outlives this driver
         print(later.job_id, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
         """
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     job_id = out.stdout.split()[0]
-    cluster = slurmscope.Cluster("local", root=tmp_path, set_as_default=False)
+    cluster = slurmscope.Cluster("local", root=root, set_as_default=False)
     try:
         job = cluster.attach(job_id)
         with pytest.raises(JobNotCompletedError) as info:
@@ -187,7 +184,10 @@ def test_local_driver_process_killed_reports_lost(tmp_path: Path) -> None:
         assert info.value.state == "LOST"
     finally:
         cluster.close()
-        subprocess.run(["pkill", "-f", f"{tmp_path}"], check=False)
+        # the gate's worker, orphaned by the killed driver: only it, by its pid
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
 def test_pending_array_task_cancelled_through_its_handle(cluster: slurmscope.Cluster) -> None:

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import slurm_cluster
-import tasks
-from conftest import job_dirs
+from conftest import add, job_dirs
 
 import slurmscope
 from slurmscope.backends._slurm import expand_array_range
@@ -23,8 +22,6 @@ from slurmscope.errors import SubmissionError
 from slurmscope.spec import ArraySpec, JobSpec, Resources
 
 pytestmark = pytest.mark.slurm
-
-add = slurmscope.task(tasks.add)
 
 
 @pytest.fixture

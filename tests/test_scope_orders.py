@@ -15,14 +15,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import tasks
-from test_conformance import cluster, expected, recorded  # noqa: F401 - the fixture
+from conftest import add, expected_pairs, recorded, sleep
 
 import slurmscope
 from slurmscope import scope
-
-add = slurmscope.task(tasks.add)
-sleep = slurmscope.task(tasks.sleep)
 
 
 def _deps(job: Any) -> list[str | None]:
@@ -32,11 +28,11 @@ def _deps(job: Any) -> list[str | None]:
 def _check(cl: slurmscope.Cluster, job: Any, *upstream: Any) -> None:
     want = [u.job_id for u in upstream]
     assert _deps(job) == want
-    assert recorded(cl, job.job_id) == expected(job) == {("afterok", i) for i in want}
+    assert recorded(cl, job.job_id) == expected_pairs(job) == {("afterok", i) for i in want}
 
 
 @pytest.fixture
-def upstream(cluster: slurmscope.Cluster) -> Iterator[tuple[Any, Any]]:  # noqa: F811
+def upstream(cluster: slurmscope.Cluster) -> Iterator[tuple[Any, Any]]:
     a, b = sleep.on(cluster)(60), sleep.on(cluster)(60)
     yield a, b
     for job in (a, b):
@@ -44,7 +40,7 @@ def upstream(cluster: slurmscope.Cluster) -> Iterator[tuple[Any, Any]]:  # noqa:
 
 
 def test_blocks_left_out_of_order_leave_no_stale_dependency(
-    cluster: slurmscope.Cluster,  # noqa: F811
+    cluster: slurmscope.Cluster,
     upstream: tuple[Any, Any],
 ) -> None:
     a, b = upstream
@@ -61,7 +57,7 @@ def test_blocks_left_out_of_order_leave_no_stale_dependency(
 
 
 def test_generators_closed_in_creation_order(
-    cluster: slurmscope.Cluster,  # noqa: F811
+    cluster: slurmscope.Cluster,
     upstream: tuple[Any, Any],
 ) -> None:
     a, b = upstream
@@ -85,7 +81,7 @@ def test_generators_closed_in_creation_order(
 
 
 def test_exit_stacks_closed_in_creation_order_and_a_block_left_in_a_thread(
-    cluster: slurmscope.Cluster,  # noqa: F811
+    cluster: slurmscope.Cluster,
     upstream: tuple[Any, Any],
 ) -> None:
     a, b = upstream

@@ -12,14 +12,13 @@ import contextlib
 import contextvars
 import functools
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import expected_pairs
+from conftest import assert_recorded, run_at_once
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -214,10 +213,13 @@ class BlockOrders(RuleBasedStateMachine):
     entries still open, in the order they were entered, and a block that exited must never
     be seen again (in this context, in a thread that carries the scope, or after a reset)."""
 
+    #: Where the clusters keep their jobs (set by TestBlockOrders).
+    root: Path
+
     def __init__(self) -> None:
         super().__init__()
         self.clusters = [
-            slurmscope.Cluster("local", root=_ORDERS_ROOT / str(i), set_as_default=False)
+            slurmscope.Cluster("local", root=self.root / str(i), set_as_default=False)
             for i in range(2)
         ]
         self.open: list[_Open] = []
@@ -341,9 +343,13 @@ class BlockOrders(RuleBasedStateMachine):
             c.close()
 
 
-_ORDERS_ROOT = Path(tempfile.mkdtemp(prefix="slurmscope-orders-"))
 BlockOrders.TestCase.settings = settings(max_examples=80, stateful_step_count=30, deadline=None)
-TestBlockOrders = BlockOrders.TestCase
+
+
+class TestBlockOrders(BlockOrders.TestCase):  # type: ignore[name-defined,misc]
+    @pytest.fixture(autouse=True)
+    def _root(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        BlockOrders.root = tmp_path_factory.mktemp("orders")
 
 
 def test_the_two_reproductions_of_issue_12() -> None:
@@ -405,23 +411,14 @@ def test_carry_scope_wrapper_runs_in_many_threads_at_once() -> None:
     frame = Frame(CLUSTERS[2], (), CallSite("f", 1, "g", "MainThread"), 1)
     token = scope.push(frame)
     try:
-        barrier = threading.Barrier(6, timeout=30)
-        seen: list[tuple[Frame, ...]] = []
-        lock = threading.Lock()
 
-        def body(i: int) -> None:
+        def body(i: int, barrier: threading.Barrier) -> tuple[Frame, ...]:
             own = Frame(CLUSTERS[3], (), CallSite("f", i, "g", "worker"), 2)
             scope.push(own)
             barrier.wait()
-            with lock:
-                seen.append(scope.current())
+            return scope.current()
 
-        wrapped = scope.carry_scope(body)
-        threads = [threading.Thread(target=wrapped, args=(i,)) for i in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=30)
+        seen = list(run_at_once(6, scope.carry_scope(body), timeout=30).values())
         assert len(seen) == 6
         for stack in seen:
             assert len(stack) == 2 and stack[0] is frame and stack[1].site.thread == "worker"
@@ -480,15 +477,6 @@ def _view(job: Any) -> list[tuple[Any, ...]]:
     ]
 
 
-def _check_recorded(cluster: Any, job: Any) -> None:
-    """What the scheduler got agrees with job.dependencies."""
-    recorded = parse(cluster.backend.recorded_dependencies(job.job_id))
-    pairs = {(kind, i) for kind, ids in recorded for i in ids}
-    assert pairs == expected_pairs(job)
-    kinds_recorded = [k for k, _ in recorded]
-    assert kinds_recorded == list(dict.fromkeys(d.kind for d in job.dependencies))
-
-
 def test_nested_blocks_merge_with_provenance(env: dict[str, Any]) -> None:
     cluster, sleep = env["cluster"], env["sleep"]
     a, b, c = env["ups"]
@@ -530,7 +518,7 @@ def test_nested_blocks_merge_with_provenance(env: dict[str, Any]) -> None:
         for dep in job.dependencies:
             assert dep.provenance.site.function == "test_nested_blocks_merge_with_provenance"
         assert job.dependencies[0].target is a
-        _check_recorded(cluster, job)
+        assert_recorded(cluster, job)
     # the explanation names the with block, its line and depth
     text = single.explain()
     assert f"{f}:{line1}" in text and "depth 1" in text and "depth 4" in text
@@ -559,7 +547,7 @@ def test_blocks_of_other_clusters_are_not_merged(env: dict[str, Any]) -> None:
     assert inner_other.cluster is other
     assert [d.target_id for d in inner_other.dependencies] == [env["other_gate"].job_id]
     for job, c in ((mine, cluster), (routed, cluster), (theirs, other), (inner_other, other)):
-        _check_recorded(c, job)
+        assert_recorded(c, job)
 
 
 def test_singleton_and_aftercorr_blocks(env: dict[str, Any]) -> None:
@@ -712,5 +700,5 @@ def test_submissions_carry_the_merged_scope(
     ]
     assert [d.provenance.site.line for d in job.dependencies] == [v[4] for v in kept.values()]
     assert [d.key for d in job.dependencies] == [d.key for d in merge(job.dependencies)[0]]
-    _check_recorded(cluster, job)
+    assert_recorded(cluster, job)
     job.cancel()

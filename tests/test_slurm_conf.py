@@ -21,7 +21,7 @@ import pyslurm_support
 import pytest
 
 import slurmscope
-from slurmscope import cluster as cluster_module
+from slurmscope import backend_choice
 from slurmscope.backends import sbatch
 from slurmscope.errors import BackendUnavailableError, SchedulerError
 
@@ -169,5 +169,5 @@ def test_auto_detection_says_why_it_fell_back(
     # libslurm reads SLURM_CONF once, at import: a pyslurm already loaded by an earlier test
     # would keep its configuration. Detection in a process without it is what is tested.
     monkeypatch.delitem(sys.modules, "pyslurm", raising=False)
-    name, why = cluster_module._detect()
+    name, why = backend_choice.detect()
     assert name == "local" and "cannot stat file" in why, why

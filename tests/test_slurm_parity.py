@@ -23,15 +23,13 @@ import pyslurm_support
 import pytest
 import slurm_cluster
 import tasks
-from conftest import probe_spec
+from conftest import backend_cluster, env, probe_spec, surroundings
 
 import slurmscope
 from slurmscope.spec import JobSpec
 
 pytestmark = pytest.mark.slurm
 
-surroundings = slurmscope.task(tasks.surroundings)
-env = slurmscope.task(tasks.env)
 
 #: What pyslurm's ``JobSubmitDescription`` always sets and sbatch leaves unset, so that
 #: slurmctld puts it into the job's environment: a task count (``ntasks`` defaults to 1:
@@ -53,21 +51,12 @@ PER_JOB = (
 )
 
 
-@contextlib.contextmanager
-def _cluster(kind: str, root: Path) -> Iterator[slurmscope.Cluster]:
-    with contextlib.ExitStack() as stack:
-        if kind == "pyslurm":
-            stack.enter_context(pyslurm_support.pyslurm_importable())
-        c = slurmscope.Cluster(kind, root=root / kind, set_as_default=False)
-        stack.callback(c.close)
-        yield c
-
-
 @pytest.fixture
 def both(tmp_path: Path) -> Iterator[dict[str, slurmscope.Cluster]]:
-    slurm_cluster.require()
-    with _cluster("sbatch", tmp_path) as sb, _cluster("pyslurm", tmp_path) as ps:
-        yield {"sbatch": sb, "pyslurm": ps}
+    with contextlib.ExitStack() as stack:
+        yield {
+            kind: backend_cluster(kind, tmp_path / kind, stack) for kind in ("sbatch", "pyslurm")
+        }
 
 
 def _comparable(seen: dict[str, Any]) -> dict[str, Any]:
@@ -155,19 +144,19 @@ DRIVER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("kind", ["sbatch", "pyslurm"])
+@pytest.mark.backends("sbatch", "pyslurm")
 def test_node_counts_are_left_to_slurm_as_sbatch_does(
-    kind: str, two_nodes: str, tmp_path: Path
+    backend: str, two_nodes: str, tmp_path: Path
 ) -> None:
     """libslurm's configuration is per process, so each backend runs in a process of its own
     pointed at the 2-node cluster. ``--ntasks=3`` (more CPUs than one node has) runs on both
     (pyslurm once refused it: "Requested node configuration is not available"); one task
     without a node count gets one node; ``--nodes=2`` gets two."""
     environ = dict(os.environ, SLURM_CONF=two_nodes)
-    if kind == "pyslurm" and pyslurm_support.real_pyslurm() is not None:
+    if backend == "pyslurm" and pyslurm_support.real_pyslurm() is not None:
         environ["PYTHONPATH"] = pyslurm_support.DOUBLE_DIR
     proc = subprocess.run(
-        [sys.executable, "-c", DRIVER, kind, str(Path(tasks.__file__).parent), str(tmp_path)],
+        [sys.executable, "-c", DRIVER, backend, str(Path(tasks.__file__).parent), str(tmp_path)],
         capture_output=True,
         text=True,
         env=environ,

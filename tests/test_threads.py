@@ -18,11 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from conftest import expected_pairs
+from conftest import assert_recorded, run_at_once
 
 import slurmscope
 from slurmscope import scope
-from slurmscope.dependency import parse
 
 N = 8
 
@@ -53,53 +52,29 @@ def _targets(job: Any) -> list[tuple[str, str]]:
     return [(d.kind, d.target_id) for d in job.dependencies]
 
 
-def _check_recorded(cluster: Any, job: Any) -> None:
-    """The ``--dependency`` the local scheduler got agrees with ``job.dependencies``."""
-    text = cluster.backend.recorded_dependencies(job.job_id)
-    recorded = parse(text)
-    pairs = [(kind, i) for kind, ids in recorded for i in ids]
-    assert len(pairs) == len(set(pairs)), text
-    assert set(pairs) == expected_pairs(job), text
-    # kinds in the order they were first given
-    assert [k for k, _ in recorded] == list(dict.fromkeys(d.kind for d in job.dependencies))
-
-
 # -- 8 threads, each with its own nested scopes -----------------------------------------------
 def test_threads_submit_with_their_own_scopes(env: dict[str, Any]) -> None:
     cluster, sleep, ups = env["cluster"], env["sleep"], env["ups"]
-    barrier = threading.Barrier(N, timeout=60)
-    results: dict[int, dict[str, Any]] = {}
-    errors: list[BaseException] = []
 
-    def worker(i: int) -> None:
-        try:
-            a, b = ups[i]
-            mine: dict[str, Any] = {"thread": threading.current_thread().name}
-            barrier.wait()
-            mine["line_a"] = here() + 1
-            with cluster.dependencies(a):
-                barrier.wait()  # every thread has its outer block open
-                mine["line_b"] = here() + 1
-                with cluster.dependencies(b, kind="afterany"):
-                    barrier.wait()  # ... and its inner one
-                    mine["inner"] = [sleep(0), sleep.map([0, 0]), sleep(0)]
-                    barrier.wait()
-                mine["outer"] = [sleep.map([0]), sleep(0)]
+    def worker(i: int, barrier: threading.Barrier) -> dict[str, Any]:
+        a, b = ups[i]
+        mine: dict[str, Any] = {"thread": threading.current_thread().name}
+        barrier.wait()
+        mine["line_a"] = here() + 1
+        with cluster.dependencies(a):
+            barrier.wait()  # every thread has its outer block open
+            mine["line_b"] = here() + 1
+            with cluster.dependencies(b, kind="afterany"):
+                barrier.wait()  # ... and its inner one
+                mine["inner"] = [sleep(0), sleep.map([0, 0]), sleep(0)]
                 barrier.wait()
-            mine["explicit"] = sleep.after(b).map([0, 0])  # no scope left
-            mine["scope_after"] = scope.current()
-            results[i] = mine
-        except BaseException as exc:  # reported in the main thread
-            errors.append(exc)
-            barrier.abort()
+            mine["outer"] = [sleep.map([0]), sleep(0)]
+            barrier.wait()
+        mine["explicit"] = sleep.after(b).map([0, 0])  # no scope left
+        mine["scope_after"] = scope.current()
+        return mine
 
-    threads = [threading.Thread(target=worker, args=(i,), name=f"scoped-{i}") for i in range(N)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    if errors:
-        raise errors[0]
+    results = run_at_once(N, worker, name="scoped-{}")
     assert sorted(results) == list(range(N))
     assert scope.current() == ()
 
@@ -128,7 +103,7 @@ def test_threads_submit_with_their_own_scopes(env: dict[str, Any]) -> None:
         assert explicit.dependencies[0].provenance.via == "after()"
         assert explicit.dependencies[0].provenance.site.thread == f"scoped-{i}"
         for job in mine["inner"] + mine["outer"] + [explicit]:
-            _check_recorded(cluster, job)
+            assert_recorded(cluster, job)
             manifest = json.loads((job.directory / "manifest.json").read_text())
             assert manifest["submitted_from"]["thread"] == f"scoped-{i}"
             assert [(d["kind"], d["target"]) for d in manifest["dependencies"]] == _targets(job)
@@ -194,7 +169,7 @@ def test_asyncio_tasks_submit_with_their_own_scopes(env: dict[str, Any]) -> None
         for job in out["inner"] + out["outer"]:
             assert all(d.provenance.site.thread == "MainThread" for d in job.dependencies)
             assert all(d.provenance.via == "scope" for d in job.dependencies)
-            _check_recorded(cluster, job)
+            assert_recorded(cluster, job)
 
 
 # -- carry_scope with a ThreadPoolExecutor -----------------------------------------------------
@@ -233,11 +208,11 @@ def test_carry_scope_into_a_thread_pool(env: dict[str, Any]) -> None:
         # ... and the submission itself is recorded in the pool thread
         manifest = json.loads((job.directory / "manifest.json").read_text())
         assert manifest["submitted_from"]["thread"] == thread
-        _check_recorded(cluster, job)
+        assert_recorded(cluster, job)
 
     job, thread, depth = late
     assert depth == 1 and _targets(job) == [("afterok", a.job_id)]
-    _check_recorded(cluster, job)
+    assert_recorded(cluster, job)
 
     for job, thread, depth in [plain, *after]:
         assert thread.startswith("pool")

@@ -19,15 +19,11 @@ from typing import Any
 import pytest
 import structlog
 import tasks
-from conftest import job_dirs
-from test_conformance import cluster  # noqa: F401 - the fixture, over every backend
+from conftest import add, identity, job_dirs
 
 import slurmscope
 from slurmscope.errors import DependencyError, InvalidInputError, JobNotFoundError
 from slurmscope.sizes import human_size, parse_size
-
-add = slurmscope.task(tasks.add)
-identity = slurmscope.task(tasks.identity)
 
 
 def here() -> int:
@@ -72,7 +68,7 @@ def test_option_of_another_backend_and_typos(
 
 
 # -- item 10 and sizes: the function is a payload too -----------------------------------------
-def test_a_function_capturing_large_data_is_refused(cluster: slurmscope.Cluster) -> None:  # noqa: F811
+def test_a_function_capturing_large_data_is_refused(cluster: slurmscope.Cluster) -> None:
     cluster.max_item_bytes = 2**20
     blob = b"x" * 2_000_000
 
@@ -101,7 +97,7 @@ def test_a_function_capturing_large_data_is_refused(cluster: slurmscope.Cluster)
 
 
 def test_sizes_in_messages_are_human(
-    cluster: slurmscope.Cluster,  # noqa: F811
+    cluster: slurmscope.Cluster,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SLURMSCOPE_MAX_ITEM_SIZE", "1K")
@@ -125,7 +121,7 @@ def test_sizes_in_messages_are_human(
 
 
 # -- item 11 ----------------------------------------------------------------------------------
-def test_attach_takes_an_int_and_refuses_garbage(cluster: slurmscope.Cluster) -> None:  # noqa: F811
+def test_attach_takes_an_int_and_refuses_garbage(cluster: slurmscope.Cluster) -> None:
     job = add.on(cluster)(1)
     array = add.on(cluster).map([1, 2, 3])
     assert job.get_result(timeout=120) == 2 and array.get_results(timeout=120) == [2, 3, 4]
@@ -144,7 +140,7 @@ def test_attach_takes_an_int_and_refuses_garbage(cluster: slurmscope.Cluster) ->
 
 
 def test_an_empty_map_writes_nothing_and_is_a_satisfied_dependency(
-    cluster: slurmscope.Cluster,  # noqa: F811
+    cluster: slurmscope.Cluster,
 ) -> None:
     calls = dict(getattr(cluster.backend, "calls", {}))
     empty = add.on(cluster).map([])
@@ -160,7 +156,7 @@ def test_an_empty_map_writes_nothing_and_is_a_satisfied_dependency(
 
 
 def test_foreign_jobs_are_refused_with_provenance(
-    cluster: slurmscope.Cluster,  # noqa: F811
+    cluster: slurmscope.Cluster,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     root = tmp_path_factory.mktemp("other")
@@ -184,7 +180,7 @@ def test_foreign_jobs_are_refused_with_provenance(
         other.close()
 
 
-def test_call_sites_through_asyncio_threads(cluster: slurmscope.Cluster) -> None:  # noqa: F811
+def test_call_sites_through_asyncio_threads(cluster: slurmscope.Cluster) -> None:
     stage = add.on(cluster)
     lines: dict[str, int] = {}
 
@@ -208,7 +204,7 @@ def test_call_sites_through_asyncio_threads(cluster: slurmscope.Cluster) -> None
 
 
 def test_stdlib_logging_keeps_the_structlog_context(
-    cluster: slurmscope.Cluster,  # noqa: F811
+    cluster: slurmscope.Cluster,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     structlog.contextvars.bind_contextvars(run_id="r-42", sample="north")
