@@ -165,3 +165,16 @@ def test_no_function_local_import_of_slurmscope_modules() -> None:
     assert not local, f"function-local imports (move them to the top): {sorted(local)}"
     lazy_found = {(a, b) for a, b, at_top in imports() if not at_top}
     assert lazy_found >= LAZY and LAZY, "a documented lazy import is gone: update LAZY"
+
+
+def test_every_package_is_installed() -> None:
+    """A non-editable install ships only the packages pyproject lists: every folder of
+    slurmscope with an ``__init__.py`` must be among them (``slurmscope.cli`` once was not)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    listed = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert found and "slurmscope" in found
+    assert found == listed, f"pyproject.toml [tool.setuptools] packages must be {sorted(found)}"
