@@ -9,8 +9,8 @@ from typing import Any
 
 from .dependency import Dependency
 from .errors import InvalidInputError, JobNotFoundError
+from .job_directory import JobDirectory, split_job_id
 from .jobs import ArrayJob, Job
-from .payload_directory import JobDirectory, split_job_id
 from .runtime import Runtime
 from .submission import Part, Submission
 

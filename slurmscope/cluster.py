@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import default, scope
@@ -69,7 +70,7 @@ class Cluster:
         **options: Any,
     ) -> None:
         self._routing = scope.OpenEntries()  # the open `with cluster:` blocks
-        self.root = resolve_root(root)
+        root_dir = resolve_root(root)
         max_item_bytes = parse_size(
             options.pop("max_item_size", None)
             or os.environ.get("SLURMSCOPE_MAX_ITEM_SIZE")
@@ -85,17 +86,18 @@ class Cluster:
                 f"cancel_on_interrupt must be True or False, not {cancel_on_interrupt!r}."
             )
         check_options(backend, options)  # before the root or a backend is created
-        make_root(self.root)
-        self.backend, why = choose_backend(backend, self.root, options)
-        node_hosts = self.backend.node_hosts()
-        if shared_root_check and node_hosts is not None:
-            check_shared(self.root, node_hosts)
+        make_root(root_dir)
+        chosen_backend, why = choose_backend(backend, root_dir, options)
+        if shared_root_check:
+            node_hosts = chosen_backend.node_hosts()  # asked only for this check
+            if node_hosts is not None:
+                check_shared(root_dir, node_hosts)
         #: What the submit path and every handle of this cluster share.
         self.runtime = Runtime(
-            backend=self.backend,
-            poller=Poller(self.backend),
-            root=self.root,
-            name=self.backend.cluster_name,
+            backend=chosen_backend,
+            poller=Poller(chosen_backend),
+            root=root_dir,
+            name=chosen_backend.cluster_name,
             cancel_on_interrupt=cancel_on_interrupt,
             owner=self,
             defaults=resources,
@@ -123,14 +125,32 @@ class Cluster:
             default.set_default(self)
 
     @property
+    def root(self) -> Path:
+        """Where this cluster's job directories live."""
+        return self.runtime.root
+
+    @property
+    def backend(self) -> Backend:
+        """The backend this cluster submits through."""
+        return self.runtime.backend
+
+    @property
     def name(self) -> str:
         """The scheduler's cluster name (job ids are unique within it)."""
         return self.backend.cluster_name
 
     @property
     def defaults(self) -> Resources:
-        """Default resources of every task submitted here."""
+        """Default resources of every task submitted here (settable)."""
         return self.runtime.defaults
+
+    @defaults.setter
+    def defaults(self, value: Resources) -> None:
+        if not isinstance(value, Resources):
+            raise InvalidInputError(
+                f"Cluster.defaults must be a slurmscope.Resources, not {type(value).__name__}."
+            )
+        self.runtime.defaults = value
 
     @property
     def max_item_bytes(self) -> int:

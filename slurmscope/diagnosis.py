@@ -62,17 +62,6 @@ def outcome_or_error(handle: Handle, index: int) -> Any:
     raise error2
 
 
-def current_state(handle: Handle) -> str:
-    """The state of the task a handle of one task views, asking the scheduler if it may
-    have changed (as ``Job.state`` does)."""
-    index = handle.indices.start
-    state = handle.submission.states[index]
-    if state is None or not state.terminal:
-        handle.runtime.poller.poll_now()
-        state = handle.submission.states[index]
-    return state.state if state is not None else "PENDING"
-
-
 def log_paths(sub: Submission, index: int) -> tuple[Path, Path]:
     part, local = sub.locate(index)
     stem = f"{part.job_id}_{local}" if sub.is_array else part.job_id
@@ -98,11 +87,10 @@ def _never_satisfied(dep: Dependency, index: int) -> tuple[bool, str]:
     if target is None:
         return False, ""
     if dep.kind == "aftercorr" and target.whole_array:
-        element = target.task(index)
+        element = target[index]
         outcome = element.known_outcome()
         why = None if outcome is None else never_satisfied(dep.kind, outcome)
-        state = current_state(element)
-        return why is not None, f"task {index} ({element.target_id}) {state}; {why}"
+        return why is not None, f"task {index} ({element.job_id}) {element.status.state}; {why}"
     outcome = target.known_outcome()
     why = None if outcome is None else never_satisfied(dep.kind, outcome)
     if why is None:
@@ -112,7 +100,7 @@ def _never_satisfied(dep: Dependency, index: int) -> tuple[bool, str]:
         shown = ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
         return True, f"tasks {shown} did not complete; {why}"
     if outcome is False:
-        return True, f"ended {current_state(target)}; {why}"
+        return True, f"ended {target.status.state}; {why}"
     return True, f"succeeded; {why}"
 
 

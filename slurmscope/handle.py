@@ -1,7 +1,7 @@
 """What a :class:`~slurmscope.Job` and an :class:`~slurmscope.ArrayJob` share.
 
 A handle is a view of a :class:`~slurmscope.submission.Submission` (the record its poller
-keeps up to date) within a :class:`~slurmscope.poller.Runtime` (backend, poller and the
+keeps up to date) within a :class:`~slurmscope.runtime.Runtime` (backend, poller and the
 cluster it answers as ``.cluster``). Handles never reach into a cluster's internals.
 """
 
@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from .dependency import Dependency
 from .errors import ArrayAlreadySubmittedError
 from .graph import Graph
-from .payload_directory import JobDirectory
+from .job_directory import JobDirectory
 from .runtime import ClusterView, Runtime
 from .submission import Submission
 from .tree import key, trees
@@ -69,10 +69,6 @@ class Handle:
         """True/False once every task of this handle has ended well/badly (an empty array
         has succeeded), ``None`` while undecided. Asks no scheduler."""
         return self.submission.outcome(None if self.whole_array else self.indices.start)
-
-    def task(self, index: int) -> Handle:
-        """The handle of item ``index`` alone (this handle, for a :class:`Job`)."""
-        return self
 
     # -- looking -------------------------------------------------------------------------------
     def refresh(self) -> None:

@@ -128,9 +128,6 @@ class ArrayJob(Handle, Generic[R]):
     def indices(self) -> range:
         return range(self.submission.size)
 
-    def task(self, index: int) -> Job[R]:
-        return self[index]
-
     def __len__(self) -> int:
         """The number of items (tasks) of the map."""
         return self.submission.size

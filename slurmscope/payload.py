@@ -1,6 +1,6 @@
 """What a job reads and writes in its job directory: the payload and the outcome files.
 
-The payload is what the driver writes before it submits (:mod:`slurmscope.payload_directory`
+The payload is what the driver writes before it submits (:mod:`slurmscope.job_directory`
 lists the whole directory)::
 
     function.pkl      the cloudpickled function, once

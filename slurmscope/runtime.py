@@ -4,6 +4,7 @@ the cluster its handles answer as ``.cluster``."""
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,15 +16,24 @@ from .spec import Resources
 
 class ClusterView(Protocol):
     """What a handle's ``.cluster`` is: the :class:`~slurmscope.Cluster` it was submitted
-    to (declared here, below the facade, as the handles see it)."""
+    to, declared here, below the facade, with what users call on it."""
 
-    root: Path
-    backend: Backend
+    @property
+    def root(self) -> Path: ...
+
+    @property
+    def backend(self) -> Backend: ...
 
     @property
     def name(self) -> str: ...
 
     def attach(self, job: str | int | os.PathLike[str]) -> Any: ...
+
+    def dependencies(self, *jobs: Any, kind: str = ...) -> AbstractContextManager[Any]: ...
+
+    def task(self, fn: Any = ..., **resources: Any) -> Any: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass

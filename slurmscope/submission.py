@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from . import reasons
 from .dependency import Dependency
 from .errors import JobCannotRunError
+from .job_directory import JobDirectory
 from .log import log
-from .payload_directory import JobDirectory
 from .states import TERMINAL_STATES, StateMap, TaskState
 
 _COMPLETED = TaskState("COMPLETED", "None")

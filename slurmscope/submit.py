@@ -22,10 +22,10 @@ from .dependency import VIA_DATA_ARGUMENT, Dependency, DependencyClauses, Proven
 from .dependency import never_satisfied as never_satisfied_by
 from .errors import DependencyError, InvalidInputError, SubmissionError
 from .handle import Handle
+from .job_directory import JobDirectory
 from .jobs import ArrayJob, Job
 from .log import log
 from .origin import driver_info
-from .payload_directory import JobDirectory
 from .pickling import (
     by_value,
     check_function_size,

@@ -91,7 +91,8 @@ class Task(Generic[P, R]):
     # -- submission ----------------------------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Submit one job now and return its handle."""
-        handle = self._submit([(args, kwargs)], False, None, self._after, caller_site())
+        target = self._target()
+        handle = self._submit(target, [(args, kwargs)], False, None, self._after, caller_site())
         assert isinstance(handle, Job)
         return handle
 
@@ -106,6 +107,7 @@ class Task(Generic[P, R]):
         ``max_concurrent`` caps how many tasks run at once (Slurm's ``--array=...%k``);
         ``after`` lists jobs this array depends on (``depend(job, kind)`` for other kinds).
         """
+        target = self._target()  # once: a default cluster made meanwhile changes nothing
         site = caller_site()
         if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
             raise InvalidInputError(
@@ -114,13 +116,14 @@ class Task(Generic[P, R]):
             )
         explicit = self._after
         if after is not None:
-            explicit = explicit + _explicit(self._target(), after, site)
-        handle = self._submit(list(items), True, max_concurrent, explicit, site)
+            explicit = explicit + _explicit(target, after, site)
+        handle = self._submit(target, list(items), True, max_concurrent, explicit, site)
         assert isinstance(handle, ArrayJob)
         return handle
 
     def _submit(
         self,
+        target: Target,
         calls: list[Any],
         array: bool,
         max_concurrent: int | None,
@@ -128,7 +131,7 @@ class Task(Generic[P, R]):
         site: CallSite,
     ) -> Job[R] | ArrayJob[R]:
         return submit(
-            self._target().runtime,
+            target.runtime,
             self.fn,
             self.name,
             self.resources,

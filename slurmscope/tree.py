@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .dependency import never_satisfied
-from .payload_directory import MANIFEST, JobDirectory
+from .job_directory import MANIFEST, JobDirectory
 from .states import TaskState
 
 Row = tuple[int, str, str, str]  # (index, scheduler id, state, reason)

@@ -26,7 +26,7 @@ import slurmscope
 from slurmscope import cli
 from slurmscope.cli import handles as cli_handles
 from slurmscope.errors import JobNotCompletedError, TaskFailedError
-from slurmscope.payload_directory import JobDirectory
+from slurmscope.job_directory import JobDirectory
 from slurmscope.states import TERMINAL_STATES, UNSUCCESSFUL_ENDINGS, TaskState
 
 

@@ -29,7 +29,7 @@ import slurmscope
 from slurmscope import cli
 from slurmscope.cli import handles as cli_handles
 from slurmscope.errors import DependencyError, JobNotCompletedError
-from slurmscope.payload_directory import JobDirectory
+from slurmscope.job_directory import JobDirectory
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.backends("sbatch", "pyslurm")]
 

@@ -13,7 +13,7 @@ from conftest import add, job_dirs
 
 import slurmscope
 from slurmscope import limits, reasons
-from slurmscope.backends.slurm_output import partition_limits
+from slurmscope.backends.sbatch_output import partition_limits
 from slurmscope.errors import (
     InvalidInputError,
     JobCannotRunError,

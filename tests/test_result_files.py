@@ -25,8 +25,8 @@ import tasks
 import slurmscope
 from slurmscope import poller
 from slurmscope.errors import JobNotCompletedError
+from slurmscope.job_directory import JobDirectory
 from slurmscope.payload import ResultRef, write_outcome
-from slurmscope.payload_directory import JobDirectory
 from slurmscope.pickling import pickle_item, pickle_scalars
 from slurmscope.states import TaskState
 from slurmscope.testing import FakeBackend, FakeJob

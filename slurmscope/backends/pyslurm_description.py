@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from ..dependency import render
 from ..errors import SubmissionError
 from ..spec import JobSpec
+from .pyslurm_environment import RLIMITS, submit_environment
 from .pyslurm_import import FALLBACK
-from .slurm_environment import RLIMITS, submit_environment
 from .slurm_request import EXTRA_FLAGS, batch_script, requested
 
 #: SLURM_BITSTR_LEN as the user's environment had it when slurmscope was imported.
@@ -22,7 +22,7 @@ def job_environment(
     spec: JobSpec, rlimits: Sequence[str] = RLIMITS, hydra_bootstrap: bool = True
 ) -> dict[str, str]:
     """The environment a job gets from ``sbatch --export=ALL``: the submitting process's,
-    the variables sbatch adds (:func:`~slurmscope.backends.slurm_environment.submit_environment`),
+    the variables sbatch adds (:func:`~slurmscope.backends.pyslurm_environment.submit_environment`),
     then the spec's own."""
     env = dict(os.environ)
     # SLURM_BITSTR_LEN is set around each load on the RPC thread (load_jobs): a copy taken

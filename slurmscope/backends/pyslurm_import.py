@@ -20,7 +20,7 @@ from types import ModuleType
 
 from ..errors import BackendUnavailableError
 from ._slurm import FULL_RANGES, VERSION_ERRNOS, slurm_conf_problem
-from .slurm_environment import propagated_limits
+from .pyslurm_environment import propagated_limits
 
 FALLBACK = "Cluster('sbatch')"
 INSTALL = "pip install 'slurmscope[pyslurm]'"

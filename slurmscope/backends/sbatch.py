@@ -35,7 +35,7 @@ from ._slurm import (
     slurm_conf_problem,
 )
 from .base import Backend
-from .slurm_output import (
+from .sbatch_output import (
     configuration,
     key_values,
     partition_limits,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..payload_directory import BY_ID, MANIFEST, JobDirectory
+from ..job_directory import BY_ID, MANIFEST, JobDirectory
 from ..tree import ended
 from . import handles
 from .errors import CliError

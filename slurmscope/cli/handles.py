@@ -13,7 +13,8 @@ from typing import Any
 
 from .. import ArrayJob, Cluster, Job
 from ..errors import SlurmscopeError
-from ..payload_directory import BY_ID, MANIFEST, JobDirectory, split_job_id
+from ..job_directory import BY_ID, MANIFEST, JobDirectory, split_job_id
+from ..roots import resolve_root
 from ..tree import Row, RowsOf
 from .errors import CliError
 
@@ -24,10 +25,9 @@ clusters: dict[tuple[str, str], Cluster] = {}
 
 
 def root_of(args: argparse.Namespace) -> Path:
-    """The job directory root: ``--root``, else ``$SLURMSCOPE_ROOT``, else the default."""
-    return Path(
-        args.root or os.environ.get("SLURMSCOPE_ROOT") or Path.home() / ".slurmscope" / "jobs"
-    ).expanduser()
+    """The job directory root: ``--root``, else ``$SLURMSCOPE_ROOT``, else the default (as
+    ``Cluster(root=...)`` chooses it)."""
+    return resolve_root(args.root)
 
 
 def find(root: Path, job: str, cluster: str | None) -> tuple[JobDirectory, str]:

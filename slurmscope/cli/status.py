@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..payload_directory import MANIFEST, JobDirectory
+from ..job_directory import MANIFEST, JobDirectory
 from ..tree import summary
 from . import handles
 

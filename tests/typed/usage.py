@@ -45,3 +45,7 @@ assert_type(later(1, 2), slurmscope.Job[int])
 for element in array:
     assert_type(element, slurmscope.Job[int])
 add(1, "2")  # type: ignore[arg-type]  # the function's signature is kept for calls
+with job.cluster.dependencies(job):  # a handle's cluster is typed with what users call on it
+    pass
+assert_type(job.cluster.name, str)
+job.cluster.close()
