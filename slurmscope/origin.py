@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # typing and types are not imported at run time: every task p
 else:  # the same classes, without importing types
     _FUNCTION = type(lambda: None)
     _MODULE = type(sys)
-    _CODE = type(_FUNCTION.__code__)
+    _CODE = type((lambda: None).__code__)
 
 #: The file name cloudpickle gives the code of every function it ships by value.
 BY_VALUE_FILENAME = "<dynamic-code>"
