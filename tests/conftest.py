@@ -102,6 +102,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     A test that parametrises ``backend`` itself keeps its own parameters."""
     if "backend" not in metafunc.fixturenames:
         return
+    if "backend" in vars(metafunc.module):  # the test module's own ``backend`` fixture wins
+        return
     for mark in metafunc.definition.iter_markers("parametrize"):
         names = mark.args[0]
         if "backend" in (
