@@ -1,0 +1,187 @@
+"""Who may have written what slurmscope unpickles: OpenSSH's StrictModes for job directories.
+
+Unpickling runs code, so nothing is unpickled (by the driver, ``attach``, the command line or
+the worker) unless the file and the directories from the root down to it are owned by the
+current user (or root) and writable by no one else:
+
+- the root (the job directory's parent) is checked when a ``Cluster`` is made (the command
+  line makes one too): refused when others can write into it, unless sticky or opted in
+  (:func:`slurmscope.roots.check_writers`);
+- the job directory and its ``results/`` are directories, owned by you or root, neither
+  group- nor world-writable;
+- the file itself is a regular file (not a link), owned by you or root, neither group- nor
+  world-writable, checked on the open file (``fstat``), so that nothing can be swapped in
+  between the check and the read.
+
+The directory checks are made once per directory and process (:data:`_checked`); each file
+costs one ``fstat`` of a file that is opened anyway. Job directories are made private
+(``0700``, files ``0600``) whatever the umask, or group-readable (``0750``/``0640``) with
+``Cluster(share_with_group=True)``: a file's mode follows its directory's (:func:`file_mode`).
+
+The worker imports this module inside every job: standard library only, and cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from .errors import UnsafeJobDirectoryError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+#: The internal switch the benchmark (``benchmarks/guard_cost.py``) turns off to measure
+#: what the checks cost; never off otherwise.
+CHECKS = True
+#: Directories (as given) whose chain from the root down has been checked in this process.
+_checked: set[str] = set()
+#: Never writable by anyone but the owner, whatever the options.
+_OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def trusted_owners() -> tuple[int, int]:
+    """The owners whose files may be loaded: the current user and root."""
+    return (os.geteuid(), 0)
+
+
+def dir_mode(share_with_group: bool) -> int:
+    """The mode of the directories slurmscope makes: private, or group-readable."""
+    return 0o750 if share_with_group else 0o700
+
+
+def file_mode(directory_mode: int) -> int:
+    """The mode of a file in a directory of mode ``directory_mode``: the directory's read
+    bits, never group or world write (``0700`` gives ``0600``, ``0750`` gives ``0640``)."""
+    return 0o600 | (directory_mode & (stat.S_IRGRP | stat.S_IROTH))
+
+
+def make_dir(path: str, mode: int) -> None:
+    """Make directory ``path`` with exactly ``mode`` (the umask cannot widen or narrow it;
+    a set-group-ID bit inherited from the parent is kept, so a group root stays one)."""
+    os.mkdir(path, 0o700)
+    os.chmod(path, mode | (os.stat(path).st_mode & stat.S_ISGID))
+
+
+def owner_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def problem(st: os.stat_result, *, directory: bool) -> str | None:
+    """What is wrong with a file or directory of status ``st``, or ``None``."""
+    kind = stat.S_IFMT(st.st_mode)
+    if directory and kind != stat.S_IFDIR:
+        return "which is not a directory (a link, or another kind of file)"
+    if not directory and kind != stat.S_IFREG:
+        return "which is not a regular file (a link, a device, a pipe)"
+    if st.st_uid not in trusted_owners():
+        return f"which is not owned by you ({owner_name(os.geteuid())}) or root"
+    if st.st_mode & _OTHERS_WRITE:
+        who = "anyone" if st.st_mode & stat.S_IWOTH else "its group"
+        return f"which {who} can write to"
+    return None
+
+
+def refuse(loading: str, path: str, st: os.stat_result | None, why: str) -> UnsafeJobDirectoryError:
+    """The error for ``loading`` refused because of ``path``: names both, the owner and the
+    mode, and what to do."""
+    seen = "" if st is None else f" (owner {owner_name(st.st_uid)}, mode {st.st_mode & 0o7777:04o})"
+    return UnsafeJobDirectoryError(
+        f"refusing to load {loading}: {path}{seen} is {why}, so someone else could have "
+        "put code there that loading it would run. If you made it and trust it, make it "
+        f"yours and private (`chown $USER {path}; chmod go-w {path}`); otherwise remove it "
+        "(or ask its owner to) and run the job again, with a root only you can write into."
+    )
+
+
+def check_directory(directory: str, loading: str) -> None:
+    """Check ``directory`` and its ``results/`` (the root above them is checked when a
+    ``Cluster`` is made), once per directory and process; ``UnsafeJobDirectoryError`` if it
+    fails, ``FileNotFoundError`` if ``directory`` does not exist."""
+    if directory in _checked or not CHECKS:
+        return
+    real = os.path.realpath(directory)
+    for path in (real, os.path.join(real, "results")):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            if path == real:
+                raise
+            continue
+        why = problem(st, directory=True)
+        if why is not None:
+            raise refuse(loading, path, st, why)
+    _checked.add(directory)
+
+
+def open_file(path: str, directory: str) -> BinaryIO:
+    """``path``, a file of job directory ``directory``, open for reading after the checks:
+    ``UnsafeJobDirectoryError`` when they fail, ``FileNotFoundError`` when it is missing."""
+    if not CHECKS:
+        return open(path, "rb")
+    check_directory(directory, path)
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # ELOOP: O_NOFOLLOW met a link
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            raise refuse(path, path, st, "a symbolic link") from exc
+        raise
+    fh = open(fd, "rb")  # noqa: SIM115 - returned open, or closed below
+    st = os.fstat(fd)
+    why = problem(st, directory=False)
+    if why is not None:
+        fh.close()
+        raise refuse(path, path, st, why)
+    return fh
+
+
+def read_file(path: str, directory: str) -> bytes | None:
+    """The bytes of ``path``, a file of job directory ``directory`` (``None`` when it, or
+    the directory, does not exist), after the checks of :func:`open_file`."""
+    try:
+        fh = open_file(path, directory)
+    except FileNotFoundError:
+        return None
+    with fh:
+        return fh.read()
+
+
+def file_ok(fd: int) -> bool:
+    """Whether the open file ``fd`` passes the checks on a file."""
+    return not CHECKS or problem(os.fstat(fd), directory=False) is None
+
+
+def check_link(root: str, link: str) -> str | None:
+    """The job directory a ``by-id`` link of ``root`` points to, after the checks (``None``
+    when there is no such link): the link and its folders are yours and private, and it
+    points at a directory directly under ``root``. ``UnsafeJobDirectoryError`` otherwise."""
+    loading = f"the job directory of {link}"
+    try:
+        st = os.lstat(link)
+    except FileNotFoundError:
+        return None
+    folder = os.path.dirname(link)
+    for path in (os.path.dirname(folder), folder):
+        fst = os.lstat(path)
+        why = problem(fst, directory=True)
+        if why is not None:
+            raise refuse(loading, path, fst, why)
+    if not stat.S_ISLNK(st.st_mode):
+        raise refuse(loading, link, st, "not a symbolic link")
+    if st.st_uid not in trusted_owners():
+        raise refuse(loading, link, st, f"a link not made by you ({owner_name(os.geteuid())})")
+    target = os.path.realpath(link)
+    if os.path.dirname(target) != os.path.realpath(root):
+        raise refuse(loading, link, st, f"a link that points outside the root {root}, to {target}")
+    check_directory(target, loading)
+    return target
