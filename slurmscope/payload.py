@@ -117,12 +117,12 @@ def write_outcome(directory: str, index: int, outcome: dict[str, Any]) -> None:
     atomic_write(result_file(directory, index), dumps(outcome, protocol=5))
 
 
-def read_outcome(directory: str, index: int) -> dict[str, Any] | None:
+def read_outcome(directory: str, index: int, each_file: bool = True) -> dict[str, Any] | None:
     """The outcome of task ``index`` (``{"ok": True, "value": ...}`` or
     ``{"ok": False, "type", "message", "traceback", "exception"}``), or ``None``.
     ``UnsafeJobDirectoryError`` when someone else could have written it (see
     :mod:`slurmscope.payload_guard`): it is not unpickled then."""
-    data = read_file(result_file(directory, index), directory)
+    data = read_file(result_file(directory, index), directory, each_file)
     if data is None:
         return None
     outcome: dict[str, Any] = loads(data)

@@ -142,9 +142,15 @@ class JobDirectory:
         outcome = self.read_outcome(index)  # another pickle layout: read it whole
         return None if outcome is None else bool(outcome["ok"])
 
-    def read_outcome(self, index: int) -> dict[str, Any] | None:
-        """The outcome of task ``index``, or ``None`` (see :func:`payload.read_outcome`)."""
-        return read_outcome(str(self.path), index)
+    def read_outcome(self, index: int, each_file: bool = True) -> dict[str, Any] | None:
+        """The outcome of task ``index``, or ``None`` (see :func:`payload.read_outcome`;
+        ``each_file=False`` right after :meth:`files_private` said True)."""
+        return read_outcome(str(self.path), index, each_file)
+
+    def files_private(self) -> bool:
+        """Whether no one else can reach or replace the result files: checked anew at each
+        call (see :func:`payload_guard.files_private`)."""
+        return payload_guard.files_private(str(self.path))
 
     # -- final states seen by a driver or the CLI (see slurmscope.payload_ended) -------------
     def record_ended(self, ended: dict[int, FinalState]) -> None:

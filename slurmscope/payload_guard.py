@@ -39,12 +39,18 @@ CHECKS = True
 _checked: set[str] = set()
 #: Never writable by anyone but the owner, whatever the options.
 _OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
+#: A regular file that neither group nor others can write: ``mode & this == S_IFREG``.
+_KIND_AND_WRITE = 0o170000 | _OTHERS_WRITE  # the file-type bits (S_IFMT) and the write bits
+#: The current user (as the process started) and root.
+_TRUSTED = frozenset((os.geteuid(), 0))
+#: What one read asks for when the size is not known (under malloc's mmap threshold).
+_CHUNK = 1 << 16
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def trusted_owners() -> tuple[int, int]:
+def trusted_owners() -> frozenset[int]:
     """The owners whose files may be loaded: the current user and root."""
-    return (os.geteuid(), 0)
+    return _TRUSTED
 
 
 def dir_mode(share_with_group: bool) -> int:
@@ -132,9 +138,7 @@ def open_file(path: str, directory: str) -> BinaryIO:
     except FileNotFoundError:
         raise
     except OSError as exc:  # ELOOP: O_NOFOLLOW met a link
-        st = os.lstat(path)
-        if stat.S_ISLNK(st.st_mode):
-            raise refuse(path, path, st, "a symbolic link") from exc
+        _refuse_link(path, exc)
         raise
     fh = open(fd, "rb")  # noqa: SIM115 - returned open, or closed below
     st = os.fstat(fd)
@@ -145,15 +149,87 @@ def open_file(path: str, directory: str) -> BinaryIO:
     return fh
 
 
-def read_file(path: str, directory: str) -> bytes | None:
-    """The bytes of ``path``, a file of job directory ``directory`` (``None`` when it, or
-    the directory, does not exist), after the checks of :func:`open_file`."""
+def files_private(directory: str) -> bool:
+    """Whether no one but you (and root) can add, replace or rename anything from ``/``
+    down to ``directory``'s ``results/``: every directory on the way is owned by you or root
+    and writable by no one else, or sticky above the job directory (as ``/tmp``: no one else
+    can rename or remove your entries there). Then the result files are those you wrote, as
+    you wrote them (slurmscope makes none writable by others), and a many-result read
+    (``get_results()``) checks this once (one ``lstat`` per directory) instead of each file
+    (one ``fstat`` each). Checked anew at each such read, never cached.
+    """
+    if not CHECKS:
+        return True
+    real = os.path.realpath(directory)
+    job = len(real)
+    path = os.path.join(real, "results")
     try:
-        fh = open_file(path, directory)
+        while True:
+            st = os.lstat(path)
+            if st.st_uid not in _TRUSTED or not stat.S_ISDIR(st.st_mode):
+                return False
+            sticky = st.st_mode & stat.S_ISVTX and len(path) < job
+            if st.st_mode & _OTHERS_WRITE and not sticky:
+                return False
+            parent = os.path.dirname(path)
+            if parent == path:
+                return True
+            path = parent
+    except OSError:
+        return False
+
+
+def read_file(path: str, directory: str, each_file: bool = True) -> bytes | None:
+    """The bytes of ``path``, a file of job directory ``directory`` (``None`` when it, or
+    the directory, does not exist), after the checks of :func:`open_file` (those of the
+    file itself only with ``each_file``: a caller that found :func:`files_private` true
+    just before may leave them out).
+
+    The read path of every result (``get_results()`` of a large map reads thousands):
+    system calls only (open, fstat, read to the end, close), fewer than ``open().read()``
+    makes, so the checks cost nothing measurable (``benchmarks/guard_cost.py``).
+    """
+    if not CHECKS:  # the same system calls but the checks' (fstat, directories)
+        try:
+            fd = os.open(path, _READ_FLAGS)
+        except FileNotFoundError:
+            return None
+        try:
+            chunks = [os.read(fd, _CHUNK)]
+            while chunks[-1]:
+                chunks.append(os.read(fd, _CHUNK))
+        finally:
+            os.close(fd)
+        return chunks[0] if len(chunks) == 2 else b"".join(chunks)
+    try:
+        if directory not in _checked:
+            check_directory(directory, path)
+        fd = os.open(path, _READ_FLAGS)
     except FileNotFoundError:
         return None
-    with fh:
-        return fh.read()
+    except OSError as exc:  # ELOOP: O_NOFOLLOW met a link
+        _refuse_link(path, exc)
+        raise
+    try:
+        size = _CHUNK
+        if each_file:
+            st = os.fstat(fd)
+            if st.st_uid not in _TRUSTED or st.st_mode & _KIND_AND_WRITE != stat.S_IFREG:
+                raise refuse(path, path, st, problem(st, directory=False) or "not safe")
+            size = st.st_size + 1
+        chunks = [os.read(fd, size)]
+        while chunks[-1]:  # to the end, however the file changed since fstat
+            chunks.append(os.read(fd, _CHUNK))
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 2 else b"".join(chunks)
+
+
+def _refuse_link(path: str, exc: OSError) -> None:
+    """Raise the refusal of ``path`` when opening it failed because it is a link."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise refuse(path, path, st, "a symbolic link") from exc
 
 
 def file_ok(fd: int) -> bool:
