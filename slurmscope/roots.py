@@ -4,6 +4,7 @@ filesystem when the nodes are other machines)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import stat
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from .errors import InvalidInputError
 from .payload_directory import BY_ID
-from .payload_guard import dir_mode, owner_name, problem, trusted_owners
+from .payload_guard import dir_mode, make_dir, owner_name, problem, trusted_owners
 
 
 def resolve_root(root: str | os.PathLike[str] | None) -> Path:
@@ -22,13 +23,15 @@ def resolve_root(root: str | os.PathLike[str] | None) -> Path:
 
 
 def make_root(root: Path, share_with_group: bool = False) -> None:
-    """Create ``root`` (private, or group-readable, whatever the umask; its missing parents
-    with the umask) and check that it can be written, with errors that say what to do."""
+    """Create ``root`` and its missing parents (private, or group-readable, whatever the
+    umask) and check that it can be written, with errors that say what to do."""
+    missing = [p for p in (root, *root.parents) if not p.is_dir()]
     try:
-        root.parent.mkdir(parents=True, exist_ok=True)
+        for path in reversed(missing):  # those slurmscope makes: private too
+            with contextlib.suppress(FileExistsError):  # another process made it first
+                make_dir(str(path), dir_mode(share_with_group))
         if not root.is_dir():
-            root.mkdir(mode=0o700)
-            os.chmod(root, dir_mode(share_with_group) | (root.stat().st_mode & stat.S_ISGID))
+            raise NotADirectoryError(f"{root} is a file, not a directory")
     except OSError as exc:
         raise InvalidInputError(
             f"cannot create the job directory root {root}: {exc}. Pass "
