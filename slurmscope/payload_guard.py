@@ -14,7 +14,10 @@ current user (or root) and writable by no one else:
   between the check and the read.
 
 The directory checks are made once per directory and process (:data:`_checked`); each file
-costs one ``fstat`` of a file that is opened anyway. Job directories are made private
+read alone costs one ``fstat`` of a file that is opened anyway, and a ``get_results()`` of
+many checks once that no one else can add or replace files anywhere from ``/`` down to
+``results/`` (:func:`files_private`) and then reads them without a check each (+1% for
+10,000 results, ``benchmarks/guard_cost.py``). Job directories are made private
 (``0700``, files ``0600``) whatever the umask, or group-readable (``0750``/``0640``) with
 ``Cluster(share_with_group=True)``: a file's mode follows its directory's (:func:`file_mode`).
 
@@ -84,14 +87,13 @@ def problem(st: os.stat_result, *, directory: bool) -> str | None:
     """What is wrong with a file or directory of status ``st``, or ``None``."""
     kind = stat.S_IFMT(st.st_mode)
     if directory and kind != stat.S_IFDIR:
-        return "which is not a directory (a link, or another kind of file)"
+        return "not a directory (a link, or another kind of file)"
     if not directory and kind != stat.S_IFREG:
-        return "which is not a regular file (a link, a device, a pipe)"
+        return "not a regular file (a link, a device, a pipe)"
     if st.st_uid not in trusted_owners():
-        return f"which is not owned by you ({owner_name(os.geteuid())}) or root"
+        return f"not owned by you ({owner_name(os.geteuid())}) or root"
     if st.st_mode & _OTHERS_WRITE:
-        who = "anyone" if st.st_mode & stat.S_IWOTH else "its group"
-        return f"which {who} can write to"
+        return "writable by " + ("anyone" if st.st_mode & stat.S_IWOTH else "its group")
     return None
 
 
@@ -100,7 +102,8 @@ def refuse(loading: str, path: str, st: os.stat_result | None, why: str) -> Unsa
     mode, and what to do."""
     seen = "" if st is None else f" (owner {owner_name(st.st_uid)}, mode {st.st_mode & 0o7777:04o})"
     return UnsafeJobDirectoryError(
-        f"refusing to load {loading}: {path}{seen} is {why}, so someone else could have "
+        f"refusing to load {loading}: {'it' if path == loading else path}{seen} is {why}, so "
+        "someone else could have "
         "put code there that loading it would run. If you made it and trust it, make it "
         f"yours and private (`chown $USER {path}; chmod go-w {path}`); otherwise remove it "
         "(or ask its owner to) and run the job again, with a root only you can write into."
@@ -150,13 +153,13 @@ def open_file(path: str, directory: str) -> BinaryIO:
 
 
 def files_private(directory: str) -> bool:
-    """Whether no one but you (and root) can add, replace or rename anything from ``/``
-    down to ``directory``'s ``results/``: every directory on the way is owned by you or root
-    and writable by no one else, or sticky above the job directory (as ``/tmp``: no one else
-    can rename or remove your entries there). Then the result files are those you wrote, as
-    you wrote them (slurmscope makes none writable by others), and a many-result read
-    (``get_results()``) checks this once (one ``lstat`` per directory) instead of each file
-    (one ``fstat`` each). Checked anew at each such read, never cached.
+    """Whether no one but you (and root) can add, replace, rename or even reach the result
+    files of ``directory``: every directory from ``/`` down to the root is owned by you or
+    root and writable by no one else, or sticky (as ``/tmp``: no one else can rename or
+    remove your entries there), and the job directory and its ``results/`` are yours and
+    private (``0700``). Then the result files are those you wrote, as you wrote them, and a
+    many-result read (``get_results()``) checks this once (one ``lstat`` per directory)
+    instead of each file (one ``fstat`` each). Checked anew at each such read, never cached.
     """
     if not CHECKS:
         return True
@@ -168,8 +171,10 @@ def files_private(directory: str) -> bool:
             st = os.lstat(path)
             if st.st_uid not in _TRUSTED or not stat.S_ISDIR(st.st_mode):
                 return False
-            sticky = st.st_mode & stat.S_ISVTX and len(path) < job
-            if st.st_mode & _OTHERS_WRITE and not sticky:
+            if len(path) >= job:  # the job directory and results/: private
+                if st.st_mode & 0o077:
+                    return False
+            elif st.st_mode & _OTHERS_WRITE and not st.st_mode & stat.S_ISVTX:
                 return False
             parent = os.path.dirname(path)
             if parent == path:
@@ -187,7 +192,7 @@ def read_file(path: str, directory: str, each_file: bool = True) -> bytes | None
 
     The read path of every result (``get_results()`` of a large map reads thousands):
     system calls only (open, fstat, read to the end, close), fewer than ``open().read()``
-    makes, so the checks cost nothing measurable (``benchmarks/guard_cost.py``).
+    makes (``benchmarks/guard_cost.py`` measures what the checks cost).
     """
     if not CHECKS:  # the same system calls but the checks' (fstat, directories)
         try:
@@ -230,11 +235,6 @@ def _refuse_link(path: str, exc: OSError) -> None:
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
         raise refuse(path, path, st, "a symbolic link") from exc
-
-
-def file_ok(fd: int) -> bool:
-    """Whether the open file ``fd`` passes the checks on a file."""
-    return not CHECKS or problem(os.fstat(fd), directory=False) is None
 
 
 def check_link(root: str, link: str) -> str | None:

@@ -76,8 +76,8 @@ def check_writers(root: Path, cluster_name: str, share_with_group: bool, allow: 
         bad = problem(fst, directory=True)
         if bad is not None:
             raise InvalidInputError(
-                f"{folder} (owner {owner_name(fst.st_uid)}, mode {fst.st_mode & 0o7777:04o}), "
-                f"{bad}, could hold links to job directories planted by someone else. "
+                f"{folder} (owner {owner_name(fst.st_uid)}, mode {fst.st_mode & 0o7777:04o}) is "
+                f"{bad}: it could hold links to job directories planted by someone else. "
                 f"Remove it (`rm -r {folder}`) if you did not make it; slurmscope makes it again."
             )
 
