@@ -269,6 +269,13 @@ def test_a_planted_by_id_link_is_refused(
             c.attach(future)
         refused_by_cli(wide_root, folder / future, "status", future)
         assert c.attach(job.job_id).get_result() == 1  # the real link still works
+        # 3. clean never follows a link out of the root (nor removes what it leads to).
+        (wide_root / "elsewhere").symlink_to(outside)
+        proc = run_cli(wide_root, "clean", "--older-than", "0s")
+        assert proc.returncode == 1 and "elsewhere" in proc.stderr, proc.stderr
+        assert "symbolic link" in proc.stderr and "removed 1 job directories" in proc.stdout
+        assert not job.directory.exists()  # the real one, old enough, was removed
+        assert (outside / "manifest.json").exists() and (outside / "results" / "0.pkl").exists()
     assert not marker.exists()
 
 
