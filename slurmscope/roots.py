@@ -64,9 +64,9 @@ def check_writers(root: Path, cluster_name: str, share_with_group: bool, allow: 
             "results there that slurmscope would load, running their code as you. Use a root "
             "only you can write into (Cluster(root=...) or SLURMSCOPE_ROOT), `chmod go-w "
             f"{root}` (or `chmod +t` to make it sticky), pass share_with_group=True if it is "
-            "your group's, or pass allow_writable_root=True (SLURMSCOPE_ALLOW_WRITABLE_ROOT=1) "
-            "if you accept that: the job directories and files are still checked before "
-            "anything is loaded."
+            "your group's, or pass allow_writable_root=True (SLURMSCOPE_ALLOW_WRITABLE_ROOT=1, "
+            "`slurmscope --allow-writable-root`) if you accept that: the job directories and "
+            "files are still checked before anything is loaded."
         )
     for folder in (root / BY_ID, root / BY_ID / cluster_name):
         try:

@@ -132,12 +132,13 @@ def make_cluster(
     return c
 
 
-def run_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(root: Path, *args: str, allow: bool = True) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     if pyslurm_support.DOUBLE_DIR in sys.path:
         env["PYTHONPATH"] = pyslurm_support.DOUBLE_DIR
     return subprocess.run(
-        [sys.executable, "-m", "slurmscope.cli", "--root", str(root), "--allow-writable-root"]
+        [sys.executable, "-m", "slurmscope.cli", "--root", str(root)]
+        + (["--allow-writable-root"] if allow else [])
         + list(args),
         capture_output=True,
         text=True,
@@ -166,6 +167,8 @@ def test_a_planted_job_directory_is_never_loaded(
         job.wait(timeout=180)
         d = job.directory
         manifest = (d / "manifest.json").read_bytes()
+        refused = run_cli(wide_root, "status", job.job_id, allow=False)
+        assert refused.returncode != 0 and "--allow-writable-root" in refused.stderr
         # The root is world-writable and not sticky: the intruder moves the job directory
         # aside and puts one of its own in its place.
         plant(

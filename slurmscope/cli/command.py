@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("slurmscope").setLevel(logging.ERROR)
     try:
         args = parser.build().parse_args(argv)
+        handles.refused.clear()  # main() may run more than once in a process
+        handles.cluster_options.clear()
         if args.allow_writable_root:
             handles.cluster_options["allow_writable_root"] = True
         return int(VERBS[args.command](args))
