@@ -57,6 +57,7 @@ _EXPORTS = {
     "UnsatisfiableRequestError": "slurmscope.errors",
     "JobCannotRunError": "slurmscope.errors",
     "GraphvizNotFoundError": "slurmscope.errors",
+    "UnsafeJobDirectoryError": "slurmscope.errors",
     "Graph": "slurmscope.graph",
 }
 
@@ -87,6 +88,7 @@ __all__ = [
     "Task",
     "TaskFailedError",
     "TaskState",
+    "UnsafeJobDirectoryError",
     "UnsatisfiableRequestError",
     "carry_scope",
     "configure_logging",
@@ -130,6 +132,7 @@ if TYPE_CHECKING:
         SlurmscopeError,
         SubmissionError,
         TaskFailedError,
+        UnsafeJobDirectoryError,
         UnsatisfiableRequestError,
     )
     from .graph import Graph

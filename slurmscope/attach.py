@@ -30,6 +30,8 @@ def attach(runtime: Runtime, job: str | int | os.PathLike[str]) -> Job[Any] | Ar
     job_id = ""
     if text and (os.sep in text or Path(text).is_dir()):
         directory = JobDirectory(Path(text))
+        if directory.path.is_dir():
+            directory.check()  # before anything in it is read (payload_guard)
     else:
         try:
             job_id, index = split_job_id(text)

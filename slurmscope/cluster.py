@@ -22,7 +22,7 @@ from .errors import InvalidInputError
 from .jobs import ArrayJob, Job
 from .log import log
 from .poller import Poller
-from .roots import check_shared, make_root, resolve_root
+from .roots import check_shared, check_writers, make_root, resolve_root
 from .runtime import Runtime
 from .sizes import parse_size
 from .spec import Resources
@@ -51,6 +51,17 @@ class Cluster:
       pickled item (or argument set) a submission accepts.
     - ``check_shared_root`` (default True): refuse a root on a local filesystem when the
       cluster's nodes are other machines.
+    - ``share_with_group`` (default ``$SLURMSCOPE_SHARE_WITH_GROUP`` or False): make job
+      directories group-readable (directories ``0750``, files ``0640``) instead of private
+      to you (``0700``/``0600``, whatever the umask); never group-writable. It also accepts
+      a root its group can write into (a team's project directory).
+    - ``allow_writable_root`` (default ``$SLURMSCOPE_ALLOW_WRITABLE_ROOT`` or False): accept
+      a root that others can write into (world-writable, group-writable without
+      ``share_with_group``, or another user's) and that is not sticky. Refused by default:
+      others could plant job directories or results there. Whatever the root, nothing is
+      unpickled (by this driver, ``attach``, the command line or the worker) unless the file
+      and its job directory are yours and writable by no one else (docs/reliability.md,
+      "Security"); ``UnsafeJobDirectoryError`` says which path failed and what to do.
     - ``cancel_on_interrupt`` (default False): when Ctrl-C interrupts a ``wait()``,
       ``get_result()`` or ``get_results()``, cancel every job of this cluster still queued
       or running. Without it they are listed on stderr, with how to reattach and cancel.
@@ -80,14 +91,18 @@ class Cluster:
         defaults = {k: options.pop(k) for k in list(options) if k in resource_names}
         resources = Resources.from_kwargs(defaults)
         shared_root_check = options.pop("check_shared_root", True)
+        share_with_group = _flag(options, "share_with_group", "SLURMSCOPE_SHARE_WITH_GROUP")
+        allow_writable = _flag(options, "allow_writable_root", "SLURMSCOPE_ALLOW_WRITABLE_ROOT")
         cancel_on_interrupt = options.pop("cancel_on_interrupt", False)
         if not isinstance(cancel_on_interrupt, bool):
             raise InvalidInputError(
                 f"cancel_on_interrupt must be True or False, not {cancel_on_interrupt!r}."
             )
         check_options(backend, options)  # before the root or a backend is created
-        make_root(root_dir)
+        make_root(root_dir, share_with_group)
+        check_writers(root_dir, "", share_with_group, allow_writable)
         chosen_backend, why = choose_backend(backend, root_dir, options)
+        check_writers(root_dir, chosen_backend.cluster_name, share_with_group, allow_writable)
         if shared_root_check:
             node_hosts = chosen_backend.node_hosts()  # asked only for this check
             if node_hosts is not None:
@@ -102,6 +117,7 @@ class Cluster:
             owner=self,
             defaults=resources,
             max_item_bytes=max_item_bytes,
+            share_with_group=share_with_group,
         )
         # Slurm's tools are here, yet the embedded scheduler was chosen: say so where it shows
         # (a typo in SLURM_CONF on a login node would otherwise run everything locally).
@@ -227,6 +243,19 @@ class Cluster:
         self.runtime.closed = True
         self.backend.close()
         default.forget(self)
+
+
+def _flag(options: dict[str, Any], name: str, variable: str) -> bool:
+    """Option ``name`` (True or False), else environment variable ``variable`` ("1"/"0")."""
+    value = options.pop(name, None)
+    if value is None:
+        text = os.environ.get(variable, "").strip().lower()
+        if text not in ("", "0", "1", "true", "false", "yes", "no"):
+            raise InvalidInputError(f"{variable} must be 1 or 0, not {text!r}.")
+        return text in ("1", "true", "yes")
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be True or False, not {value!r}.")
+    return value
 
 
 def default_cluster() -> Cluster:

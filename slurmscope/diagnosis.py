@@ -14,12 +14,12 @@ from .states import TaskState, exit_code_in_words
 from .submission import Submission
 
 
-def outcome_or_error(handle: Handle, index: int) -> Any:
+def outcome_or_error(handle: Handle, index: int, each_file: bool = True) -> Any:
     """The result of task ``index`` of ``handle``'s submission, or raise the error that
     explains why there is none (:class:`TaskFailedError` with the remote traceback,
     :class:`JobCannotRunError`, :class:`JobNotCompletedError` naming the cause)."""
     sub = handle.submission
-    outcome = sub.directory.read_outcome(index)
+    outcome = sub.directory.read_outcome(index, each_file)
     job_id = sub.locate(index)[0].job_id
     position = index if sub.is_array else None
     if outcome is not None:

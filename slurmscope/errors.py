@@ -41,6 +41,12 @@ class BackendUnavailableError(SlurmscopeError):
     """The requested backend cannot be used on this machine."""
 
 
+class UnsafeJobDirectoryError(SlurmscopeError, PermissionError):
+    """A file slurmscope would unpickle (or the directory it is in) could have been written
+    by someone else: owned by another user, group- or world-writable, or a link out of the
+    root. The message names the path, its owner and mode, and what to do."""
+
+
 class JobError(SlurmscopeError):
     """A job did not produce a result."""
 

@@ -21,6 +21,7 @@ Standard library only, as all of the job directory layer; the worker does not im
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -31,7 +32,8 @@ from itertools import accumulate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import payload_ended
+from . import payload_ended, payload_guard
+from .errors import UnsafeJobDirectoryError
 from .payload import (
     DRIVER,
     FUNCTION,
@@ -42,6 +44,7 @@ from .payload import (
     dumps,
     read_outcome,
     result_file,
+    write_new,
 )
 
 if TYPE_CHECKING:
@@ -67,15 +70,22 @@ class JobDirectory:
 
     # -- creation -------------------------------------------------------------------------
     @classmethod
-    def create(cls, root: Path, name: str) -> JobDirectory:
+    def create(cls, root: Path, name: str, share_with_group: bool = False) -> JobDirectory:
+        """A new job directory under ``root``: ``0700`` (``0750`` when shared with the
+        group) whatever the umask, as are its ``results/`` and ``logs/``."""
         root.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
         path = root / f"{stamp}-{safe}-{os.urandom(4).hex()}"
-        path.mkdir()
-        (path / RESULTS).mkdir()
-        (path / LOGS).mkdir()
+        mode = payload_guard.dir_mode(share_with_group)
+        for folder in (path, path / RESULTS, path / LOGS):
+            payload_guard.make_dir(str(folder), mode)
         return cls(path)
+
+    def check(self) -> None:
+        """Refuse (``UnsafeJobDirectoryError``) a job directory someone else could have
+        written into: see :mod:`slurmscope.payload_guard`. Checked once per process."""
+        payload_guard.check_directory(str(self.path), f"the job directory {self.path}")
 
     def write_payload(
         self, function: bytes, items: Iterable[bytes], driver: DriverInfo | None = None
@@ -83,15 +93,16 @@ class JobDirectory:
         """Write the function and the items with their offset index, and what the driver
         recorded for the worker (plain data); returns the number of items."""
         items = items if isinstance(items, list) else list(items)
-        (self.path / FUNCTION).write_bytes(function)
+        mode = payload_guard.file_mode(self.path.stat().st_mode)
+        write_new(self.path / FUNCTION, function, mode)
         if driver is not None:
-            (self.path / DRIVER).write_bytes(dumps(driver, protocol=5))
-        (self.path / ITEMS).write_bytes(b"".join(items))
+            write_new(self.path / DRIVER, dumps(driver, protocol=5), mode)
+        write_new(self.path / ITEMS, b"".join(items), mode)
         offsets = array("Q", [0])  # a packed buffer, not a list of ints: 8 bytes per item
         offsets.extend(accumulate(map(len, items)))
         if sys.byteorder == "big":
             offsets.byteswap()  # the index is little-endian
-        (self.path / INDEX).write_bytes(offsets.tobytes())
+        write_new(self.path / INDEX, offsets.tobytes(), mode)
         return len(items)
 
     # -- results ---------------------------------------------------------------------------
@@ -112,13 +123,16 @@ class JobDirectory:
         """Whether task ``index`` succeeded, from its outcome file (``None``: no file yet).
 
         Reads only the head of the file when it can: the outcome dict's first key is
-        ``"ok"``, so a large result need not be loaded to know that it is one.
+        ``"ok"``, so a large result need not be loaded to know that it is one. A file that
+        fails the checks of :mod:`slurmscope.payload_guard` tells nothing (``None``): reading
+        the result says why.
         """
         try:
-            with open(result_file(str(self.path), index), "rb") as fh:
-                head = fh.read(_OUTCOME_HEAD)
-        except FileNotFoundError:
+            fh = payload_guard.open_file(result_file(str(self.path), index), str(self.path))
+        except (FileNotFoundError, UnsafeJobDirectoryError):
             return None
+        with fh:
+            head = fh.read(_OUTCOME_HEAD)
         at = head.find(_OK_KEY) + len(_OK_KEY)
         if head.startswith(b"\x80") and len(_OK_KEY) <= at < len(head):
             if head[at] == 0x88:
@@ -128,9 +142,15 @@ class JobDirectory:
         outcome = self.read_outcome(index)  # another pickle layout: read it whole
         return None if outcome is None else bool(outcome["ok"])
 
-    def read_outcome(self, index: int) -> dict[str, Any] | None:
-        """The outcome of task ``index``, or ``None`` (see :func:`payload.read_outcome`)."""
-        return read_outcome(str(self.path), index)
+    def read_outcome(self, index: int, each_file: bool = True) -> dict[str, Any] | None:
+        """The outcome of task ``index``, or ``None`` (see :func:`payload.read_outcome`;
+        ``each_file=False`` right after :meth:`files_private` said True)."""
+        return read_outcome(str(self.path), index, each_file)
+
+    def files_private(self) -> bool:
+        """Whether no one else can reach or replace the result files: checked anew at each
+        call (see :func:`payload_guard.files_private`)."""
+        return payload_guard.files_private(str(self.path))
 
     # -- final states seen by a driver or the CLI (see slurmscope.payload_ended) -------------
     def record_ended(self, ended: dict[int, FinalState]) -> None:
@@ -160,14 +180,26 @@ class JobDirectory:
         atomic_write(self.path / MANIFEST, text.encode() + b"\n")
 
     def read_manifest(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.path / MANIFEST).read_text())
+        """The manifest, after the checks of :mod:`slurmscope.payload_guard` (what it names
+        decides which directories are read next); ``FileNotFoundError`` when missing."""
+        text = payload_guard.read_file(str(self.path / MANIFEST), str(self.path))
+        if text is None:
+            raise FileNotFoundError(f"{self.path / MANIFEST} does not exist")
+        data: dict[str, Any] = json.loads(text)
         return data
 
     # -- lookup by scheduler id ------------------------------------------------------------
     def register_id(self, root: Path, cluster_name: str, job_id: str) -> None:
-        """Link ``by-id/<cluster_name>/<job_id>`` under ``root`` to this directory."""
+        """Link ``by-id/<cluster_name>/<job_id>`` under ``root`` to this directory (private
+        folders, as the job directories; not in a folder someone else could write into,
+        where :meth:`find` would refuse the link anyway)."""
         folder = root / BY_ID / cluster_name
-        folder.mkdir(parents=True, exist_ok=True)
+        mode = payload_guard.dir_mode(bool(self.path.stat().st_mode & 0o050))
+        for path in (folder.parent, folder):
+            with contextlib.suppress(FileExistsError):
+                payload_guard.make_dir(str(path), mode)
+            if payload_guard.problem(path.lstat(), directory=True) is not None:
+                return
         link = folder / job_id
         tmp = folder / f".{job_id}.{os.urandom(4).hex()}"
         os.symlink(os.path.relpath(self.path, folder), tmp)
@@ -176,11 +208,18 @@ class JobDirectory:
     @staticmethod
     def find(root: Path, cluster_name: str, job_id: str) -> JobDirectory | None:
         """The directory of scheduler job ``job_id`` (or ``id_index``); ``None`` if none is
-        registered. ``ValueError`` when ``job_id`` is not a job id."""
-        link = root / BY_ID / cluster_name / split_job_id(job_id)[0]
-        if not link.exists():
+        registered. ``ValueError`` when ``job_id`` is not a job id;
+        ``UnsafeJobDirectoryError`` for a link someone else could have planted or one that
+        leads out of ``root`` (:func:`payload_guard.check_link`)."""
+        if os.sep in cluster_name or cluster_name in ("", ".", ".."):
             return None
-        return JobDirectory(link.resolve())
+        link = root / BY_ID / cluster_name / split_job_id(job_id)[0]
+        if not payload_guard.CHECKS:
+            return JobDirectory(link.resolve()) if link.exists() else None
+        target = payload_guard.check_link(str(root), str(link))
+        if target is None or not os.path.isdir(target):
+            return None
+        return JobDirectory(target)
 
 
 def split_job_id(text: str) -> tuple[str, int | None]:

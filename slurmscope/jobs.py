@@ -283,9 +283,12 @@ class ArrayJob(Handle, Generic[R]):
             if not return_exceptions:
                 raise  # else each task that cannot run gets its own error, in place
         results: list[Any] = []
+        # Checked once here: when no one else can reach the result files, each one need not
+        # be checked on its own (slurmscope.payload_guard; benchmarks/guard_cost.py).
+        each_file = not self.submission.directory.files_private()
         for i in range(len(self)):
             try:
-                results.append(outcome_or_error(self, i))
+                results.append(outcome_or_error(self, i, each_file))
             except JobError as exc:
                 if not return_exceptions:
                     raise

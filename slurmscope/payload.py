@@ -23,6 +23,8 @@ from __future__ import annotations
 import os
 import struct
 
+from .payload_guard import file_mode, open_file, read_file
+
 try:  # the C pickler that ``pickle`` re-exports, without the ``re`` & co. ``pickle`` imports
     from _pickle import dumps as dumps
     from _pickle import loads as loads
@@ -46,13 +48,29 @@ RESULTS = "results"
 _OFFSET = struct.Struct("<Q")
 
 
+#: How files are created: never through a link, never over an existing file.
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
+def write_new(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> None:
+    """Write a new file ``path`` with exactly ``mode`` (default: that of its directory's
+    files, :func:`payload_guard.file_mode`), whatever the umask."""
+    path = os.fspath(path)
+    if mode is None:
+        mode = file_mode(os.stat(os.path.dirname(path) or ".").st_mode)
+    fd = os.open(path, _CREATE | getattr(os, "O_CLOEXEC", 0), mode)
+    with open(fd, "wb") as fh:
+        os.fchmod(fd, mode)  # the umask may have taken bits off
+        fh.write(data)
+
+
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` so that readers see the old file or the whole new one, never a part."""
+    """Write ``data`` so that readers see the old file or the whole new one, never a part;
+    the file is private as its directory is (:func:`write_new`)."""
     folder, name = os.path.split(os.fspath(path))
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
+        write_new(tmp, data)
         os.replace(tmp, path)
     except BaseException:
         try:  # noqa: SIM105 - contextlib is one import more for every task
@@ -63,30 +81,29 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def read_function(directory: str) -> bytes:
-    """The pickled function."""
-    with open(os.path.join(directory, FUNCTION), "rb") as fh:
+    """The pickled function (checked: :mod:`slurmscope.payload_guard`)."""
+    with open_file(os.path.join(directory, FUNCTION), directory) as fh:
         return fh.read()
 
 
 def read_driver(directory: str) -> DriverInfo | None:
     """What the driver recorded for the worker (``None`` for a job directory without it)."""
-    try:
-        with open(os.path.join(directory, DRIVER), "rb") as fh:
-            info: DriverInfo = loads(fh.read())
-    except FileNotFoundError:
+    data = read_file(os.path.join(directory, DRIVER), directory)
+    if data is None:
         return None
+    info: DriverInfo = loads(data)
     return info
 
 
 def read_item(directory: str, index: int) -> bytes:
     """Item ``index`` alone: two offsets and one slice, whatever the number of items."""
-    with open(os.path.join(directory, INDEX), "rb") as fh:
+    with open_file(os.path.join(directory, INDEX), directory) as fh:
         fh.seek(index * _OFFSET.size)
         raw = fh.read(2 * _OFFSET.size)
     if len(raw) != 2 * _OFFSET.size:
         raise IndexError(f"item {index} is not in {directory}")
     start, end = _OFFSET.unpack_from(raw, 0)[0], _OFFSET.unpack_from(raw, _OFFSET.size)[0]
-    with open(os.path.join(directory, ITEMS), "rb") as fh:
+    with open_file(os.path.join(directory, ITEMS), directory) as fh:
         fh.seek(start)
         return fh.read(end - start)
 
@@ -100,13 +117,13 @@ def write_outcome(directory: str, index: int, outcome: dict[str, Any]) -> None:
     atomic_write(result_file(directory, index), dumps(outcome, protocol=5))
 
 
-def read_outcome(directory: str, index: int) -> dict[str, Any] | None:
+def read_outcome(directory: str, index: int, each_file: bool = True) -> dict[str, Any] | None:
     """The outcome of task ``index`` (``{"ok": True, "value": ...}`` or
-    ``{"ok": False, "type", "message", "traceback", "exception"}``), or ``None``."""
-    try:
-        with open(result_file(directory, index), "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
+    ``{"ok": False, "type", "message", "traceback", "exception"}``), or ``None``.
+    ``UnsafeJobDirectoryError`` when someone else could have written it (see
+    :mod:`slurmscope.payload_guard`): it is not unpickled then."""
+    data = read_file(result_file(directory, index), directory, each_file)
+    if data is None:
         return None
     outcome: dict[str, Any] = loads(data)
     return outcome

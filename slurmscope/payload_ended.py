@@ -17,6 +17,7 @@ import os
 import time
 
 from .payload import RESULTS, atomic_write
+from .payload_guard import dir_mode, make_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -106,9 +107,13 @@ def forget_missing(directory: Directory, job_id: str) -> None:
 
 
 def _make_folder(folder: str) -> None:
-    """``folder`` in a job directory that exists (``OSError`` if it was removed)."""
+    """``folder`` in a job directory that exists (``OSError`` if it was removed), as
+    private as the job directory (:func:`payload_guard.dir_mode`)."""
+    if os.path.isdir(folder):
+        return
+    shared = bool(os.stat(os.path.dirname(folder)).st_mode & 0o050)
     try:  # noqa: SIM105 - contextlib is one import more for every task
-        os.mkdir(folder)
+        make_dir(folder, dir_mode(shared))
     except FileExistsError:
         pass
 

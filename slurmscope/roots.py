@@ -1,14 +1,19 @@
-"""The job-directory root: made and checked writable, and refused where the cluster's nodes
-could not see it (a local filesystem when the nodes are other machines)."""
+"""The job-directory root: made (private) and checked writable, refused where others could
+write into it (unless opted in) and where the cluster's nodes could not see it (a local
+filesystem when the nodes are other machines)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import InvalidInputError
+from .job_directory import BY_ID
+from .payload_guard import dir_mode, make_dir, owner_name, problem, trusted_owners
 
 
 def resolve_root(root: str | os.PathLike[str] | None) -> Path:
@@ -17,10 +22,16 @@ def resolve_root(root: str | os.PathLike[str] | None) -> Path:
     return Path(chosen).expanduser().absolute()
 
 
-def make_root(root: Path) -> None:
-    """Create ``root`` and check that it can be written, with errors that say what to do."""
+def make_root(root: Path, share_with_group: bool = False) -> None:
+    """Create ``root`` and its missing parents (private, or group-readable, whatever the
+    umask) and check that it can be written, with errors that say what to do."""
+    missing = [p for p in (root, *root.parents) if not p.is_dir()]
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        for path in reversed(missing):  # those slurmscope makes: private too
+            with contextlib.suppress(FileExistsError):  # another process made it first
+                make_dir(str(path), dir_mode(share_with_group))
+        if not root.is_dir():
+            raise NotADirectoryError(f"{root} is a file, not a directory")
     except OSError as exc:
         raise InvalidInputError(
             f"cannot create the job directory root {root}: {exc}. Pass "
@@ -31,6 +42,44 @@ def make_root(root: Path) -> None:
             f"the job directory root {root} is not writable. Pass Cluster(root=...) "
             "or set SLURMSCOPE_ROOT to a writable directory."
         )
+
+
+def check_writers(root: Path, cluster_name: str, share_with_group: bool, allow: bool) -> None:
+    """Refuse a root that others can write into (another owner, ``o+w``, or ``g+w``
+    without ``share_with_group``; a sticky root such as ``/tmp`` protects each entry from
+    everyone but its owner) unless ``allow`` (``allow_writable_root=True``), and refuse
+    ``by-id`` folders someone else could have planted links in."""
+    st = root.stat()
+    others = "" if share_with_group else "its group or "
+    bits = stat.S_IWOTH | (0 if share_with_group else stat.S_IWGRP)
+    if st.st_uid not in trusted_owners():
+        why = f"owned by {owner_name(st.st_uid)}, not by you or root"
+    elif st.st_mode & bits and not st.st_mode & stat.S_ISVTX:
+        why = f"writable by {others}other users (mode {st.st_mode & 0o7777:04o}, not sticky)"
+    else:
+        why = ""
+    if why and not allow:
+        raise InvalidInputError(
+            f"the job directory root {root} is {why}: they could plant job directories or "
+            "results there that slurmscope would load, running their code as you. Use a root "
+            "only you can write into (Cluster(root=...) or SLURMSCOPE_ROOT), `chmod go-w "
+            f"{root}` (or `chmod +t` to make it sticky), pass share_with_group=True if it is "
+            "your group's, or pass allow_writable_root=True (SLURMSCOPE_ALLOW_WRITABLE_ROOT=1, "
+            "`slurmscope --allow-writable-root`) if you accept that: the job directories and "
+            "files are still checked before anything is loaded."
+        )
+    for folder in (root / BY_ID, root / BY_ID / cluster_name):
+        try:
+            fst = folder.lstat()
+        except FileNotFoundError:
+            continue
+        bad = problem(fst, directory=True)
+        if bad is not None:
+            raise InvalidInputError(
+                f"{folder} (owner {owner_name(fst.st_uid)}, mode {fst.st_mode & 0o7777:04o}) is "
+                f"{bad}: it could hold links to job directories planted by someone else. "
+                f"Remove it (`rm -r {folder}`) if you did not make it; slurmscope makes it again."
+            )
 
 
 def check_shared(root: Path, node_hosts: Iterable[str]) -> None:

@@ -55,5 +55,7 @@ class Runtime:
     defaults: Resources
     #: The largest pickled item (or argument set) a submission accepts.
     max_item_bytes: int
+    #: Job directories group-readable (``0750``/``0640``) rather than private.
+    share_with_group: bool = False
     #: Set by ``Cluster.close()``: nothing more is submitted.
     closed: bool = False

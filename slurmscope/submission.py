@@ -299,9 +299,9 @@ class Submission:
         """A task the scheduler did not mention: its outcome file tells, if there is one;
         else the final state a process recorded when it saw the task end. LOST only when
         neither tells and the scheduler has not known the job for a while."""
-        outcome = self.directory.read_outcome(index)
-        if outcome is not None:
-            return _COMPLETED if outcome["ok"] else _FAILED
+        ok = self.directory.outcome_ok(index)  # nothing unpickled that failed the checks
+        if ok is not None:
+            return _COMPLETED if ok else _FAILED
         ended = recorded.get(index)
         if ended is not None:
             return TaskState(*ended)

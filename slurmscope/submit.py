@@ -113,7 +113,7 @@ def submit(
     resources = runtime.defaults.updated(resources.to_json())
     if array and size == 0:  # nothing to run: no job directory, no scheduler call
         return _empty_map(runtime, name, kept, site)
-    directory = JobDirectory.create(runtime.root, name)
+    directory = JobDirectory.create(runtime.root, name, runtime.share_with_group)
     try:
         directory.write_payload(function_blob, item_blobs, driver_info(fn, by_value))
         manifest = _manifest(runtime, fn, name, size, array, resources, site, max_concurrent)

@@ -5,6 +5,11 @@ loads the function and its own item only, replaces job handles in the arguments 
 results, runs the function and writes the outcome atomically. It exits 0 on success and
 1 when the function raised, so that the scheduler records the failure too.
 
+Nothing is unpickled that someone else could have written (the payload, or an upstream
+task's result): :mod:`slurmscope.payload_guard` checks each file and its directories, and a
+refusal is the task's outcome (``UnsafeJobDirectoryError``, naming the file), as any error
+is. The task's log files are made as private as its job directory.
+
 It imports the standard library and the job directory layer (``slurmscope.payload``,
 ``slurmscope.payload_ended``, ``slurmscope.origin``) only, and of the standard library only
 what a successful task needs (``traceback`` when a task fails, ``json`` when an upstream
@@ -15,6 +20,7 @@ task has no result): each import is paid by every task (cloudpickle is imported 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 from .origin import load_error, restore_files, use_driver_path
@@ -32,6 +38,7 @@ from .payload import (
     write_outcome,
 )
 from .payload_ended import why_no_value
+from .payload_guard import file_mode
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -81,8 +88,39 @@ def _error_outcome(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def _private_logs(directory: str) -> None:
+    """Give the task's log files (its stdout and stderr, when they are files of its job
+    directory) the mode of the job directory's files: the scheduler made them with the
+    job's umask."""
+    try:
+        mode = file_mode(os.stat(directory).st_mode)
+        inside = os.path.realpath(directory) + os.sep
+        for fd in (1, 2):
+            st = os.fstat(fd)
+            if (
+                stat.S_ISREG(st.st_mode)
+                and st.st_mode & 0o777 != mode
+                and st.st_uid == os.geteuid()
+                and os.readlink(f"/proc/self/fd/{fd}").startswith(inside)
+            ):
+                os.fchmod(fd, mode)
+    except OSError:
+        pass
+
+
+def _write_error(directory: str, index: int, exc: BaseException) -> None:
+    """Record ``exc`` as the task's outcome; say it on stderr if even that fails."""
+    try:
+        write_outcome(directory, index, _error_outcome(exc))
+    except OSError as err:
+        print(
+            f"slurmscope worker: cannot record the outcome of task {index}: {err}", file=sys.stderr
+        )
+
+
 def run(directory: str, index: int) -> int:
     print(f"slurmscope worker: task {index} of {directory} on {os.uname().nodename}", flush=True)
+    _private_logs(directory)
     try:
         driver = read_driver(directory)
         use_driver_path(driver)  # the modules the driver saw, before anything is unpickled
@@ -101,7 +139,7 @@ def run(directory: str, index: int) -> int:
         import traceback
 
         traceback.print_exc()
-        write_outcome(directory, index, _error_outcome(exc))
+        _write_error(directory, index, exc)
         return 1
     try:
         write_outcome(directory, index, {"ok": True, "value": value})

@@ -22,12 +22,14 @@ class Accounting:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.state_dir.stat().st_uid == os.geteuid():
+            os.chmod(self.state_dir, 0o700)  # job states and ids: others must not write them
         self._cancel_dir = self.state_dir / "cancel-requests"
 
     def next_id(self) -> str:
         """A new job id, unique among all processes sharing the state directory."""
         counter = self.state_dir / "next-job-id"
-        with open(counter, "a+") as fh:
+        with open(os.open(counter, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600), "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             fh.seek(0)
             text = fh.read().strip()
@@ -68,7 +70,7 @@ class Accounting:
     def request_cancel(self, job_id: str, index: int | None) -> None:
         """Leave a cancel request for another process's job (or one task of it)."""
         name = job_id if index is None else f"{job_id}_{index}"
-        self._cancel_dir.mkdir(exist_ok=True)
+        self._cancel_dir.mkdir(mode=0o700, exist_ok=True)
         (self._cancel_dir / name).touch()
 
     def cancel_requests(self) -> list[str]:

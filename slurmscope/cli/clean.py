@@ -30,7 +30,10 @@ def run(args: argparse.Namespace) -> int:
             f"--older-than takes an age such as 30m, 12h, 7d or 2w, not {args.older_than!r}"
         )
     cutoff = time.time() - float(match.group(1)) * _UNIT[match.group(2)]
-    directories = [JobDirectory(p.parent) for p in sorted(root.glob(f"*/{MANIFEST}"))]
+    # Never a link out of the root, never a directory someone else could write into.
+    directories = handles.checked(
+        [JobDirectory(p.parent) for p in sorted(root.glob(f"*/{MANIFEST}"))]
+    )
     manifests = {d.path: d.read_manifest() for d in directories}
     old = {d.path for d in directories if (d.path / MANIFEST).stat().st_mtime <= cutoff}
     # Every directory, not only the old ones, is asked whether it is unfinished: a job
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             if not args.dry_run:
                 manifest = manifests[d.path]
                 for part in manifest["parts"]:
-                    (root / BY_ID / manifest["cluster"] / part["job_id"]).unlink(missing_ok=True)
+                    _unlink_by_id(root, str(manifest["cluster"]), str(part["job_id"]), d.path)
                 shutil.rmtree(d.path, ignore_errors=True)
     if args.json:
         print(
@@ -82,8 +85,19 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{verb} {len(removed)} job directories; kept {len(kept)} with unfinished tasks "
             f"and {len(needed)} that unfinished jobs depend on"
+            + (f"; refused {len(handles.refused)} (see above)" if handles.refused else "")
         )
-    return 0
+    return 1 if handles.refused else 0
+
+
+def _unlink_by_id(root: Path, cluster: str, job_id: str, directory: Path) -> None:
+    """Remove the ``by-id`` link of ``job_id`` when it is one, in ``root``'s ``by-id``, to
+    ``directory``: a manifest's names never lead ``clean`` out of the root."""
+    if not job_id.isdigit() or cluster in ("", ".", "..") or os.sep in cluster:
+        return
+    link = root / BY_ID / cluster / job_id
+    if link.is_symlink() and os.path.realpath(link) == os.path.realpath(directory):
+        link.unlink(missing_ok=True)
 
 
 def _unfinished(

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 
 from ..errors import SlurmscopeError
-from . import cancel, clean, explain, graph, logs, migrate, parser, status
+from . import cancel, clean, explain, graph, handles, logs, migrate, parser, status
 from .errors import CliError, fail
 
 #: Each verb's ``run(args) -> exit status``.
@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("slurmscope").setLevel(logging.ERROR)
     try:
         args = parser.build().parse_args(argv)
+        handles.refused.clear()  # main() may run more than once in a process
+        handles.cluster_options.clear()
+        if args.allow_writable_root:
+            handles.cluster_options["allow_writable_root"] = True
         return int(VERBS[args.command](args))
     except CliError as exc:
         return fail(str(exc), exc.code, as_json)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import ArrayJob, Cluster, Job
-from ..errors import SlurmscopeError
+from ..errors import SlurmscopeError, UnsafeJobDirectoryError
 from ..job_directory import BY_ID, MANIFEST, JobDirectory, split_job_id
 from ..roots import resolve_root
 from ..tree import Row, RowsOf
@@ -22,6 +23,8 @@ Handle = Job[Any] | ArrayJob[Any]
 
 #: The clusters made so far, by (backend, root): a later command reuses them.
 clusters: dict[tuple[str, str], Cluster] = {}
+#: Options of every cluster made here (``--allow-writable-root``).
+cluster_options: dict[str, Any] = {}
 
 
 def root_of(args: argparse.Namespace) -> Path:
@@ -36,6 +39,7 @@ def find(root: Path, job: str, cluster: str | None) -> tuple[JobDirectory, str]:
         directory = JobDirectory(Path(job))
         if not (directory.path / MANIFEST).exists():
             raise CliError(f"{directory.path} is not a job directory (it holds no {MANIFEST})")
+        directory.check()  # nothing read from a directory someone else could write into
         return directory, ""
     try:
         job_id, _ = split_job_id(job)
@@ -64,7 +68,7 @@ def _cluster_of(root: Path, directory: JobDirectory) -> Cluster:
     backend = directory.read_manifest()["backend"]
     key = (backend, str(root))
     if key not in clusters:
-        clusters[key] = Cluster(backend, root=root, set_as_default=False)
+        clusters[key] = Cluster(backend, root=root, set_as_default=False, **cluster_options)
     return clusters[key]
 
 
@@ -80,6 +84,32 @@ def checked_handle(root: Path, directory: JobDirectory, asked: str) -> Handle:
         return handle(root, directory, asked)
     except SlurmscopeError as exc:
         raise CliError(str(exc)) from None
+
+
+def checked(directories: Sequence[JobDirectory]) -> list[JobDirectory]:
+    """The job directories that pass the checks of :mod:`slurmscope.payload_guard` (real
+    directories of the root, not links out of it); each refused one is said on stderr, and
+    :data:`refused` counts them (the command then exits with status 1)."""
+    kept = []
+    for directory in directories:
+        try:
+            if directory.path.is_symlink():
+                raise UnsafeJobDirectoryError(
+                    f"skipping {directory.path}: it is a symbolic link (to "
+                    f"{os.path.realpath(directory.path)}), and job directories are not links"
+                )
+            directory.check()
+            directory.read_manifest()
+        except UnsafeJobDirectoryError as exc:
+            print(f"slurmscope: {exc}", file=sys.stderr)
+            refused.append(str(directory.path))
+            continue
+        kept.append(directory)
+    return kept
+
+
+#: The job directories refused by :func:`checked` in this command.
+refused: list[str] = []
 
 
 def rows(job: Handle) -> list[Row]:

@@ -28,6 +28,12 @@ def build() -> Parser:
         "--root", help="job directory root (default $SLURMSCOPE_ROOT, else ~/.slurmscope/jobs)"
     )
     parser.add_argument("--cluster", help="the cluster a job id belongs to (default: any)")
+    parser.add_argument(
+        "--allow-writable-root",
+        action="store_true",
+        help="accept a root that others can write into (Cluster(allow_writable_root=True)); "
+        "job directories are still checked before anything is loaded",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     p = sub.add_parser("status", help="states of a job's tasks, or the latest jobs")

@@ -61,7 +61,7 @@ def _list(root: Path, args: argparse.Namespace) -> int:
     """The most recent submissions under ``root``, with the state of their tasks counted as
     ``status JOB`` counts them."""
     manifests = sorted(root.glob(f"*/{MANIFEST}"), key=lambda p: p.stat().st_mtime)[-args.last :]
-    directories = [JobDirectory(path.parent) for path in manifests]
+    directories = handles.checked([JobDirectory(path.parent) for path in manifests])
     rows = handles.rows_of_many(root, directories)
     out: list[dict[str, Any]] = []
     for directory, found in zip(directories, rows, strict=True):
@@ -85,7 +85,7 @@ def _list(root: Path, args: argparse.Namespace) -> int:
         )
     if args.json:
         print(json.dumps(out))
-        return 0
+        return 1 if handles.refused else 0
     print(f"{'JOBID':<12} {'NAME':<20} {'BACKEND':<8} {'TASKS':>6}  {'CREATED':<24}  STATES")
     for row in out:
         first = row["job_ids"][0] if row["job_ids"] else "-"
@@ -94,4 +94,4 @@ def _list(root: Path, args: argparse.Namespace) -> int:
             f"{first + more:<12} {row['name'][:20]:<20} {row['backend']:<8} "
             f"{row['tasks']:>6}  {row['created']:<24}  {row['states']}"
         )
-    return 0
+    return 1 if handles.refused else 0
