@@ -16,10 +16,16 @@ from .job_directory import BY_ID
 from .payload_guard import dir_mode, make_dir, owner_name, problem, trusted_owners
 
 
-def resolve_root(root: str | os.PathLike[str] | None) -> Path:
-    """The root to use: ``root``, else ``$SLURMSCOPE_ROOT``, else ``~/.slurmscope/jobs``."""
+def given_root(root: str | os.PathLike[str] | None) -> Path:
+    """The root asked for: ``root``, else ``$SLURMSCOPE_ROOT``, else ``~/.slurmscope/jobs``
+    (``~`` expanded; a relative root stays relative, as the command line shows it)."""
     chosen = root or os.environ.get("SLURMSCOPE_ROOT") or Path.home() / ".slurmscope" / "jobs"
-    return Path(chosen).expanduser().absolute()
+    return Path(chosen).expanduser()
+
+
+def resolve_root(root: str | os.PathLike[str] | None) -> Path:
+    """The root a ``Cluster`` uses: :func:`given_root`, made absolute."""
+    return given_root(root).absolute()
 
 
 def make_root(root: Path, share_with_group: bool = False) -> None:

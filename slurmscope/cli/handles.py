@@ -15,7 +15,7 @@ from typing import Any
 from .. import ArrayJob, Cluster, Job
 from ..errors import SlurmscopeError, UnsafeJobDirectoryError
 from ..job_directory import BY_ID, MANIFEST, JobDirectory, split_job_id
-from ..roots import resolve_root
+from ..roots import given_root
 from ..tree import Row, RowsOf
 from .errors import CliError
 
@@ -30,7 +30,7 @@ cluster_options: dict[str, Any] = {}
 def root_of(args: argparse.Namespace) -> Path:
     """The job directory root: ``--root``, else ``$SLURMSCOPE_ROOT``, else the default (as
     ``Cluster(root=...)`` chooses it)."""
-    return resolve_root(args.root)
+    return given_root(args.root)
 
 
 def find(root: Path, job: str, cluster: str | None) -> tuple[JobDirectory, str]:
