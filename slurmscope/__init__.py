@@ -58,6 +58,12 @@ _EXPORTS = {
     "JobCannotRunError": "slurmscope.errors",
     "GraphvizNotFoundError": "slurmscope.errors",
     "Graph": "slurmscope.graph",
+    "Checkpointable": "slurmscope.checkpoint",
+    "Resume": "slurmscope.checkpoint",
+    "RequeueLimitError": "slurmscope.checkpoint",
+    "load_checkpoint": "slurmscope.checkpoint",
+    "save_checkpoint": "slurmscope.checkpoint",
+    "requeue_count": "slurmscope.checkpoint",
 }
 
 __all__ = [
@@ -65,6 +71,7 @@ __all__ = [
     "ArrayJob",
     "BackendUnavailableError",
     "CallSite",
+    "Checkpointable",
     "Cluster",
     "Dependency",
     "DependencyError",
@@ -80,6 +87,8 @@ __all__ = [
     "JobNotFoundError",
     "KINDS",
     "Provenance",
+    "RequeueLimitError",
+    "Resume",
     "Resources",
     "SlurmscopeError",
     "SchedulerError",
@@ -92,6 +101,9 @@ __all__ = [
     "configure_logging",
     "default_cluster",
     "depend",
+    "load_checkpoint",
+    "requeue_count",
+    "save_checkpoint",
     "task",
     "__version__",
 ]
@@ -114,6 +126,14 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from .callsite import CallSite
+    from .checkpoint import (
+        Checkpointable,
+        RequeueLimitError,
+        Resume,
+        load_checkpoint,
+        requeue_count,
+        save_checkpoint,
+    )
     from .cluster import Cluster, DependencyRequest, Task, default_cluster, depend, task
     from .dependency import KINDS, Dependency, Provenance
     from .errors import (
