@@ -13,7 +13,10 @@ Two forms, for the code of a task:
 Where they live, per task ``i`` of a job directory::
 
     checkpoints/<i>.pkl        the last saved state (or Resume), written atomically
-    checkpoints/<i>.requeues   one line per requeue the task asked for: its reason
+    checkpoints/<i>.requeues   one line per requeue of the task: its reason (written by
+                               the task, before it asks for it, or when it starts again
+                               after one Slurm made: a preemption or a node failure)
+    checkpoints/<i>.terminated the task was sent SIGTERM (preempted, or cancelled)
 
 The worker imports this module in every task: standard library only, and only ``os`` at
 import (``signal`` and ``subprocess`` are imported by tasks that checkpoint).
@@ -39,8 +42,10 @@ REQUEUE_EXIT = 75
 DEFAULT_WARNING = 60
 #: Requeues a checkpointing task may have, unless told otherwise.
 DEFAULT_MAX_REQUEUES = 3
-#: The reason a task that asks for its own requeue records.
+#: The reasons of requeues the job directory records.
 TIME_LIMIT = "time limit"
+PREEMPTION = "preemption"
+NODE_FAILURE = "node failure"
 
 _task: tuple[str, int] | None = None
 
@@ -109,12 +114,48 @@ def load_checkpoint(default: Any = None) -> Any:
 def requeue_count() -> int:
     """How many times this task has been requeued so far (0 on its first run): those it
     asked for before its time limit, or Slurm's count if higher (preemption, node failure)."""
+    return max(_recorded_count(), int(os.environ.get("SLURM_RESTART_COUNT") or 0))
+
+
+def _recorded_count() -> int:
     try:
         with open(_path(".requeues")) as fh:
-            own = sum(1 for line in fh if line.strip())
+            return sum(1 for line in fh if line.strip())
     except FileNotFoundError:
-        own = 0
-    return max(own, int(os.environ.get("SLURM_RESTART_COUNT") or 0))
+        return 0
+
+
+def recorded_requeues(directory: str) -> dict[int, list[str]]:
+    """The requeues recorded in job directory ``directory``: ``{task index: [reason, ...]}``
+    (one listing; empty for a job without checkpoints)."""
+    folder = os.path.join(directory, CHECKPOINTS)
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    found: dict[int, list[str]] = {}
+    for name in names:
+        stem, dot, suffix = name.partition(".")
+        if suffix == "requeues" and stem.isdigit():
+            try:
+                with open(os.path.join(folder, name)) as fh:
+                    found[int(stem)] = [line.strip() for line in fh if line.strip()]
+            except FileNotFoundError:
+                continue
+    return found
+
+
+def _note_restart() -> None:
+    """Record the requeues Slurm made since the last run (``SLURM_RESTART_COUNT`` beyond
+    the recorded ones): a preemption if the last run was sent SIGTERM, else a node failure
+    (its node went away without a word)."""
+    missing = int(os.environ.get("SLURM_RESTART_COUNT") or 0) - _recorded_count()
+    note = _path(".terminated")
+    reason = PREEMPTION if os.path.exists(note) else NODE_FAILURE
+    for _ in range(missing):
+        _record_requeue(reason)
+    if os.path.exists(note):
+        os.unlink(note)
 
 
 def begin(directory: str, index: int, function: Any, args: Any, kwargs: Any) -> Any:
@@ -123,6 +164,8 @@ def begin(directory: str, index: int, function: Any, args: Any, kwargs: Any) -> 
     its requeue limit. Returns what to run: ``(fn, args, kwargs)``."""
     global _task
     _task = (directory, index)
+    if os.environ.get("SLURM_RESTART_COUNT", "0") != "0":
+        _note_restart()
     if callable(getattr(function, "checkpoint", None)):
         saved = load_checkpoint()
         if isinstance(saved, Resume):
@@ -148,6 +191,8 @@ def _limit_message(count: int, limit: int) -> str:
 def _catch_signals(limit: int, backend: str, function: Any, args: Any, kwargs: Any) -> None:
     import signal
 
+    os.makedirs(os.path.dirname(_path("")), exist_ok=True)
+
     def warned(signum: int, frame: object) -> None:
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the requeue ends this job
@@ -165,6 +210,7 @@ def _catch_signals(limit: int, backend: str, function: Any, args: Any, kwargs: A
         # requeue the job or end it; no outcome is written.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("slurmscope worker: terminated, saving a checkpoint", flush=True)
+        atomic_write(_path(".terminated"), b"")
         _hook(function, args, kwargs)
         os._exit(128 + signum)
 
@@ -184,6 +230,7 @@ def _hook(function: Any, args: Any, kwargs: Any) -> None:
 
 def _record_requeue(reason: str) -> None:
     path = _path(".requeues")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     try:
         with open(path) as fh:
             old = fh.read()

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import reasons
+from .checkpoint import recorded_requeues
 from .dependency import Dependency
 from .errors import JobCannotRunError
 from .log import log
@@ -64,6 +65,9 @@ class Submission:
         self._missing_since: dict[str, float] = {}
         #: Indices of tasks the scheduler sent back to the queue after they had started.
         self.requeued: set[int] = set()
+        #: Why each task was requeued, in order, as far as known: the job directory's
+        #: records (time limit, preemption, node failure), else what the scheduler said.
+        self.requeue_reasons: dict[int, list[str]] = {}
         #: Indices of tasks cancelled through a handle of this process.
         self.cancelled: set[int] = set()
         #: (scheduler job id, reason) pairs already logged as slurmscope.task.pending_reason.
@@ -189,6 +193,7 @@ class Submission:
         changed = False
         grace = lost_after
         recorded: dict[int, tuple[str, str | None, str | None]] | None = None
+        requeues = recorded_requeues(str(self.directory.path))
         for part in self.parts:
             known = answer.get(part.job_id)
             if known is None:
@@ -226,15 +231,11 @@ class Submission:
                 if seen:
                     self._unrecorded[index] = (new.state, new.reason, new.exit_code)
                 if old is not None and old.state == "RUNNING" and new.state == "PENDING":
-                    log.warning(
-                        "slurmscope.task.requeued",
-                        task=self.name,
-                        job_id=self.task_id(index),
-                        index=index,
-                        reason=new.reason,
-                        hint="the scheduler requeued it (node failure?); it will run again",
+                    number = len(self.requeue_reasons.get(index, []))
+                    told = requeues.get(index, [])
+                    self._requeued(
+                        index, told[number] if number < len(told) else f"scheduler: {new.reason}"
                     )
-                    self.requeued.add(index)
                 self.states[index] = new
                 changed = True
                 if new.never_runs and index not in self.cancelled:  # a cancel ends it
@@ -243,7 +244,34 @@ class Submission:
                     self.stuck.discard(index)
                 if new.terminal:
                     self.remaining -= 1
+        return self._note_requeues(requeues) or changed
+
+    def _note_requeues(self, requeues: dict[int, list[str]]) -> bool:
+        """Requeues the job directory records that were not seen happen (a task that
+        requeued itself between two polls): each logged once, with its reason."""
+        changed = False
+        for index, reasons_ in requeues.items():
+            known = self.requeue_reasons.get(index, [])
+            for number in range(len(known), len(reasons_)):
+                self._requeued(index, reasons_[number])
+                changed = True
+            self.requeue_reasons[index][: len(reasons_)] = reasons_  # the records say better
         return changed
+
+    def _requeued(self, index: int, reason: str) -> None:
+        """Task ``index`` was requeued (seen by the poller, or recorded by the task)."""
+        reasons_ = self.requeue_reasons.setdefault(index, [])
+        reasons_.append(reason)
+        self.requeued.add(index)
+        log.warning(
+            "slurmscope.task.requeued",
+            task=self.name,
+            job_id=self.task_id(index),
+            index=index,
+            reason=reason,
+            requeues=len(reasons_),
+            hint="it will run again (from its last checkpoint, if it saved one)",
+        )
 
     def unfinished_outcomes(self) -> dict[int, bool]:
         """Outcome files of tasks not yet known to have ended: ``{index: succeeded}``.

@@ -67,6 +67,7 @@ def description_fields(
         fields[option.field] = option.to_field(amount)
     if requeueable(r):
         fields["is_requeueable"] = True
+        fields["log_files_open_mode"] = "append"  # every run's output kept
     for flag in r.extra:
         name, sep, value = flag.partition("=")
         if name not in EXTRA_FLAGS:

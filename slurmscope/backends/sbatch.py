@@ -112,7 +112,7 @@ def sbatch_arguments(spec: JobSpec) -> list[str]:
         args.append(f"--dependency={render(spec.dependencies)}")
     args.extend(f"{option.flag}={value}" for option, value in requested(r))
     if requeueable(r):
-        args.append("--requeue")
+        args.extend(("--requeue", "--open-mode=append"))  # every run's output kept
     args.extend(r.extra)
     return args
 

@@ -78,7 +78,8 @@ def requested(resources: Resources) -> Iterator[tuple[ResourceOption, str | int]
 
 
 def requeueable(resources: Resources) -> bool:
-    """Whether the job must be requeueable: a checkpointing task requeues itself."""
+    """Whether the job must be requeueable (and keep the output of every run, appended): a
+    checkpointing task requeues itself."""
     return resources.checkpoint_warning is not None
 
 
