@@ -250,6 +250,7 @@ def _requeue(backend: str) -> None:
             import pyslurm  # type: ignore[import-not-found,unused-ignore]
 
             pyslurm.Job(int(os.environ["SLURM_JOB_ID"])).requeue()
+            print(f"slurmscope worker: requeued {job_id} with pyslurm", flush=True)
             return
         except ImportError:
             pass  # the bindings are not importable in the job: the command line does it
@@ -258,6 +259,7 @@ def _requeue(backend: str) -> None:
     done = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
     if done.returncode != 0:
         _fail(RuntimeError(f"scontrol requeue {job_id} failed: {done.stderr.strip()}"))
+    print(f"slurmscope worker: requeued {job_id} with scontrol", flush=True)
 
 
 def _fail(exc: BaseException) -> None:

@@ -130,7 +130,7 @@ def test_slurm_requests_of_a_checkpointing_task() -> None:
     args = sbatch_arguments(asked)
     assert {"--signal=B:USR1@120", "--requeue", "--open-mode=append", "--time=10"} <= set(args)
     fields = description_fields(asked)
-    assert fields["signal"] == "B:USR1@120" and fields["is_requeueable"] is True
+    assert fields["signal"] == "B:SIGUSR1@120" and fields["is_requeueable"] is True
     assert fields["log_files_open_mode"] == "append"
     plain = _spec(Resources(time="10"))
     assert not any("signal" in a or "requeue" in a for a in sbatch_arguments(plain))

@@ -53,6 +53,11 @@ def warning_signal(seconds: str | int) -> str:
     return f"B:USR1@{seconds}"
 
 
+def pyslurm_signal(flag: str | int) -> str:
+    """``--signal``'s value as pyslurm takes it: the signal's full name (``SIGUSR1``)."""
+    return str(flag).replace(":USR1@", ":SIGUSR1@")
+
+
 #: Every resource Slurm is asked for, in the order sbatch's command line gives them. The
 #: job's name (``job_name``, else the task's) goes as ``--job-name`` / ``name``.
 RESOURCE_OPTIONS = (
@@ -64,7 +69,9 @@ RESOURCE_OPTIONS = (
     ResourceOption("account", "--account", "account"),
     ResourceOption("qos", "--qos", "qos"),
     ResourceOption("constraint", "--constraint", "constraints"),
-    ResourceOption("checkpoint_warning", "--signal", "signal", to_flag=warning_signal),
+    ResourceOption(
+        "checkpoint_warning", "--signal", "signal", to_field=pyslurm_signal, to_flag=warning_signal
+    ),
 )
 
 

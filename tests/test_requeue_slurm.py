@@ -1,0 +1,119 @@
+"""Checkpoint and requeue on a real Slurm cluster, with sbatch and with the real pyslurm.
+
+A cluster of this test run's own (``slurm_cluster.OwnCluster``) whose requeued jobs may start
+again after 2 seconds (``SchedulerParameters=requeue_delay=2``; Slurm's default is 120 s,
+which would make every requeue cost two minutes). Each test runs its driver in a subprocess
+pointed at that cluster, so that the real pyslurm reads its slurm.conf at import.
+
+Each task needs 75 seconds of work under a 1-minute time limit, warned 10 seconds before it:
+Slurm looks at time limits every 30 seconds and sends the warning up to that much early,
+so a run does 20 to 50 seconds of work, and the task completes in two to four runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyslurm_support
+import pytest
+import slurm_cluster
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+REQUEUE = slurm_cluster.OwnCluster("requeue", 44000, SLURMSCOPE_REQUEUE_DELAY="2")
+TESTS = Path(__file__).resolve().parent
+
+DRIVER = """
+import json, sys, time
+import slurmscope, tasks
+
+kind, root, with_limit = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+cluster = slurmscope.Cluster(kind, root=root)
+limit = dict(time="1", checkpoint_warning=10, max_requeues=6)
+counting = cluster.task(tasks.count_to, **limit)(75, 1.0)
+training = cluster.task(tasks.Training(), **limit)(75, 1.0)
+dependent = cluster.task(tasks.stamped)(counting)
+if with_limit:
+    never_done = cluster.task(tasks.count_to, time="1", checkpoint_warning=10, max_requeues=1)
+    endless = never_done(600, 1.0)
+out = {
+    "counting": counting.get_result(timeout=170),
+    "training": training.get_result(timeout=60),
+    "dependent": dependent.get_result(timeout=60),
+    "counting_requeues": counting.requeues,
+    "training_requeues": training.requeues,
+    "counting_ended": (counting.directory / "results" / "0.pkl").stat().st_mtime,
+    "counting_log": "".join(p.read_text() for p in (counting.directory / "logs").glob("*.out")),
+}
+if with_limit:
+    try:
+        endless.get_result(timeout=60)
+        out["endless"] = "completed"
+    except slurmscope.TaskFailedError as exc:
+        out["endless"] = str(exc)
+    out["endless_requeues"] = endless.requeues
+print("RESULT " + json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def own_cluster() -> Iterator[str]:
+    REQUEUE.start()
+    yield REQUEUE.conf
+    REQUEUE.remove()
+
+
+def _drive(kind: str, conf: str, root: Path, with_limit: bool) -> dict[str, object]:
+    env = dict(os.environ, SLURM_CONF=conf, PYTHONPATH=str(TESTS))
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER, kind, str(root), "1" if with_limit else "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=175,
+        check=False,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    found: dict[str, object] = json.loads(lines[-1][len("RESULT ") :])
+    return found
+
+
+def _check_completed_through_requeues(out: dict[str, object], requeued_with: str) -> None:
+    done, requeues, last_run = out["counting"]  # type: ignore[misc]
+    assert done == 75
+    assert requeues >= 1 and last_run < 75  # requeued, and resumed from its checkpoint
+    assert out["counting_requeues"] == {"0": ["time limit"] * requeues}
+    epochs, runs = out["training"]  # type: ignore[misc]
+    assert epochs == 75 and runs >= 2
+    assert out["training_requeues"] == {"0": ["time limit"] * (runs - 1)}
+    value, ran_at = out["dependent"]  # type: ignore[misc]
+    assert value == out["counting"]  # the final result, the only one
+    assert ran_at >= out["counting_ended"]  # type: ignore[operator]
+    log = str(out["counting_log"])
+    assert log.count("time limit near") == requeues  # every run's output kept (appended)
+    assert log.count(f"with {requeued_with}") == requeues
+
+
+def test_sbatch_tasks_complete_through_requeues_and_the_limit_ends_one(
+    own_cluster: str, tmp_path: Path
+) -> None:
+    out = _drive("sbatch", own_cluster, tmp_path, with_limit=True)
+    _check_completed_through_requeues(out, "scontrol")
+    assert "requeued 1 times, its limit (max_requeues=1)" in str(out["endless"])
+    assert out["endless_requeues"] == {"0": ["time limit"]}
+
+
+def test_pyslurm_tasks_complete_through_requeues(own_cluster: str, tmp_path: Path) -> None:
+    why_not = pyslurm_support.real_pyslurm()
+    if why_not is not None:
+        if os.environ.get("SLURMSCOPE_TEST_PYSLURM") == "real":
+            pytest.fail(f"SLURMSCOPE_TEST_PYSLURM=real but pyslurm does not import: {why_not}")
+        pytest.skip(f"needs the real pyslurm (the double does not requeue): {why_not}")
+    out = _drive("pyslurm", own_cluster, tmp_path, with_limit=False)
+    _check_completed_through_requeues(out, "pyslurm")
