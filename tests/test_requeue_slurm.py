@@ -5,6 +5,9 @@ again after 2 seconds (``SchedulerParameters=requeue_delay=2``; Slurm's default 
 which would make every requeue cost two minutes). Each test runs its driver in a subprocess
 pointed at that cluster, so that the real pyslurm reads its slurm.conf at import.
 
+It has partitions ``low`` and ``high`` (``SLURMSCOPE_PREEMPT_GRACE``): jobs of ``high``
+preempt those of ``low``, which Slurm requeues after a grace time of 5 seconds.
+
 Each task needs 75 seconds of work under a 1-minute time limit, warned 10 seconds before it:
 Slurm looks at time limits every 30 seconds and sends the warning up to that much early,
 so a run does 20 to 50 seconds of work, and the task completes in two to four runs.
@@ -16,16 +19,22 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyslurm_support
 import pytest
 import slurm_cluster
+import tasks
+
+import slurmscope
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-REQUEUE = slurm_cluster.OwnCluster("requeue", 44000, SLURMSCOPE_REQUEUE_DELAY="2")
+REQUEUE = slurm_cluster.OwnCluster(
+    "requeue", 44000, SLURMSCOPE_REQUEUE_DELAY="2", SLURMSCOPE_PREEMPT_GRACE="5"
+)
 TESTS = Path(__file__).resolve().parent
 
 DRIVER = """
@@ -117,3 +126,26 @@ def test_pyslurm_tasks_complete_through_requeues(own_cluster: str, tmp_path: Pat
         pytest.skip(f"needs the real pyslurm (the double does not requeue): {why_not}")
     out = _drive("pyslurm", own_cluster, tmp_path, with_limit=False)
     _check_completed_through_requeues(out, "pyslurm")
+
+
+def test_preempted_tasks_resume_from_their_checkpoints(own_cluster: str, tmp_path: Path) -> None:
+    cluster = slurmscope.Cluster(
+        "sbatch", root=tmp_path, slurm_conf=own_cluster, set_as_default=False
+    )
+    low = {"partition": "low", "time": "5"}
+    counting = cluster.task(tasks.count_to, **low, checkpoint_warning=60)(40, 1.0)
+    training = cluster.task(tasks.Training(), **low)(40, 1.0)
+    saved = counting.directory / "checkpoints" / "0.pkl"
+    deadline = time.monotonic() + 60
+    while not saved.exists() or training.state != "RUNNING":
+        assert time.monotonic() < deadline, "the low-priority tasks did not start"
+        time.sleep(0.5)
+    time.sleep(5)  # some progress
+    urgent = cluster.task(tasks.sleep, partition="high", extra=["--exclusive"])(5)
+    done, requeues, last_run = counting.get_result(timeout=150)
+    assert (done, requeues) == (40, 1) and last_run < 40  # resumed, not started again
+    epochs, runs = training.get_result(timeout=30)
+    assert (epochs, runs) == (40, 2)  # checkpoint() was called in the grace time
+    assert counting.requeues == training.requeues == {0: ["preemption"]}
+    assert urgent.get_result(timeout=30) == 5
+    cluster.close()
