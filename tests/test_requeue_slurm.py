@@ -5,7 +5,7 @@ again after 2 seconds (``SchedulerParameters=requeue_delay=2``; Slurm's default 
 which would make every requeue cost two minutes). Each test runs its driver in a subprocess
 pointed at that cluster, so that the real pyslurm reads its slurm.conf at import.
 
-It has partitions ``low`` and ``high`` (``SLURMSCOPE_PREEMPT_GRACE``): jobs of ``high``
+It has two nodes, and partitions ``low`` and ``high`` (``SLURMSCOPE_PREEMPT_GRACE``): jobs of ``high``
 preempt those of ``low``, which Slurm requeues after a grace time of 5 seconds.
 
 Each task needs 75 seconds of work under a 1-minute time limit, warned 10 seconds before it:
@@ -15,6 +15,7 @@ so a run does 20 to 50 seconds of work, and the task completes in two to four ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -72,7 +73,7 @@ print("RESULT " + json.dumps(out))
 
 @pytest.fixture(scope="module")
 def own_cluster() -> Iterator[str]:
-    REQUEUE.start()
+    REQUEUE.start("--nodes", "2")
     yield REQUEUE.conf
     REQUEUE.remove()
 
@@ -141,11 +142,64 @@ def test_preempted_tasks_resume_from_their_checkpoints(own_cluster: str, tmp_pat
         assert time.monotonic() < deadline, "the low-priority tasks did not start"
         time.sleep(0.5)
     time.sleep(5)  # some progress
-    urgent = cluster.task(tasks.sleep, partition="high", extra=["--exclusive"])(5)
+    both_nodes = ["--exclusive", "--nodes=2"]  # wherever the low tasks run, they must go
+    urgent = cluster.task(tasks.sleep, partition="high", extra=both_nodes)(5)
     done, requeues, last_run = counting.get_result(timeout=150)
     assert (done, requeues) == (40, 1) and last_run < 40  # resumed, not started again
     epochs, runs = training.get_result(timeout=30)
     assert (epochs, runs) == (40, 2)  # checkpoint() was called in the grace time
     assert counting.requeues == training.requeues == {0: ["preemption"]}
     assert urgent.get_result(timeout=30) == 5
+    cluster.close()
+
+
+def _squeue(conf: str, *args: str) -> str:
+    env = dict(os.environ, SLURM_CONF=conf)
+    return subprocess.run(
+        ["squeue", "--noheader", *args], capture_output=True, text=True, env=env, check=True
+    ).stdout.strip()
+
+
+def _kill_node(conf: str, node: str, job_id: str) -> None:
+    """SIGKILL a node's slurmd and the job step of ``job_id`` with its processes: the node
+    dies without a word to the job (as in test_faults.py)."""
+    victims = [
+        int(pid)
+        for pid in subprocess.run(
+            ["pgrep", "-f", f"slurmd -f {conf} -N {node}$"], capture_output=True, text=True
+        ).stdout.split()
+    ]
+    assert victims, f"no slurmd of {node} runs"
+    steps = subprocess.run(["pgrep", "-a", "slurmstepd"], capture_output=True, text=True).stdout
+    for line in steps.splitlines():
+        pid, title = line.split(" ", 1)
+        if title.split("[", 1)[-1].split(".", 1)[0] == job_id:
+            victims.append(int(pid))
+            ps = subprocess.run(["pgrep", "-P", pid], capture_output=True, text=True).stdout
+            victims.extend(int(child) for child in ps.split())
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+
+
+def test_node_failure_resumes_from_the_last_saved_state(own_cluster: str, tmp_path: Path) -> None:
+    cluster = slurmscope.Cluster(
+        "sbatch", root=tmp_path, slurm_conf=own_cluster, set_as_default=False
+    )
+    counting = cluster.task(tasks.count_to, time="5", checkpoint_warning=60)(40, 1.0)
+    saved = counting.directory / "checkpoints" / "0.pkl"
+    deadline = time.monotonic() + 60
+    while not saved.exists():
+        assert time.monotonic() < deadline, "the task did not start"
+        time.sleep(0.5)
+    time.sleep(5)  # some progress
+    node = _squeue(own_cluster, f"--jobs={counting.job_id}", "--format=%N")
+    assert node in ("n1", "n2"), node
+    try:
+        _kill_node(own_cluster, node, counting.job_id)
+        done, requeues, last_run = counting.get_result(timeout=150)
+    finally:
+        REQUEUE.start("--nodes", "2")  # brings the node back
+    assert (done, requeues) == (40, 1) and 0 < last_run < 40  # resumed, not from zero
+    assert counting.requeues == {0: ["node failure"]}
     cluster.close()
