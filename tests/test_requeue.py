@@ -6,6 +6,8 @@ The real clusters' side is tests/test_requeue_slurm.py.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -36,6 +38,16 @@ def test_function_form_resumes_through_requeues(cluster: slurmscope.Cluster) -> 
     assert requeues >= 1 and last_run < 16  # it resumed: the last run did not start at 0
     assert job.requeues == {0: ["time limit"] * requeues}
     assert job.get_result() == (done, requeues, last_run)  # one result, read again the same
+    said = f"task 0 requeued {requeues} time(s): " + ", ".join(["time limit"] * requeues)
+    for verb in ("status", "explain"):  # another process, from the job directory
+        shown = subprocess.run(
+            [sys.executable, "-m", "slurmscope.cli", "--root", str(cluster.root), verb, job.job_id],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        assert said in shown, shown
 
 
 def test_object_form_resumes_through_requeues(cluster: slurmscope.Cluster) -> None:
