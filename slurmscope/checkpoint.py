@@ -18,13 +18,18 @@ Where they live, per task ``i`` of a job directory::
                                after one Slurm made: a preemption or a node failure)
     checkpoints/<i>.terminated the task was sent SIGTERM (preempted, or cancelled)
 
-The worker imports this module in every task: standard library only, and only ``os`` at
-import (``signal`` and ``subprocess`` are imported by tasks that checkpoint).
+The worker imports this module in every task: standard library only, and only ``os`` and
+``contextvars`` at import (``signal`` and ``subprocess`` are imported by tasks that checkpoint).
 """
 
 from __future__ import annotations
 
 import os
+
+try:  # the C module ``contextvars`` re-exports, without its Python wrapper
+    from _contextvars import ContextVar
+except ImportError:  # pragma: no cover - not CPython
+    from contextvars import ContextVar
 
 from .payload import atomic_write, dumps, loads, write_outcome
 
@@ -47,7 +52,9 @@ TIME_LIMIT = "time limit"
 PREEMPTION = "preemption"
 NODE_FAILURE = "node failure"
 
-_task: tuple[str, int] | None = None
+#: (job directory, index) of the task this thread runs: a context variable, so that tasks
+#: run in threads of one process (``slurmscope.testing.FakeBackend``) keep theirs apart.
+_task: ContextVar[tuple[str, int] | None] = ContextVar("slurmscope_task", default=None)
 
 
 class Resume:
@@ -78,12 +85,13 @@ class RequeueLimitError(RuntimeError):
 
 
 def _path(suffix: str) -> str:
-    if _task is None:
+    task = _task.get()
+    if task is None:
         raise RuntimeError(
             "load_checkpoint()/save_checkpoint() work inside a slurmscope task only: call "
             "them in the function a task runs."
         )
-    directory, index = _task
+    directory, index = task
     return os.path.join(directory, CHECKPOINTS, f"{index}{suffix}")
 
 
@@ -162,8 +170,7 @@ def begin(directory: str, index: int, function: Any, args: Any, kwargs: Any) -> 
     """Called by the worker before it runs a task: makes the task's checkpoint reachable,
     and where checkpointing is on, catches the scheduler's signals and fails a task past
     its requeue limit. Returns what to run: ``(fn, args, kwargs)``."""
-    global _task
-    _task = (directory, index)
+    _task.set((directory, index))
     if os.environ.get("SLURM_RESTART_COUNT", "0") != "0":
         _note_restart()
     if callable(getattr(function, "checkpoint", None)):
@@ -264,9 +271,9 @@ def _requeue(backend: str) -> None:
 
 def _fail(exc: BaseException) -> None:
     """End the task with ``exc`` as its outcome."""
-    _, index = _task or ("", 0)
+    directory, index = _task.get() or (".", 0)
     write_outcome(
-        _task[0] if _task else ".",
+        directory,
         index,
         {
             "ok": False,
