@@ -50,6 +50,18 @@ def test_function_form_resumes_through_requeues(cluster: slurmscope.Cluster) -> 
         assert said in shown, shown
 
 
+def test_array_tasks_requeue_one_by_one(cluster: slurmscope.Cluster) -> None:
+    count_to = cluster.task(tasks.count_to, **LIMIT, max_requeues=10)
+    array = count_to.map([(16, 0.25), (4, 0.25), (12, 0.25)])  # the second: 1 s, no requeue
+    results = array.get_results(timeout=90)
+    assert [r[0] for r in results] == [16, 4, 12]
+    assert results[1][1] == 0 and results[0][1] >= 1 and results[2][1] >= 1
+    assert array.requeued == [0, 2]
+    assert array.requeues == {i: ["time limit"] * results[i][1] for i in (0, 2)}
+    aligned = cluster.task(tasks.stamped).map(array)  # data dependencies, task by task
+    assert [value for value, _ in aligned.get_results(timeout=30)] == results
+
+
 def test_object_form_resumes_through_requeues(cluster: slurmscope.Cluster) -> None:
     train = cluster.task(tasks.Training(), **LIMIT, max_requeues=10)
     assert train.name == "Training"

@@ -51,6 +51,8 @@ dependent = cluster.task(tasks.stamped)(counting)
 if with_limit:
     never_done = cluster.task(tasks.count_to, time="1", checkpoint_warning=10, max_requeues=1)
     endless = never_done(600, 1.0)
+    # an array: task 0 needs more than any run gives, task 1 less than any
+    array = cluster.task(tasks.count_to, **limit).map([(60, 1.0), (10, 1.0)])
 out = {
     "counting": counting.get_result(timeout=170),
     "training": training.get_result(timeout=60),
@@ -67,6 +69,8 @@ if with_limit:
     except slurmscope.TaskFailedError as exc:
         out["endless"] = str(exc)
     out["endless_requeues"] = endless.requeues
+    out["array"] = array.get_results(timeout=60)
+    out["array_requeues"] = array.requeues
 print("RESULT " + json.dumps(out))
 """
 
@@ -117,6 +121,10 @@ def test_sbatch_tasks_complete_through_requeues_and_the_limit_ends_one(
     _check_completed_through_requeues(out, "scontrol")
     assert "requeued 1 times, its limit (max_requeues=1)" in str(out["endless"])
     assert out["endless_requeues"] == {"0": ["time limit"]}
+    (first, requeues, last_run), second = out["array"]  # type: ignore[misc]
+    assert first == 60 and requeues >= 1 and last_run < 60
+    assert second == [10, 0, 10]  # its neighbour's requeues left it alone
+    assert out["array_requeues"] == {"0": ["time limit"] * requeues}
 
 
 def test_pyslurm_tasks_complete_through_requeues(own_cluster: str, tmp_path: Path) -> None:
