@@ -259,8 +259,8 @@ def _requeue(backend: str) -> None:
             pyslurm.Job(int(os.environ["SLURM_JOB_ID"])).requeue()
             print(f"slurmscope worker: requeued {job_id} with pyslurm", flush=True)
             return
-        except ImportError:
-            pass  # the bindings are not importable in the job: the command line does it
+        except Exception as exc:  # not importable in the job, or refused: scontrol does it
+            print(f"slurmscope worker: pyslurm could not requeue {job_id}: {exc!r}", flush=True)
     import subprocess
 
     done = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)

@@ -82,8 +82,10 @@ def own_cluster() -> Iterator[str]:
     REQUEUE.remove()
 
 
-def _drive(kind: str, conf: str, root: Path, with_limit: bool) -> dict[str, object]:
-    env = dict(os.environ, SLURM_CONF=conf, PYTHONPATH=str(TESTS))
+def _drive(
+    kind: str, conf: str, root: Path, with_limit: bool, path: str = str(TESTS)
+) -> dict[str, object]:
+    env = dict(os.environ, SLURM_CONF=conf, PYTHONPATH=path)
     proc = subprocess.run(
         [sys.executable, "-c", DRIVER, kind, str(root), "1" if with_limit else "0"],
         capture_output=True,
@@ -128,13 +130,19 @@ def test_sbatch_tasks_complete_through_requeues_and_the_limit_ends_one(
 
 
 def test_pyslurm_tasks_complete_through_requeues(own_cluster: str, tmp_path: Path) -> None:
+    """With the real pyslurm, the task requeues itself with ``pyslurm.Job.requeue``; with
+    the TEST DOUBLE (no real pyslurm here), which has no requeue, with scontrol instead."""
     why_not = pyslurm_support.real_pyslurm()
-    if why_not is not None:
-        if os.environ.get("SLURMSCOPE_TEST_PYSLURM") == "real":
-            pytest.fail(f"SLURMSCOPE_TEST_PYSLURM=real but pyslurm does not import: {why_not}")
-        pytest.skip(f"needs the real pyslurm (the double does not requeue): {why_not}")
-    out = _drive("pyslurm", own_cluster, tmp_path, with_limit=False)
-    _check_completed_through_requeues(out, "pyslurm")
+    wanted = os.environ.get("SLURMSCOPE_TEST_PYSLURM", "auto")
+    if why_not is not None and wanted == "real":
+        pytest.fail(f"SLURMSCOPE_TEST_PYSLURM=real but pyslurm does not import: {why_not}")
+    if why_not is None and wanted != "double":
+        out = _drive("pyslurm", own_cluster, tmp_path, with_limit=False)
+        _check_completed_through_requeues(out, "pyslurm")
+    else:
+        path = f"{pyslurm_support.DOUBLE_DIR}{os.pathsep}{TESTS}"
+        out = _drive("pyslurm", own_cluster, tmp_path, with_limit=False, path=path)
+        _check_completed_through_requeues(out, "scontrol")
 
 
 def test_preempted_tasks_resume_from_their_checkpoints(own_cluster: str, tmp_path: Path) -> None:
