@@ -255,7 +255,8 @@ class Submission:
             for number in range(len(known), len(reasons_)):
                 self._requeued(index, reasons_[number])
                 changed = True
-            self.requeue_reasons[index][: len(reasons_)] = reasons_  # the records say better
+            if reasons_:  # the records say better than the scheduler
+                self.requeue_reasons.setdefault(index, [])[: len(reasons_)] = reasons_
         return changed
 
     def _requeued(self, index: int, reason: str) -> None:
