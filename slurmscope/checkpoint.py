@@ -153,6 +153,11 @@ def recorded_requeues(directory: str) -> dict[int, list[str]]:
     return found
 
 
+def was_terminated(directory: str, index: int) -> bool:
+    """Whether task ``index``'s last run was sent SIGTERM (preempted, if it was requeued)."""
+    return os.path.exists(os.path.join(directory, CHECKPOINTS, f"{index}.terminated"))
+
+
 def _note_restart() -> None:
     """Record the requeues Slurm made since the last run (``SLURM_RESTART_COUNT`` beyond
     the recorded ones): a preemption if the last run was sent SIGTERM, else a node failure

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import reasons
-from .checkpoint import recorded_requeues
+from .checkpoint import PREEMPTION, recorded_requeues, was_terminated
 from .dependency import Dependency
 from .errors import JobCannotRunError
 from .log import log
@@ -231,11 +231,7 @@ class Submission:
                 if seen:
                     self._unrecorded[index] = (new.state, new.reason, new.exit_code)
                 if old is not None and old.state == "RUNNING" and new.state == "PENDING":
-                    number = len(self.requeue_reasons.get(index, []))
-                    told = requeues.get(index, [])
-                    self._requeued(
-                        index, told[number] if number < len(told) else f"scheduler: {new.reason}"
-                    )
+                    self._requeued(index, self._why_requeued(index, new, requeues))
                 self.states[index] = new
                 changed = True
                 if new.never_runs and index not in self.cancelled:  # a cancel ends it
@@ -258,6 +254,18 @@ class Submission:
             if reasons_:  # the records say better than the scheduler
                 self.requeue_reasons.setdefault(index, [])[: len(reasons_)] = reasons_
         return changed
+
+    def _why_requeued(self, index: int, new: TaskState, requeues: dict[int, list[str]]) -> str:
+        """Why task ``index``, seen go from RUNNING back to PENDING, was requeued: the job
+        directory's record (the task's own requeue), else a preemption if its last run was
+        sent SIGTERM (the next run records it), else what the scheduler says."""
+        number = len(self.requeue_reasons.get(index, []))
+        told = requeues.get(index, [])
+        if number < len(told):
+            return told[number]
+        if was_terminated(str(self.directory.path), index):
+            return PREEMPTION
+        return f"scheduler: {new.reason}"
 
     def _requeued(self, index: int, reason: str) -> None:
         """Task ``index`` was requeued (seen by the poller, or recorded by the task)."""

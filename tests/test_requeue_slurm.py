@@ -145,7 +145,9 @@ def test_pyslurm_tasks_complete_through_requeues(own_cluster: str, tmp_path: Pat
         _check_completed_through_requeues(out, "scontrol")
 
 
-def test_preempted_tasks_resume_from_their_checkpoints(own_cluster: str, tmp_path: Path) -> None:
+def test_preempted_tasks_resume_from_their_checkpoints(
+    own_cluster: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     cluster = slurmscope.Cluster(
         "sbatch", root=tmp_path, slurm_conf=own_cluster, set_as_default=False
     )
@@ -165,6 +167,10 @@ def test_preempted_tasks_resume_from_their_checkpoints(own_cluster: str, tmp_pat
     epochs, runs = training.get_result(timeout=30)
     assert (epochs, runs) == (40, 2)  # checkpoint() was called in the grace time
     assert counting.requeues == training.requeues == {0: ["preemption"]}
+    logged = [
+        r.getMessage() for r in caplog.records if "slurmscope.task.requeued" in r.getMessage()
+    ]
+    assert len(logged) == 2 and all("reason='preemption'" in m for m in logged), logged
     assert urgent.get_result(timeout=30) == 5
     cluster.close()
 
