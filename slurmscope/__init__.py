@@ -59,6 +59,12 @@ _EXPORTS = {
     "GraphvizNotFoundError": "slurmscope.errors",
     "UnsafeJobDirectoryError": "slurmscope.errors",
     "Graph": "slurmscope.graph",
+    "Checkpointable": "slurmscope.checkpoint",
+    "Resume": "slurmscope.checkpoint",
+    "RequeueLimitError": "slurmscope.checkpoint",
+    "load_checkpoint": "slurmscope.checkpoint",
+    "save_checkpoint": "slurmscope.checkpoint",
+    "requeue_count": "slurmscope.checkpoint",
 }
 
 __all__ = [
@@ -66,6 +72,7 @@ __all__ = [
     "ArrayJob",
     "BackendUnavailableError",
     "CallSite",
+    "Checkpointable",
     "Cluster",
     "Dependency",
     "DependencyError",
@@ -81,6 +88,8 @@ __all__ = [
     "JobNotFoundError",
     "KINDS",
     "Provenance",
+    "RequeueLimitError",
+    "Resume",
     "Resources",
     "SlurmscopeError",
     "SchedulerError",
@@ -94,6 +103,9 @@ __all__ = [
     "configure_logging",
     "default_cluster",
     "depend",
+    "load_checkpoint",
+    "requeue_count",
+    "save_checkpoint",
     "task",
     "__version__",
 ]
@@ -116,6 +128,14 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from .callsite import CallSite
+    from .checkpoint import (
+        Checkpointable,
+        RequeueLimitError,
+        Resume,
+        load_checkpoint,
+        requeue_count,
+        save_checkpoint,
+    )
     from .cluster import Cluster, DependencyRequest, Task, default_cluster, depend, task
     from .dependency import KINDS, Dependency, Provenance
     from .errors import (

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .checkpoint import recorded_requeues
 from .dependency import Dependency
 from .errors import ArrayAlreadySubmittedError
 from .graph import Graph
@@ -23,6 +24,14 @@ NOT_KNOWN = "the scheduler did not tell; no result or recorded end in the job di
 
 #: (index, scheduler id, state, reason) of one task.
 TaskRow = tuple[int, str, str, str]
+
+
+def requeue_lines(requeues: dict[int, list[str]]) -> list[str]:
+    """One line per requeued task: how often and why."""
+    return [
+        f"  task {index} requeued {len(reasons)} time(s): {', '.join(reasons)}"
+        for index, reasons in sorted(requeues.items())
+    ]
 
 
 class Handle:
@@ -92,6 +101,23 @@ class Handle:
             rows.append((index, job_id, state.state, reason))
         return rows
 
+    @property
+    def requeues(self) -> dict[int, list[str]]:
+        """Why each task of this handle was requeued so far, in order (``{index:
+        [reason, ...]}``, tasks never requeued left out): ``"time limit"``,
+        ``"preemption"`` or ``"node failure"`` as the job directory records them (see
+        :mod:`slurmscope.checkpoint`), else what the scheduler said when the poller saw it."""
+        sub = self.submission
+        told = recorded_requeues(str(sub.directory.path))
+        found: dict[int, list[str]] = {}
+        for index in self.indices:
+            seen = sub.requeue_reasons.get(index, [])
+            recorded = told.get(index, [])
+            reasons = recorded + seen[len(recorded) :]
+            if reasons:
+                found[index] = reasons
+        return found
+
     def explain(self) -> str:
         """Where each dependency of this job came from, one line each."""
         lines = [f"{self!r}"]
@@ -99,6 +125,7 @@ class Handle:
             lines.append("  (no dependencies)")
         for dep in self.dependencies:
             lines.append(f"  {dep.describe()}")
+        lines.extend(requeue_lines(self.requeues))
         return "\n".join(lines)
 
     def graph(self, *, downstream: bool = False) -> Graph:

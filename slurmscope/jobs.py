@@ -228,8 +228,9 @@ class ArrayJob(Handle, Generic[R]):
 
     @property
     def requeued(self) -> list[int]:
-        """Indices of tasks the scheduler put back in the queue after they had started
-        (a node failure, for example); each is logged as ``slurmscope.task.requeued``."""
+        """Indices of tasks put back in the queue after they had started (a time limit a
+        checkpointing task saw coming, a preemption, a node failure); each requeue is logged
+        as ``slurmscope.task.requeued`` with its reason, and :attr:`requeues` says why."""
         return sorted(self.submission.requeued)
 
     def progress(self) -> dict[str, int]:

@@ -103,6 +103,11 @@ class Resources:
     constraint: str | None = None
     job_name: str | None = None
     extra: tuple[str, ...] = ()
+    #: Seconds before the time limit at which a checkpointing task is warned (it saves and
+    #: requeues itself); setting it turns checkpointing on (:mod:`slurmscope.checkpoint`).
+    checkpoint_warning: int | None = None
+    #: How many times a checkpointing task may be requeued before it fails (default 3).
+    max_requeues: int | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -123,6 +128,29 @@ class Resources:
                 "['--exclusive', '--nice=10']."
             )
         set_(self, "extra", tuple(extra))
+        self._check_checkpointing()
+
+    def _check_checkpointing(self) -> None:
+        warning = _check_positive_int("checkpoint_warning", self.checkpoint_warning)
+        if warning is not None and warning > 65535:
+            raise InvalidInputError(
+                f"invalid checkpoint_warning {warning}: Slurm's warning signal comes at most "
+                "65535 seconds before the time limit; give fewer seconds."
+            )
+        if warning is not None and self.time and warning >= time_to_seconds(self.time):
+            raise InvalidInputError(
+                f"checkpoint_warning={warning} seconds is not shorter than the time limit "
+                f"{self.time!r}: the warning would come before the task starts. Give fewer "
+                "seconds or a longer time limit."
+            )
+        limit = self.max_requeues
+        if limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool) or limit < 0
+        ):
+            raise InvalidInputError(
+                f"invalid max_requeues {limit!r}: give a whole number of 0 or more."
+            )
+        object.__setattr__(self, "checkpoint_warning", warning)
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> Resources:

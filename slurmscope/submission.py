@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import reasons
+from .checkpoint import PREEMPTION, recorded_requeues, was_terminated
 from .dependency import Dependency
 from .errors import JobCannotRunError
 from .job_directory import JobDirectory
@@ -64,6 +65,9 @@ class Submission:
         self._missing_since: dict[str, float] = {}
         #: Indices of tasks the scheduler sent back to the queue after they had started.
         self.requeued: set[int] = set()
+        #: Why each task was requeued, in order, as far as known: the job directory's
+        #: records (time limit, preemption, node failure), else what the scheduler said.
+        self.requeue_reasons: dict[int, list[str]] = {}
         #: Indices of tasks cancelled through a handle of this process.
         self.cancelled: set[int] = set()
         #: (scheduler job id, reason) pairs already logged as slurmscope.task.pending_reason.
@@ -189,6 +193,7 @@ class Submission:
         changed = False
         grace = lost_after
         recorded: dict[int, tuple[str, str | None, str | None]] | None = None
+        requeues = recorded_requeues(str(self.directory.path))
         for part in self.parts:
             known = answer.get(part.job_id)
             if known is None:
@@ -226,15 +231,7 @@ class Submission:
                 if seen:
                     self._unrecorded[index] = (new.state, new.reason, new.exit_code)
                 if old is not None and old.state == "RUNNING" and new.state == "PENDING":
-                    log.warning(
-                        "slurmscope.task.requeued",
-                        task=self.name,
-                        job_id=self.task_id(index),
-                        index=index,
-                        reason=new.reason,
-                        hint="the scheduler requeued it (node failure?); it will run again",
-                    )
-                    self.requeued.add(index)
+                    self._requeued(index, self._why_requeued(index, new, requeues))
                 self.states[index] = new
                 changed = True
                 if new.never_runs and index not in self.cancelled:  # a cancel ends it
@@ -243,7 +240,47 @@ class Submission:
                     self.stuck.discard(index)
                 if new.terminal:
                     self.remaining -= 1
+        return self._note_requeues(requeues) or changed
+
+    def _note_requeues(self, requeues: dict[int, list[str]]) -> bool:
+        """Requeues the job directory records that were not seen happen (a task that
+        requeued itself between two polls): each logged once, with its reason."""
+        changed = False
+        for index, reasons_ in requeues.items():
+            known = self.requeue_reasons.get(index, [])
+            for number in range(len(known), len(reasons_)):
+                self._requeued(index, reasons_[number])
+                changed = True
+            if reasons_:  # the records say better than the scheduler
+                self.requeue_reasons.setdefault(index, [])[: len(reasons_)] = reasons_
         return changed
+
+    def _why_requeued(self, index: int, new: TaskState, requeues: dict[int, list[str]]) -> str:
+        """Why task ``index``, seen go from RUNNING back to PENDING, was requeued: the job
+        directory's record (the task's own requeue), else a preemption if its last run was
+        sent SIGTERM (the next run records it), else what the scheduler says."""
+        number = len(self.requeue_reasons.get(index, []))
+        told = requeues.get(index, [])
+        if number < len(told):
+            return told[number]
+        if was_terminated(str(self.directory.path), index):
+            return PREEMPTION
+        return f"scheduler: {new.reason}"
+
+    def _requeued(self, index: int, reason: str) -> None:
+        """Task ``index`` was requeued (seen by the poller, or recorded by the task)."""
+        reasons_ = self.requeue_reasons.setdefault(index, [])
+        reasons_.append(reason)
+        self.requeued.add(index)
+        log.warning(
+            "slurmscope.task.requeued",
+            task=self.name,
+            job_id=self.task_id(index),
+            index=index,
+            reason=reason,
+            requeues=len(reasons_),
+            hint="it will run again (from its last checkpoint, if it saved one)",
+        )
 
     def unfinished_outcomes(self) -> dict[int, bool]:
         """Outcome files of tasks not yet known to have ended: ``{index: succeeded}``.

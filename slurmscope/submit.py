@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import scope
+from . import checkpoint, scope
 from .callsite import CallSite
+from .checkpoint import DEFAULT_MAX_REQUEUES, DEFAULT_WARNING
 from .dependency import VIA_DATA_ARGUMENT, Dependency, DependencyClauses, Provenance, merge
 from .dependency import never_satisfied as never_satisfied_by
 from .errors import DependencyError, InvalidInputError, SubmissionError
@@ -110,7 +111,7 @@ def submit(
         _check_dependency(runtime, dep, size, array)
     active = _drop_satisfied(kept, name)
     # 4. Write the job directory, then submit part by part.
-    resources = runtime.defaults.updated(resources.to_json())
+    resources = checkpointing(fn, runtime.defaults.updated(resources.to_json()))
     if array and size == 0:  # nothing to run: no job directory, no scheduler call
         return _empty_map(runtime, name, kept, site)
     directory = JobDirectory.create(runtime.root, name, runtime.share_with_group)
@@ -302,7 +303,7 @@ def _submit_parts(
                 resources=resources,
                 array=ArraySpec(count, max_concurrent) if array else None,
                 dependencies=clauses_for_part(deps, number),
-                environment={"SLURMSCOPE_JOB_DIR": str(directory.path)},
+                environment=_environment(directory, resources, backend.kind),
             )
             parts.append(Part(backend.submit(spec), offset, count))
     except BaseException:
@@ -313,6 +314,23 @@ def _submit_parts(
                 log.warning("slurmscope.cancel.failed", job_id=part.job_id, error=str(exc))
         raise
     return parts
+
+
+def checkpointing(fn: Callable[..., Any], resources: Resources) -> Resources:
+    """``resources`` with checkpointing on where the task asks for it: an object with a
+    ``checkpoint`` method (submitit's form), or ``max_requeues`` given alone."""
+    wants = callable(getattr(fn, "checkpoint", None)) or resources.max_requeues is not None
+    if wants and resources.checkpoint_warning is None:
+        return resources.updated({"checkpoint_warning": DEFAULT_WARNING})
+    return resources
+
+
+def _environment(directory: JobDirectory, resources: Resources, backend: str) -> dict[str, str]:
+    env = {"SLURMSCOPE_JOB_DIR": str(directory.path)}
+    if resources.checkpoint_warning is not None:
+        limit = DEFAULT_MAX_REQUEUES if resources.max_requeues is None else resources.max_requeues
+        env[checkpoint.ENVIRONMENT] = f"{limit}:{backend}"
+    return env
 
 
 def _manifest(

@@ -46,7 +46,8 @@ class Task(Generic[P, R]):
         self.resources = resources
         self.cluster = cluster
         self._after = after
-        self.name = name or getattr(fn, "__name__", None) or "task"
+        named = type(fn).__name__ if callable(getattr(fn, "checkpoint", None)) else "task"
+        self.name = name or getattr(fn, "__name__", None) or named
         functools.update_wrapper(self, fn)
 
     def _copy(

@@ -10,8 +10,11 @@ task's result): :mod:`slurmscope.payload_guard` checks each file and its directo
 refusal is the task's outcome (``UnsafeJobDirectoryError``, naming the file), as any error
 is. The task's log files are made as private as its job directory.
 
+A task that checkpoints (:mod:`slurmscope.checkpoint`) resumes from its saved state; one
+whose outcome is already written (requeued after it) exits 0 at once.
+
 It imports the standard library and the job directory layer (``slurmscope.payload``,
-``slurmscope.payload_ended``, ``slurmscope.origin``) only, and of the standard library only
+``slurmscope.payload_ended``, ``slurmscope.origin``, ``slurmscope.checkpoint``) only, and of the standard library only
 what a successful task needs (``traceback`` when a task fails, ``json`` when an upstream
 task has no result): each import is paid by every task (cloudpickle is imported by
 ``pickle`` itself when the function needs it).
@@ -23,6 +26,7 @@ import os
 import stat
 import sys
 
+from .checkpoint import begin
 from .origin import load_error, restore_files, use_driver_path
 from .payload import (
     ResultRef,
@@ -121,6 +125,9 @@ def _write_error(directory: str, index: int, exc: BaseException) -> None:
 def run(directory: str, index: int) -> int:
     print(f"slurmscope worker: task {index} of {directory} on {os.uname().nodename}", flush=True)
     _private_logs(directory)
+    if os.path.exists(result_file(directory, index)):  # a requeue after the outcome: done
+        print("slurmscope worker: the task's outcome is already written", flush=True)
+        return 0
     try:
         driver = read_driver(directory)
         use_driver_path(driver)  # the modules the driver saw, before anything is unpickled
@@ -134,6 +141,7 @@ def run(directory: str, index: int) -> int:
         except (ImportError, AttributeError) as exc:
             raise load_error(f"the arguments of task {index}", exc, driver) from exc
         args, kwargs = _resolve(args), _resolve(kwargs)
+        function, args, kwargs = begin(directory, index, function, args, kwargs)
         value = function(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - everything the task raised is reported
         import traceback

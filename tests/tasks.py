@@ -114,3 +114,42 @@ def surroundings(_: object = None) -> dict[str, object]:
         "limits": limits,
         "nice": os.nice(0),
     }
+
+
+def count_to(n: int, step: float = 1.0) -> tuple[int, int, int]:
+    """Checkpointing, function form: ``n`` steps of ``step`` seconds, the count saved after
+    each. Returns (count, requeues, steps done in this last run)."""
+    from slurmscope import load_checkpoint, requeue_count, save_checkpoint
+
+    start = done = load_checkpoint(0)
+    while done < n:
+        time.sleep(step)
+        done += 1
+        save_checkpoint(done)
+    return done, requeue_count(), done - start
+
+
+class Training:
+    """Checkpointing, callable-object form (duck-typed like submitit's: a ``checkpoint``
+    method returning how to resume), ``epochs`` steps of ``step`` seconds."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.runs = 0
+
+    def __call__(self, epochs: int, step: float = 1.0) -> tuple[int, int]:
+        self.runs += 1
+        while self.epoch < epochs:
+            time.sleep(step)
+            self.epoch += 1
+        return self.epoch, self.runs
+
+    def checkpoint(self, epochs: int, step: float = 1.0) -> object:
+        from slurmscope import Resume
+
+        return Resume(self, epochs, step)
+
+
+def stamped(value: object) -> tuple[object, float]:
+    """``value`` and when this task ran (a dependent's start, against its upstream's end)."""
+    return value, time.time()

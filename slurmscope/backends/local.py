@@ -166,6 +166,15 @@ class LocalBackend(Backend):
             self._thread.join(timeout=30)
         atexit.unregister(self._drain_at_exit)
 
+    def preempt(self, job_id: str, index: int | None = None) -> None:
+        """Preempt running tasks of a job (a test hook): SIGTERM, SIGKILL after a grace
+        time, then requeued, as Slurm's ``PreemptMode=REQUEUE`` does."""
+        with self._cond:
+            job = self._jobs[job_id]
+            for task in job.tasks.values() if index is None else [job.tasks[index]]:
+                processes.preempt(task)
+            self._cond.notify_all()
+
     # -- what ``scontrol show job`` would say ----------------------------------------------------
     def recorded_dependencies(self, job_id: str) -> str | None:
         """The dependencies the scheduler holds for one of its jobs (``None``: not its job)."""
@@ -211,10 +220,9 @@ class LocalBackend(Backend):
                     continue
                 code = task.proc.poll()
                 if code is not None:
-                    processes.ended(task, code)
-                elif job.time_limit and now - task.started > job.time_limit and not task.timed_out:
-                    task.timed_out = True
-                    processes.kill(task.proc)
+                    processes.ended(task, code, job.checkpointing)
+                else:
+                    processes.watch(job, task, now)
 
     def _schedule(self) -> None:
         free = self.cpus - sum(

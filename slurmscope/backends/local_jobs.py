@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ..checkpoint import ENVIRONMENT as CHECKPOINTING
 from ..spec import JobSpec
 from ..states import TERMINAL_STATES
 
@@ -22,6 +23,12 @@ class LocalTask:
     started: float = 0.0
     cancel_requested: bool = False
     timed_out: bool = False
+    #: Sent the checkpoint warning (SIGUSR1) this run.
+    warned: bool = False
+    #: Being preempted (through ``LocalBackend.preempt``): requeued once it exits.
+    preempted: bool = False
+    #: Times requeued (``SLURM_RESTART_COUNT`` of its next run).
+    restarts: int = 0
 
 
 @dataclass
@@ -37,6 +44,17 @@ class LocalJob:
     recorded: bool = False
     #: Why the job can never start here (it pends with this reason, as under Slurm).
     never_reason: str | None = None
+
+    @property
+    def warning(self) -> float | None:
+        """Seconds before its time limit a checkpointing task is warned (SIGUSR1)."""
+        seconds = self.spec.resources.checkpoint_warning
+        return float(seconds) if seconds is not None and self.time_limit else None
+
+    @property
+    def checkpointing(self) -> bool:
+        """Whether the job's tasks checkpoint (and may ask to be requeued)."""
+        return CHECKPOINTING in self.spec.environment
 
     @property
     def is_array(self) -> bool:

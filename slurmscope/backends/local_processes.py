@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 
+from ..checkpoint import REQUEUE_EXIT
 from ..log import log
 from .local_jobs import LocalJob, LocalTask
 
@@ -30,6 +31,7 @@ def start(job: LocalJob, task: LocalTask, variables: Mapping[str, str]) -> None:
             "SLURM_JOB_ID": job.task_id(task.index),
             "SLURM_JOB_NAME": job.name,
             "SLURM_CPUS_PER_TASK": str(job.cpus),
+            "SLURM_RESTART_COUNT": str(task.restarts),
             **variables,
         }
     )
@@ -64,11 +66,43 @@ def start(job: LocalJob, task: LocalTask, variables: Mapping[str, str]) -> None:
         return
     task.state, task.reason = "RUNNING", "None"
     task.started = time.monotonic()
+    task.warned = task.preempted = task.timed_out = False
 
 
-def ended(task: LocalTask, code: int) -> None:
-    """Record how ``task`` ended, its process having exited with ``code``."""
-    if task.cancel_requested:
+def watch(job: LocalJob, task: LocalTask, now: float) -> None:
+    """Signal a running task as Slurm does near and at its time limit: the checkpoint
+    warning (SIGUSR1 to its main process, ``--signal=B:USR1@N``), then SIGTERM/SIGKILL."""
+    if task.proc is None or not job.time_limit:
+        return
+    ran = now - task.started
+    warning = job.warning
+    if warning is not None and not task.warned and ran > job.time_limit - warning:
+        task.warned = True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(task.proc.pid, signal.SIGUSR1)
+    if ran > job.time_limit and not task.timed_out:
+        task.timed_out = True
+        kill(task.proc)
+
+
+def preempt(task: LocalTask) -> None:
+    """Preempt a running task as Slurm's ``PreemptMode=REQUEUE`` does: SIGTERM, SIGKILL
+    :data:`KILL_WAIT` seconds later (its grace time), then back to the queue."""
+    if task.state == "RUNNING" and task.proc is not None:
+        task.preempted = True
+        kill(task.proc)
+
+
+def ended(task: LocalTask, code: int, checkpointing: bool = False) -> None:
+    """Record how ``task`` ended, its process having exited with ``code``: a preempted
+    task, or a checkpointing one that asked for it (exit code ``REQUEUE_EXIT``), goes back
+    to the queue, as Slurm requeues it."""
+    if not task.cancel_requested and (
+        (task.preempted and code != 0) or (checkpointing and code == REQUEUE_EXIT)
+    ):
+        task.state, task.reason = "PENDING", "BeginTime"
+        task.restarts += 1
+    elif task.cancel_requested:
         task.state, task.reason = "CANCELLED", "None"
     elif task.timed_out:
         task.state, task.reason = "TIMEOUT", "TimeLimit"

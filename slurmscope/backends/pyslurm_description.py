@@ -12,7 +12,7 @@ from ..errors import SubmissionError
 from ..spec import JobSpec
 from .pyslurm_environment import RLIMITS, submit_environment
 from .pyslurm_import import FALLBACK
-from .slurm_request import EXTRA_FLAGS, batch_script, requested
+from .slurm_request import EXTRA_FLAGS, batch_script, requested, requeueable
 
 #: SLURM_BITSTR_LEN as the user's environment had it when slurmscope was imported.
 _USER_BITSTR_LEN = os.environ.get("SLURM_BITSTR_LEN")
@@ -65,6 +65,9 @@ def description_fields(
         fields["dependencies"] = render(spec.dependencies)  # a str: a dict is mutated
     for option, amount in requested(r):
         fields[option.field] = option.to_field(amount)
+    if requeueable(r):
+        fields["is_requeueable"] = True
+        fields["log_files_open_mode"] = "append"  # every run's output kept
     for flag in r.extra:
         name, sep, value = flag.partition("=")
         if name not in EXTRA_FLAGS:

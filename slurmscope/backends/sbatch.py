@@ -41,7 +41,7 @@ from .sbatch_output import (
     partition_limits,
     wait_status_exit_code,
 )
-from .slurm_request import batch_script, requested
+from .slurm_request import batch_script, requested, requeueable
 
 _RANGE = re.compile(r"^(\d+)_\[(.+)\]$")
 
@@ -111,6 +111,8 @@ def sbatch_arguments(spec: JobSpec) -> list[str]:
     if spec.dependencies:
         args.append(f"--dependency={render(spec.dependencies)}")
     args.extend(f"{option.flag}={value}" for option, value in requested(r))
+    if requeueable(r):
+        args.extend(("--requeue", "--open-mode=append"))  # every run's output kept
     args.extend(r.extra)
     return args
 

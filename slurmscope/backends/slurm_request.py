@@ -43,6 +43,19 @@ class ResourceOption:
     field: str
     #: The value as pyslurm takes it, from the value as sbatch takes it.
     to_field: Callable[[str | int], str | int] = _same
+    #: The value as sbatch takes it, from the value of the resource.
+    to_flag: Callable[[str | int], str | int] = _same
+
+
+def warning_signal(seconds: str | int) -> str:
+    """Slurm's ``--signal`` for a checkpointing task: SIGUSR1 to the batch shell (the
+    worker: the batch script execs it) ``seconds`` before the time limit."""
+    return f"B:USR1@{seconds}"
+
+
+def pyslurm_signal(flag: str | int) -> str:
+    """``--signal``'s value as pyslurm takes it: the signal's full name (``SIGUSR1``)."""
+    return str(flag).replace(":USR1@", ":SIGUSR1@")
 
 
 #: Every resource Slurm is asked for, in the order sbatch's command line gives them. The
@@ -56,15 +69,25 @@ RESOURCE_OPTIONS = (
     ResourceOption("account", "--account", "account"),
     ResourceOption("qos", "--qos", "qos"),
     ResourceOption("constraint", "--constraint", "constraints"),
+    ResourceOption(
+        "checkpoint_warning", "--signal", "signal", to_field=pyslurm_signal, to_flag=warning_signal
+    ),
 )
 
 
 def requested(resources: Resources) -> Iterator[tuple[ResourceOption, str | int]]:
-    """Each resource ``resources`` asks for (those left to Slurm's default are skipped)."""
+    """Each resource ``resources`` asks for, as sbatch takes it (those left to Slurm's
+    default are skipped)."""
     for option in RESOURCE_OPTIONS:
         value: str | int | None = getattr(resources, option.resource)
         if value is not None:
-            yield option, value
+            yield option, option.to_flag(value)
+
+
+def requeueable(resources: Resources) -> bool:
+    """Whether the job must be requeueable (and keep the output of every run, appended): a
+    checkpointing task requeues itself."""
+    return resources.checkpoint_warning is not None
 
 
 def _count(value: str | None) -> int:

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from ..dependency import Provenance
+from ..handle import requeue_lines
 from ..tree import trees
 from . import handles
 
@@ -15,7 +16,7 @@ from . import handles
 def run(args: argparse.Namespace) -> int:
     root = handles.root_of(args)
     directory, asked = handles.find(root, args.job, args.cluster)
-    handles.checked_handle(root, directory, asked)  # an id of a task it does not have is an error
+    job = handles.checked_handle(root, directory, asked)  # a task it does not have: an error
     tree = trees([(directory, asked)], handles.rows_of(root))[0]
     if args.json:
         print(json.dumps(tree))
@@ -30,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
     lines: list[str] = []
     _render(tree, 0, lines)
     print("\n".join(lines) if lines else "  (no dependencies)")
+    for line in requeue_lines(job.requeues):
+        print(line)
     return 0
 
 

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ..handle import requeue_lines
 from ..job_directory import MANIFEST, JobDirectory
 from ..tree import summary
 from . import handles
@@ -21,7 +22,9 @@ def run(args: argparse.Namespace) -> int:
         return _list(root, args)
     directory, asked = handles.find(root, args.job, args.cluster)
     manifest = directory.read_manifest()
-    rows = handles.rows(handles.checked_handle(root, directory, asked))
+    job = handles.checked_handle(root, directory, asked)
+    rows = handles.rows(job)
+    requeues = job.requeues
     if args.json:
         print(
             json.dumps(
@@ -33,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
                     "tasks": [
                         {"index": i, "job_id": j, "state": s, "reason": r} for i, j, s, r in rows
                     ],
+                    "requeues": {str(i): reasons for i, reasons in requeues.items()},
                 }
             )
         )
@@ -42,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  directory: {directory.path}")
     print(f"  logs:      {directory.path / 'logs'}  (slurmscope logs JOBID [INDEX])")
     print(f"  tasks:     {len(rows)}  ({summary(rows)})")
+    for line in requeue_lines(requeues):
+        print(line)
     shown = rows if args.all else [r for r in rows if r[2] != "COMPLETED"][:50]
     if shown:
         print(f"  {'INDEX':>6}  {'JOBID':<14} {'STATE':<11} REASON")

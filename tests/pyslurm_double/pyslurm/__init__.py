@@ -412,6 +412,7 @@ _MODELLED = {
     "is_requeueable",
     "kill_on_invalid_dependency",
     "licenses",
+    "log_files_open_mode",
     "memory_per_cpu",
     "memory_per_node",
     "nice",
@@ -425,6 +426,7 @@ _MODELLED = {
     "reservations",
     "resource_sharing",
     "script",
+    "signal",
     "standard_error",
     "standard_in",
     "standard_output",
@@ -573,6 +575,10 @@ class JobSubmitDescription:
             args.append(f"--nice={int(self.nice)}")
         if self.is_requeueable is not None:
             args.append("--requeue" if self.is_requeueable else "--no-requeue")
+        if self.signal:  # "B:SIGUSR1@30", as pyslurm parses it; sbatch's name has no SIG
+            args.append(f"--signal={str(self.signal).replace('SIG', '')}")
+        if self.log_files_open_mode in ("append", "truncate"):
+            args.append(f"--open-mode={self.log_files_open_mode}")
         if self.priority is not None:
             args.append("--hold" if int(self.priority) == 0 else f"--priority={self.priority}")
         sharing = (self.resource_sharing or "").casefold()
