@@ -31,7 +31,9 @@ try:  # the C module ``contextvars`` re-exports, without its Python wrapper
 except ImportError:  # pragma: no cover - not CPython
     from contextvars import ContextVar
 
+from .errors import UnsafeJobDirectoryError
 from .payload import atomic_write, dumps, loads, write_outcome
+from .payload_guard import make_dir, problem, read_file, refuse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -55,6 +57,9 @@ NODE_FAILURE = "node failure"
 #: (job directory, index) of the task this thread runs: a context variable, so that tasks
 #: run in threads of one process (``slurmscope.testing.FakeBackend``) keep theirs apart.
 _task: ContextVar[tuple[str, int] | None] = ContextVar("slurmscope_task", default=None)
+#: The task the worker process runs (for threads the task starts, which do not inherit the
+#: context variable).
+_process_task: tuple[str, int] | None = None
 
 
 class Resume:
@@ -85,14 +90,39 @@ class RequeueLimitError(RuntimeError):
 
 
 def _path(suffix: str) -> str:
-    task = _task.get()
+    task = _task.get() or _process_task
     if task is None:
         raise RuntimeError(
             "load_checkpoint()/save_checkpoint() work inside a slurmscope task only: call "
             "them in the function a task runs."
         )
     directory, index = task
-    return os.path.join(directory, CHECKPOINTS, f"{index}{suffix}")
+    return os.path.join(_folder(directory), f"{index}{suffix}")
+
+
+def _folder(directory: str) -> str:
+    """The job directory's ``checkpoints/``, made as private as the job directory (never
+    with the umask's mode), and checked like everything slurmscope loads: yours (or
+    root's), a real directory, writable by no one else (docs/reliability.md, Security)."""
+    folder = os.path.join(directory, CHECKPOINTS)
+    try:
+        st = os.lstat(folder)
+    except FileNotFoundError:
+        try:  # noqa: SIM105 - contextlib is one import more for every task
+            make_dir(folder, os.stat(directory).st_mode & 0o750)
+        except FileExistsError:  # another task of the array made it meanwhile
+            pass
+        st = os.lstat(folder)
+    why = problem(st, directory=True)
+    if why is not None:
+        raise refuse(folder, folder, st, why)
+    return folder
+
+
+def _read(path: str) -> bytes | None:
+    """A checkpoint file's bytes after the checks (``None`` when there is none)."""
+    task = _task.get() or _process_task
+    return read_file(path, task[0] if task else os.path.dirname(os.path.dirname(path)))
 
 
 def save_checkpoint(state: Any) -> None:
@@ -105,18 +135,14 @@ def save_checkpoint(state: Any) -> None:
         import cloudpickle  # lambdas, objects of classes defined in __main__...
 
         blob = cloudpickle.dumps(state, protocol=5)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     atomic_write(path, blob)
 
 
 def load_checkpoint(default: Any = None) -> Any:
     """The state this task saved last with :func:`save_checkpoint` (in an earlier run of
     the same task, before a requeue), or ``default`` when it saved none."""
-    try:
-        with open(_path(".pkl"), "rb") as fh:
-            return loads(fh.read())
-    except FileNotFoundError:
-        return default
+    blob = _read(_path(".pkl"))
+    return default if blob is None else loads(blob)
 
 
 def requeue_count() -> int:
@@ -126,11 +152,8 @@ def requeue_count() -> int:
 
 
 def _recorded_count() -> int:
-    try:
-        with open(_path(".requeues")) as fh:
-            return sum(1 for line in fh if line.strip())
-    except FileNotFoundError:
-        return 0
+    text = (_read(_path(".requeues")) or b"").decode()
+    return sum(1 for line in text.splitlines() if line.strip())
 
 
 def recorded_requeues(directory: str) -> dict[int, list[str]]:
@@ -139,6 +162,8 @@ def recorded_requeues(directory: str) -> dict[int, list[str]]:
     folder = os.path.join(directory, CHECKPOINTS)
     try:
         names = os.listdir(folder)
+        if problem(os.lstat(folder), directory=True) is not None:
+            return {}  # records someone else could have written tell nothing
     except (FileNotFoundError, NotADirectoryError):
         return {}
     found: dict[int, list[str]] = {}
@@ -146,10 +171,10 @@ def recorded_requeues(directory: str) -> dict[int, list[str]]:
         stem, dot, suffix = name.partition(".")
         if suffix == "requeues" and stem.isdigit():
             try:
-                with open(os.path.join(folder, name)) as fh:
-                    found[int(stem)] = [line.strip() for line in fh if line.strip()]
-            except FileNotFoundError:
+                text = (read_file(os.path.join(folder, name), directory) or b"").decode()
+            except (OSError, UnsafeJobDirectoryError):
                 continue
+            found[int(stem)] = [line.strip() for line in text.splitlines() if line.strip()]
     return found
 
 
@@ -175,7 +200,9 @@ def begin(directory: str, index: int, function: Any, args: Any, kwargs: Any) -> 
     """Called by the worker before it runs a task: makes the task's checkpoint reachable,
     and where checkpointing is on, catches the scheduler's signals and fails a task past
     its requeue limit. Returns what to run: ``(fn, args, kwargs)``."""
+    global _process_task
     _task.set((directory, index))
+    _process_task = (directory, index)
     if os.environ.get("SLURM_RESTART_COUNT", "0") != "0":
         _note_restart()
     if callable(getattr(function, "checkpoint", None)):
@@ -203,13 +230,13 @@ def _limit_message(count: int, limit: int) -> str:
 def _catch_signals(limit: int, backend: str, function: Any, args: Any, kwargs: Any) -> None:
     import signal
 
-    os.makedirs(os.path.dirname(_path("")), exist_ok=True)
+    _path("")  # checkpoints/ made, private, before any signal comes
 
     def warned(signum: int, frame: object) -> None:
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the requeue ends this job
         print("slurmscope worker: time limit near, saving a checkpoint", flush=True)
-        _hook(function, args, kwargs)
+        _safe_hook(function, args, kwargs)
         count = requeue_count()
         if count >= limit:
             _fail(RequeueLimitError(_limit_message(count, limit)))
@@ -223,11 +250,37 @@ def _catch_signals(limit: int, backend: str, function: Any, args: Any, kwargs: A
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("slurmscope worker: terminated, saving a checkpoint", flush=True)
         atomic_write(_path(".terminated"), b"")
-        _hook(function, args, kwargs)
+        _safe_hook(function, args, kwargs)
         os._exit(128 + signum)
 
     signal.signal(signal.SIGUSR1, warned)
     signal.signal(signal.SIGTERM, terminated)
+
+
+def end() -> None:
+    """Called by the worker once the task's function has returned or raised: a signal
+    from now on must not requeue a task whose outcome is being written."""
+    if os.environ.get(ENVIRONMENT):
+        import signal
+
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _safe_hook(function: Any, args: Any, kwargs: Any) -> None:
+    """:func:`_hook` from a signal handler: an error in the task's ``checkpoint()`` (or in
+    saving what it returned) is printed, never raised into the task's code (which might
+    swallow it and run on with the signals ignored); the state saved last is kept."""
+    try:
+        _hook(function, args, kwargs)
+    except BaseException as exc:  # noqa: BLE001 - anything, even a KeyboardInterrupt
+        import traceback
+
+        print(
+            "slurmscope worker: checkpoint() failed; the task resumes from the state saved "
+            f"last:\n{''.join(traceback.format_exception(exc))}",
+            flush=True,
+        )
 
 
 def _hook(function: Any, args: Any, kwargs: Any) -> None:
@@ -242,12 +295,7 @@ def _hook(function: Any, args: Any, kwargs: Any) -> None:
 
 def _record_requeue(reason: str) -> None:
     path = _path(".requeues")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    try:
-        with open(path) as fh:
-            old = fh.read()
-    except FileNotFoundError:
-        old = ""
+    old = (_read(path) or b"").decode()
     atomic_write(path, (old + reason + "\n").encode())
 
 

@@ -56,6 +56,43 @@ def trusted_owners() -> frozenset[int]:
     return _TRUSTED
 
 
+_private_groups: dict[int, bool] = {}
+
+
+def private_group(gid: int) -> bool:
+    """Whether group ``gid`` is the current user's own: named as the user, the user's
+    primary group, with no other member (the "user private group" Debian and Red Hat make
+    for every user, whose umask 002 makes files group-writable: writable by no one else).
+    Decided once per group and process."""
+    known = _private_groups.get(gid)
+    if known is None:
+        try:
+            import grp
+            import pwd
+
+            me = pwd.getpwuid(os.geteuid())
+            group = grp.getgrgid(gid)
+            known = (
+                gid == me.pw_gid
+                and group.gr_name == me.pw_name
+                and set(group.gr_mem) <= {me.pw_name}
+                and not any(u.pw_gid == gid and u.pw_uid != me.pw_uid for u in pwd.getpwall())
+            )
+        except (ImportError, KeyError):
+            known = False
+        _private_groups[gid] = known
+    return known
+
+
+def others_write(st: os.stat_result) -> int:
+    """The write bits of ``st`` that let someone else write: others', and the group's
+    unless the group is the user's private group (:func:`private_group`)."""
+    bits = st.st_mode & _OTHERS_WRITE
+    if bits & stat.S_IWGRP and private_group(st.st_gid):
+        bits &= ~stat.S_IWGRP
+    return bits
+
+
 def dir_mode(share_with_group: bool) -> int:
     """The mode of the directories slurmscope makes: private, or group-readable."""
     return 0o750 if share_with_group else 0o700
@@ -92,7 +129,7 @@ def problem(st: os.stat_result, *, directory: bool) -> str | None:
         return "not a regular file (a link, a device, a pipe)"
     if st.st_uid not in trusted_owners():
         return f"not owned by you ({owner_name(os.geteuid())}) or root"
-    if st.st_mode & _OTHERS_WRITE:
+    if others_write(st):
         return "writable by " + ("anyone" if st.st_mode & stat.S_IWOTH else "its group")
     return None
 
@@ -105,7 +142,8 @@ def refuse(loading: str, path: str, st: os.stat_result | None, why: str) -> Unsa
         f"refusing to load {loading}: {'it' if path == loading else path}{seen} is {why}, so "
         "someone else could have "
         "put code there that loading it would run. If you made it and trust it, make it "
-        f"yours and private (`chown $USER {path}; chmod go-w {path}`); otherwise remove it "
+        f"yours and private (`chown -R $USER {path}; chmod -R go-w {path}`); otherwise remove "
+        "it "
         "(or ask its owner to) and run the job again, with a root only you can write into."
     )
 
@@ -174,7 +212,7 @@ def files_private(directory: str) -> bool:
             if len(path) >= job:  # the job directory and results/: private
                 if st.st_mode & 0o077:
                     return False
-            elif st.st_mode & _OTHERS_WRITE and not st.st_mode & stat.S_ISVTX:
+            elif others_write(st) and not st.st_mode & stat.S_ISVTX:
                 return False
             parent = os.path.dirname(path)
             if parent == path:
@@ -220,7 +258,9 @@ def read_file(path: str, directory: str, each_file: bool = True) -> bytes | None
         if each_file:
             st = os.fstat(fd)
             if st.st_uid not in _TRUSTED or st.st_mode & _KIND_AND_WRITE != stat.S_IFREG:
-                raise refuse(path, path, st, problem(st, directory=False) or "not safe")
+                why = problem(st, directory=False)  # the slow path: a private group's g+w
+                if why is not None:
+                    raise refuse(path, path, st, why)
             size = st.st_size + 1
         chunks = [os.read(fd, size)]
         while chunks[-1]:  # to the end, however the file changed since fstat

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import InvalidInputError
 from .job_directory import BY_ID
-from .payload_guard import dir_mode, make_dir, owner_name, problem, trusted_owners
+from .payload_guard import dir_mode, make_dir, others_write, owner_name, problem, trusted_owners
 
 
 def given_root(root: str | os.PathLike[str] | None) -> Path:
@@ -60,7 +60,7 @@ def check_writers(root: Path, cluster_name: str, share_with_group: bool, allow: 
     bits = stat.S_IWOTH | (0 if share_with_group else stat.S_IWGRP)
     if st.st_uid not in trusted_owners():
         why = f"owned by {owner_name(st.st_uid)}, not by you or root"
-    elif st.st_mode & bits and not st.st_mode & stat.S_ISVTX:
+    elif st.st_mode & bits & (others_write(st) | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
         why = f"writable by {others}other users (mode {st.st_mode & 0o7777:04o}, not sticky)"
     else:
         why = ""
@@ -70,7 +70,7 @@ def check_writers(root: Path, cluster_name: str, share_with_group: bool, allow: 
             "results there that slurmscope would load, running their code as you. Use a root "
             "only you can write into (Cluster(root=...) or SLURMSCOPE_ROOT), `chmod go-w "
             f"{root}` (or `chmod +t` to make it sticky), pass share_with_group=True if it is "
-            "your group's, or pass allow_writable_root=True (SLURMSCOPE_ALLOW_WRITABLE_ROOT=1, "
+            "your group's (SLURMSCOPE_SHARE_WITH_GROUP=1 for the slurmscope command too), or pass allow_writable_root=True (SLURMSCOPE_ALLOW_WRITABLE_ROOT=1, "
             "`slurmscope --allow-writable-root`) if you accept that: the job directories and "
             "files are still checked before anything is loaded."
         )
@@ -84,7 +84,8 @@ def check_writers(root: Path, cluster_name: str, share_with_group: bool, allow: 
             raise InvalidInputError(
                 f"{folder} (owner {owner_name(fst.st_uid)}, mode {fst.st_mode & 0o7777:04o}) is "
                 f"{bad}: it could hold links to job directories planted by someone else. "
-                f"Remove it (`rm -r {folder}`) if you did not make it; slurmscope makes it again."
+                f"Remove it (`rm -r {folder}`) if you did not make it; slurmscope makes it again. If you "
+                f"made it, `chmod -R go-w {folder}`."
             )
 
 

@@ -68,6 +68,9 @@ class Submission:
         #: Why each task was requeued, in order, as far as known: the job directory's
         #: records (time limit, preemption, node failure), else what the scheduler said.
         self.requeue_reasons: dict[int, list[str]] = {}
+        #: RUNNING -> PENDING changes the poller saw, per task: a requeue the task recorded
+        #: (and that was logged from its record) before the scheduler showed it is one.
+        self._requeues_seen: dict[int, int] = {}
         #: Indices of tasks cancelled through a handle of this process.
         self.cancelled: set[int] = set()
         #: (scheduler job id, reason) pairs already logged as slurmscope.task.pending_reason.
@@ -231,7 +234,11 @@ class Submission:
                 if seen:
                     self._unrecorded[index] = (new.state, new.reason, new.exit_code)
                 if old is not None and old.state == "RUNNING" and new.state == "PENDING":
-                    self._requeued(index, self._why_requeued(index, new, requeues))
+                    seen_before = self._requeues_seen.get(index, 0)
+                    self._requeues_seen[index] = seen_before + 1
+                    if seen_before >= len(self.requeue_reasons.get(index, [])):
+                        # not logged yet from the task's own record (read in an earlier poll)
+                        self._requeued(index, self._why_requeued(index, new, requeues))
                 self.states[index] = new
                 changed = True
                 if new.never_runs and index not in self.cancelled:  # a cancel ends it

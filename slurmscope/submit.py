@@ -38,7 +38,7 @@ from .pickling import (
     split_call,
 )
 from .runtime import Runtime
-from .spec import ArraySpec, JobSpec, Resources
+from .spec import ArraySpec, JobSpec, Resources, time_to_seconds
 from .submission import Part, Submission
 
 
@@ -321,7 +321,11 @@ def checkpointing(fn: Callable[..., Any], resources: Resources) -> Resources:
     ``checkpoint`` method (submitit's form), or ``max_requeues`` given alone."""
     wants = callable(getattr(fn, "checkpoint", None)) or resources.max_requeues is not None
     if wants and resources.checkpoint_warning is None:
-        return resources.updated({"checkpoint_warning": DEFAULT_WARNING})
+        warning = DEFAULT_WARNING
+        if resources.time and time_to_seconds(resources.time) <= 2 * warning:
+            # a short limit (a test, a quick partition): warn at half of it, not before it
+            warning = max(1, time_to_seconds(resources.time) // 2)
+        return resources.updated({"checkpoint_warning": warning})
     return resources
 
 

@@ -26,7 +26,7 @@ import os
 import stat
 import sys
 
-from .checkpoint import begin
+from .checkpoint import begin, end
 from .origin import load_error, restore_files, use_driver_path
 from .payload import (
     ResultRef,
@@ -142,7 +142,10 @@ def run(directory: str, index: int) -> int:
             raise load_error(f"the arguments of task {index}", exc, driver) from exc
         args, kwargs = _resolve(args), _resolve(kwargs)
         function, args, kwargs = begin(directory, index, function, args, kwargs)
-        value = function(*args, **kwargs)
+        try:
+            value = function(*args, **kwargs)
+        finally:
+            end()  # no requeue once the outcome is being written
     except BaseException as exc:  # noqa: BLE001 - everything the task raised is reported
         import traceback
 

@@ -153,3 +153,41 @@ class Training:
 def stamped(value: object) -> tuple[object, float]:
     """``value`` and when this task ran (a dependent's start, against its upstream's end)."""
     return value, time.time()
+
+
+def checkpoint_in_a_thread(value: int) -> int:
+    """Saves a checkpoint from a thread the task starts, and reads it back."""
+    import threading
+
+    import slurmscope
+
+    thread = threading.Thread(target=slurmscope.save_checkpoint, args=(value,))
+    thread.start()
+    thread.join()
+    loaded: int = slurmscope.load_checkpoint(-1)
+    return loaded
+
+
+def load_the_checkpoint() -> object:
+    import slurmscope
+
+    return slurmscope.load_checkpoint("nothing saved")
+
+
+class FailingCheckpoint:
+    """A checkpointable task whose checkpoint() raises, and whose loop swallows errors (as
+    training loops with a broad ``except`` do)."""
+
+    def checkpoint(self, *args: object) -> None:
+        raise ValueError("checkpoint() broke")
+
+    def __call__(self, seconds: float) -> str:
+        import time
+
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:  # noqa: SIM105 - written as such training loops are
+                time.sleep(0.1)
+            except Exception:  # noqa: BLE001, S110
+                pass
+        return "finished"

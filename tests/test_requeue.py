@@ -165,3 +165,35 @@ def test_checkpointing_environment_only_where_asked(cluster: slurmscope.Cluster)
     plain = cluster.task(tasks.identity)(1)
     plain.get_result(timeout=30)
     assert not (plain.directory / "checkpoints").exists()  # no signal handlers were set
+
+
+def test_a_thread_the_task_starts_can_save_a_checkpoint(cluster: slurmscope.Cluster) -> None:
+    job = cluster.task(tasks.checkpoint_in_a_thread)(7)
+    assert job.get_result(timeout=60) == 7
+    folder = job.directory / "checkpoints"
+    assert folder.is_dir() and (folder.stat().st_mode & 0o777) == 0o700
+    assert ((folder / "0.pkl").stat().st_mode & 0o777) == 0o600
+
+
+def test_a_failing_checkpoint_hook_never_leaves_a_task_running_unwarned(
+    cluster: slurmscope.Cluster,
+) -> None:
+    """The hook's error is not raised into the task's code (whose broad except would swallow
+    it and run on with the signals ignored): the task is requeued as asked, from the state
+    saved last (none here), until its limit ends it with that error."""
+    job = cluster.task(tasks.FailingCheckpoint(), **LIMIT, max_requeues=1)(30)
+    with pytest.raises(TaskFailedError) as error:
+        job.get_result(timeout=90)
+    assert "max_requeues=1" in str(error.value)
+    out = job.log_paths()[0].read_text()
+    assert "checkpoint() failed" in out and "checkpoint() broke" in out
+
+
+def test_a_short_limit_gets_a_warning_that_fits(tmp_path: Path) -> None:
+    from slurmscope.testing import FakeBackend
+
+    backend = FakeBackend(run=False)
+    c = slurmscope.Cluster(backend, root=tmp_path, set_as_default=False)
+    job = c.task(tasks.FailingCheckpoint(), time="0:30")(1)  # default warning: 60 s
+    assert backend.job(job).resources.checkpoint_warning == 15
+    c.close()

@@ -181,7 +181,7 @@ def test_a_planted_job_directory_is_never_loaded(
         with pytest.raises(UnsafeJobDirectoryError) as error:
             job.get_results()
         assert str(d / "results" / "0.pkl") in str(error.value)
-        assert INTRUDER in str(error.value) and "chmod go-w" in str(error.value)
+        assert INTRUDER in str(error.value) and "chmod -R go-w" in str(error.value)
         with pytest.raises(UnsafeJobDirectoryError, match=str(d / "results" / "1.pkl")):
             job[1].get_result()
         for asked in (job.job_id, d):
@@ -390,3 +390,52 @@ def test_the_group_option_gives_group_read_never_group_write(
             assert proc.returncode != 0 and "PermissionError" in proc.stderr, (code, proc.stderr)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_planted_checkpoint_is_never_loaded(
+    tmp_path: Path, marker: Path, intruder: pwd.struct_passwd
+) -> None:
+    """A checkpoint is a pickle the worker loads in the next run: checked like the rest."""
+    with contextlib.ExitStack() as stack:
+        c = make_cluster("local", tmp_path / "jobs", stack)
+        go = tmp_path / "go"
+        opened = gate.on(c)(str(go))
+        with c.dependencies(opened):
+            victim = slurmscope.task(tasks.load_the_checkpoint).on(c)()
+        try:
+            folder = victim.directory / "checkpoints"
+            folder.mkdir(mode=0o700)
+            planted = folder / "0.pkl"
+            planted.write_bytes(pickle.dumps(_Marker(marker), protocol=5))
+            os.chown(planted, intruder.pw_uid, intruder.pw_gid)
+        finally:
+            go.touch()
+        with pytest.raises(TaskFailedError) as error:
+            victim.get_result(timeout=60)
+        assert "UnsafeJobDirectoryError" in str(error.value) and str(planted) in str(error.value)
+        assert INTRUDER in str(error.value)
+    assert not marker.exists()
+
+
+def test_a_private_groups_write_bit_is_no_one_elses(tmp_path: Path) -> None:
+    """Under umask 002 (Debian's and Red Hat's, with a group of one's own per user), an older
+    slurmscope made group-writable job directories; the group is the user's alone, so they
+    still load. Writable by a group with other members, they do not."""
+    from slurmscope.payload_guard import private_group
+
+    if not private_group(os.getegid()):
+        pytest.skip("this user's primary group has other members: no private group here")
+    with contextlib.ExitStack() as stack:
+        c = make_cluster("local", tmp_path / "jobs", stack)
+        array = identity.on(c).map([1, 2])
+        assert array.get_results(timeout=60) == [1, 2]
+        for path in [array.directory, *array.directory.rglob("*")]:
+            path.chmod(0o775 if path.is_dir() else 0o664)
+    again = slurmscope.Cluster("local", root=tmp_path / "jobs", set_as_default=False)
+    try:
+        assert again.attach(array.job_id).get_results(timeout=60) == [1, 2]
+        (array.directory / "results" / "0.pkl").chmod(0o666)
+        with pytest.raises(UnsafeJobDirectoryError, match="writable by anyone"):
+            again.attach(array.job_id).get_results(timeout=60)
+    finally:
+        again.close()
