@@ -58,8 +58,17 @@ NODE_FAILURE = "node failure"
 #: run in threads of one process (``slurmscope.testing.FakeBackend``) keep theirs apart.
 _task: ContextVar[tuple[str, int] | None] = ContextVar("slurmscope_task", default=None)
 #: The task the worker process runs (for threads the task starts, which do not inherit the
-#: context variable).
+#: context variable): set only where the process runs one task (``python -m
+#: slurmscope.worker``, :func:`one_task_per_process`), never where tasks share a process.
 _process_task: tuple[str, int] | None = None
+_one_task_per_process = False
+
+
+def one_task_per_process() -> None:
+    """Said by the worker's ``main``: this process runs one task, so threads the task starts
+    may checkpoint too."""
+    global _one_task_per_process
+    _one_task_per_process = True
 
 
 class Resume:
@@ -202,7 +211,8 @@ def begin(directory: str, index: int, function: Any, args: Any, kwargs: Any) -> 
     its requeue limit. Returns what to run: ``(fn, args, kwargs)``."""
     global _process_task
     _task.set((directory, index))
-    _process_task = (directory, index)
+    if _one_task_per_process:
+        _process_task = (directory, index)
     if os.environ.get("SLURM_RESTART_COUNT", "0") != "0":
         _note_restart()
     if callable(getattr(function, "checkpoint", None)):
@@ -260,6 +270,9 @@ def _catch_signals(limit: int, backend: str, function: Any, args: Any, kwargs: A
 def end() -> None:
     """Called by the worker once the task's function has returned or raised: a signal
     from now on must not requeue a task whose outcome is being written."""
+    global _process_task
+    _process_task = None
+    _task.set(None)  # this thread runs no task any more (FakeBackend runs several in turn)
     if os.environ.get(ENVIRONMENT):
         import signal
 

@@ -26,7 +26,7 @@ import os
 import stat
 import sys
 
-from .checkpoint import begin, end
+from .checkpoint import begin, end, one_task_per_process
 from .origin import load_error, restore_files, use_driver_path
 from .payload import (
     ResultRef,
@@ -141,11 +141,11 @@ def run(directory: str, index: int) -> int:
         except (ImportError, AttributeError) as exc:
             raise load_error(f"the arguments of task {index}", exc, driver) from exc
         args, kwargs = _resolve(args), _resolve(kwargs)
-        function, args, kwargs = begin(directory, index, function, args, kwargs)
         try:
+            function, args, kwargs = begin(directory, index, function, args, kwargs)
             value = function(*args, **kwargs)
         finally:
-            end()  # no requeue once the outcome is being written
+            end()  # no requeue once the outcome is being written; this thread's task ends
     except BaseException as exc:  # noqa: BLE001 - everything the task raised is reported
         import traceback
 
@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m slurmscope.worker JOBDIR [OFFSET]", file=sys.stderr)
         return 2
     offset = int(argv[1]) if len(argv) == 2 else 0
+    one_task_per_process()
     index = offset + int(os.environ.get("SLURM_ARRAY_TASK_ID") or 0)
     return run(argv[0], index)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import pyslurm_support
 import pytest
 import slurm_cluster
+import structlog.testing
 import tasks
 
 import slurmscope
@@ -145,9 +146,17 @@ def test_pyslurm_tasks_complete_through_requeues(own_cluster: str, tmp_path: Pat
         _check_completed_through_requeues(out, "scontrol")
 
 
-def test_preempted_tasks_resume_from_their_checkpoints(
-    own_cluster: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_preempted_tasks_resume_from_their_checkpoints(own_cluster: str, tmp_path: Path) -> None:
+    # The events, from the poller's thread: captured whatever an earlier test did to the
+    # "slurmscope" logger (the standard-library fallback is silent below WARNING, and a
+    # level or handler set elsewhere would hide them from caplog).
+    with structlog.testing.capture_logs() as events:
+        _preempt_and_resume(own_cluster, tmp_path)
+    logged = [e for e in events if e["event"] == "slurmscope.task.requeued"]
+    assert len(logged) == 2 and all(e["reason"] == "preemption" for e in logged), logged
+
+
+def _preempt_and_resume(own_cluster: str, tmp_path: Path) -> None:
     cluster = slurmscope.Cluster(
         "sbatch", root=tmp_path, slurm_conf=own_cluster, set_as_default=False
     )
@@ -167,10 +176,6 @@ def test_preempted_tasks_resume_from_their_checkpoints(
     epochs, runs = training.get_result(timeout=30)
     assert (epochs, runs) == (40, 2)  # checkpoint() was called in the grace time
     assert counting.requeues == training.requeues == {0: ["preemption"]}
-    logged = [
-        r.getMessage() for r in caplog.records if "slurmscope.task.requeued" in r.getMessage()
-    ]
-    assert len(logged) == 2 and all("reason='preemption'" in m for m in logged), logged
     assert urgent.get_result(timeout=30) == 5
     cluster.close()
 
