@@ -26,9 +26,8 @@ from pathlib import Path
 
 import pyslurm_support
 import pytest
-import slurm_cluster
 import tasks
-from conftest import BACKENDS
+from conftest import BACKENDS, backend_cluster
 
 import slurmscope
 from slurmscope.errors import InvalidInputError, TaskFailedError, UnsafeJobDirectoryError
@@ -120,16 +119,7 @@ def marker(tmp_path: Path) -> Path:
     return tmp_path / "marker"
 
 
-def make_cluster(
-    kind: str, root: Path, stack: contextlib.ExitStack, **options: object
-) -> slurmscope.Cluster:
-    if kind != "local":
-        slurm_cluster.require()
-        if kind == "pyslurm":
-            stack.enter_context(pyslurm_support.pyslurm_importable())
-    c = slurmscope.Cluster(kind, root=root, set_as_default=False, **options)
-    stack.callback(c.close)
-    return c
+make_cluster = backend_cluster  # a cluster of a kind, closed by the test's ExitStack
 
 
 def run_cli(root: Path, *args: str, allow: bool = True) -> subprocess.CompletedProcess[str]:
