@@ -129,9 +129,9 @@ def _folder(directory: str) -> str:
 
 
 def _read(path: str) -> bytes | None:
-    """A checkpoint file's bytes after the checks (``None`` when there is none)."""
-    task = _task.get() or _process_task
-    return read_file(path, task[0] if task else os.path.dirname(os.path.dirname(path)))
+    """A checkpoint file's bytes after the checks of its job directory (two levels up:
+    ``DIR/checkpoints/<index>.<suffix>``); ``None`` when there is none."""
+    return read_file(path, os.path.dirname(os.path.dirname(path)))
 
 
 def save_checkpoint(state: Any) -> None:

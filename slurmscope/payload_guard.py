@@ -232,30 +232,19 @@ def read_file(path: str, directory: str, each_file: bool = True) -> bytes | None
     system calls only (open, fstat, read to the end, close), fewer than ``open().read()``
     makes (``benchmarks/guard_cost.py`` measures what the checks cost).
     """
-    if not CHECKS:  # the same system calls but the checks' (fstat, directories)
-        try:
-            fd = os.open(path, _READ_FLAGS)
-        except FileNotFoundError:
-            return None
-        try:
-            chunks = [os.read(fd, _CHUNK)]
-            while chunks[-1]:
-                chunks.append(os.read(fd, _CHUNK))
-        finally:
-            os.close(fd)
-        return chunks[0] if len(chunks) == 2 else b"".join(chunks)
     try:
-        if directory not in _checked:
+        if CHECKS and directory not in _checked:
             check_directory(directory, path)
         fd = os.open(path, _READ_FLAGS)
     except FileNotFoundError:
         return None
     except OSError as exc:  # ELOOP: O_NOFOLLOW met a link
-        _refuse_link(path, exc)
+        if CHECKS:
+            _refuse_link(path, exc)
         raise
     try:
         size = _CHUNK
-        if each_file:
+        if CHECKS and each_file:  # without CHECKS: the same system calls but the checks'
             st = os.fstat(fd)
             if st.st_uid not in _TRUSTED or st.st_mode & _KIND_AND_WRITE != stat.S_IFREG:
                 why = problem(st, directory=False)  # the slow path: a private group's g+w
