@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -175,6 +177,20 @@ def driver_env(backend: str) -> Iterator[dict[str, str]]:
                     filter(None, [pyslurm_support.DOUBLE_DIR, env.get("PYTHONPATH")])
                 )
         yield env
+
+
+def driver_result(
+    args: list[str], *, env: dict[str, str], timeout: float, cwd: str | None = None
+) -> dict[str, Any]:
+    """Run a driver script in a Python of its own; the JSON it printed last after
+    ``RESULT `` (the test fails with the ends of its output when it failed or printed none)."""
+    proc = subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    found: dict[str, Any] = json.loads(lines[-1].removeprefix("RESULT "))
+    return found
 
 
 # -- tasks: the functions of tasks.py as slurmscope tasks (of the default cluster) -----------------

@@ -10,10 +10,10 @@ a subprocess whose working directory is ``/``, on every backend.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
+
+from conftest import driver_result
 
 HELPERS = """
 import os
@@ -106,18 +106,12 @@ def test_a_driver_started_from_another_directory(
     (project / "helpers.py").write_text(HELPERS)
     script = project / "pipeline.py"
     script.write_text(PIPELINE)
-    proc = subprocess.run(
+    out = driver_result(
         [sys.executable, str(script), backend, str(tmp_path / "jobs")],
-        cwd="/",
         env=env,
-        capture_output=True,
-        text=True,
         timeout=600,
-        check=False,
+        cwd="/",
     )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    out = json.loads(lines[-1].removeprefix("RESULT "))
     assert out["cwd"] == "/"
     # the sibling module, for the function and for the items
     assert out["doubled"] == [2, 4, 6]

@@ -16,7 +16,6 @@ so a run does 20 to 50 seconds of work, and the task completes in two to four ru
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import pytest
 import slurm_cluster
 import structlog.testing
 import tasks
+from conftest import driver_result
 
 import slurmscope
 
@@ -87,18 +87,8 @@ def _drive(
     kind: str, conf: str, root: Path, with_limit: bool, path: str = str(TESTS)
 ) -> dict[str, object]:
     env = dict(os.environ, SLURM_CONF=conf, PYTHONPATH=path)
-    proc = subprocess.run(
-        [sys.executable, "-c", DRIVER, kind, str(root), "1" if with_limit else "0"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=175,
-        check=False,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    found: dict[str, object] = json.loads(lines[-1][len("RESULT ") :])
-    return found
+    args = [sys.executable, "-c", DRIVER, kind, str(root), "1" if with_limit else "0"]
+    return driver_result(args, env=env, timeout=175)
 
 
 def _check_completed_through_requeues(out: dict[str, object], requeued_with: str) -> None:
