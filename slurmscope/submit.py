@@ -162,6 +162,7 @@ def _log_submit(
         cluster=runtime.name,
         directory=directory,
         submitted_from=str(site),
+        from_job=site.job.to_json() if site.job else None,
         dependencies=[_event_dep(d) for d in deps],
         duplicates_dropped=dropped,
     )
@@ -360,14 +361,7 @@ def _manifest(
         "backend": runtime.backend.kind,
         "cluster": runtime.name,
         "resources": resources.to_json(),
-        "submitted_from": {
-            "file": site.file,
-            "line": site.line,
-            "function": site.function,
-            "thread": site.thread,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-        },
+        "submitted_from": {**site.to_json(), "host": socket.gethostname(), "pid": os.getpid()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -384,4 +378,5 @@ def _event_dep(dep: Dependency) -> dict[str, Any]:
         "depth": p.depth,
         "thread": p.site.thread,
         "detail": p.detail,
+        "job": p.site.job.to_json() if p.site.job else None,
     }

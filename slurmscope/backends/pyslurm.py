@@ -84,6 +84,7 @@ from ._slurm import (
 )
 from .base import Backend
 from .pyslurm_description import description_fields
+from .pyslurm_environment import given_environment_only
 from .pyslurm_import import bad_conf, mismatch, probe
 from .pyslurm_records import JobRecord, dependency_text, job_records, load_limits
 from .pyslurm_thread import RPCThread
@@ -205,7 +206,8 @@ class PyslurmBackend(Backend):
         def submit() -> int:
             # A new description every attempt, and dependencies as a string: pyslurm
             # modifies a dependency dict in place.
-            job_id: int = pyslurm.JobSubmitDescription(**fields).submit()
+            with given_environment_only(pyslurm.JobSubmitDescription):
+                job_id: int = pyslurm.JobSubmitDescription(**fields).submit()
             return job_id
 
         try:

@@ -35,6 +35,7 @@ from ._slurm import (
     slurm_conf_problem,
 )
 from .base import Backend
+from .inherited import child_environment
 from .sbatch_output import (
     configuration,
     key_values,
@@ -191,8 +192,9 @@ class SbatchBackend(Backend):
         self.refuse_impossible(spec)
         args = sbatch_arguments(spec)
         # The environment as it is now (sbatch --export=ALL sends the current one), not as
-        # it was when the backend was made.
-        env = _environment(self.slurm_conf)
+        # it was when the backend was made; inside a job, without what describes that job
+        # (sbatch would apply it to this one, and pass it on).
+        env = child_environment(_environment(self.slurm_conf))
         env.update(spec.environment)
         out = self._run(args, what="sbatch", stdin=batch_script(spec), env=env, submit=True)
         job_id = out.strip().split(";")[0]

@@ -7,6 +7,7 @@ import argparse
 import json
 from typing import Any
 
+from ..callsite import CallSite
 from ..dependency import Provenance
 from ..handle import requeue_lines
 from ..tree import trees
@@ -21,13 +22,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(tree))
         return 0
-    sub = tree["submitted_from"]
+    site = CallSite.from_json(tree["submitted_from"])  # with the job it came from, if any
     what = f"task {asked}" if "_" in asked else f"job {', '.join(tree['job_ids'])}"
-    print(
-        f"{tree['name']} ({what}): {tree['summary']}\n"
-        f"  submitted at {sub['file']}:{sub['line']} in {sub['function']}() "
-        f"[thread {sub['thread']}]"
-    )
+    print(f"{tree['name']} ({what}): {tree['summary']}\n  submitted at {site}")
     lines: list[str] = []
     _render(tree, 0, lines)
     print("\n".join(lines) if lines else "  (no dependencies)")
