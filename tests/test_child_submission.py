@@ -339,9 +339,10 @@ def test_a_child_submitted_from_inside_a_job_gets_exactly_its_own_resources(
         # the driver runs in a Python of its own, where the double is not on the path
         pytest.skip(f"needs the real pyslurm bindings: {pyslurm_support.real_pyslurm()}")
     root = tmp_path / "jobs"
-    # A login shell's settings the parent job inherits (sbatch applies SBATCH_TIMELIMIT to
-    # the parent; its child must not get it).
-    env = dict(os.environ, SLURM_CONF=own_cluster, PYTHONPATH=str(TESTS), SBATCH_TIMELIMIT="10")
+    # A login shell's settings the parent job inherits (sbatch applies them to the parent;
+    # its child must not get them).
+    shell = {"SBATCH_TIMELIMIT": "10", "SBATCH_PARTITION": "low", "SBATCH_MEM_PER_CPU": "300"}
+    env = dict(os.environ, SLURM_CONF=own_cluster, PYTHONPATH=str(TESTS), **shell)
     env.pop("SLURMSCOPE_BACKEND", None)
     out = driver_result([sys.executable, "-c", DRIVER, backend, str(root)], env=env, timeout=480)
     parent, child = _record(own_cluster, out["parent"]), _record(own_cluster, out["child"])
@@ -351,11 +352,13 @@ def test_a_child_submitted_from_inside_a_job_gets_exactly_its_own_resources(
     parent_env = out["parent_env"]
     assert parent_env["SLURM_MEM_PER_CPU"] == "300" and parent_env["SLURM_CPUS_PER_TASK"] == "2"
     assert parent_env["SLURM_JOB_PARTITION"] == "low"
-    # ...and the child has exactly its own: the default partition, one CPU, --mem, no limit
+    # ...and the child has exactly its own: the default partition, one CPU, --mem, no time
     assert child["Partition"] == "debug"
     assert child["MinMemoryNode"] == "200M" and "MinMemoryCPU" not in child
     assert child["CPUs/Task"] == "1" and child["NumCPUs"] == "1"
-    assert child["TimeLimit"] == "UNLIMITED"
+    if backend == "sbatch":  # sbatch applied the shell's SBATCH_TIMELIMIT to the parent
+        assert parent["TimeLimit"] == "00:10:00"
+    assert child["TimeLimit"] != "00:10:00"  # the partition's, as the child asked none
     assert child["JobState"] == "COMPLETED"
     if backend == "pyslurm":
         assert out["records"]["parent"]["partition"] == "low"

@@ -34,10 +34,26 @@ def job_environment(
         env.pop("SLURM_BITSTR_LEN", None)
     else:
         env["SLURM_BITSTR_LEN"] = _USER_BITSTR_LEN
+    r = spec.resources
     added = submit_environment(
-        rlimits, gpus=spec.resources.gpus, hydra_bootstrap=hydra_bootstrap, environ=env
+        rlimits,
+        gpus=r.gpus,
+        cpus_per_task=r.cpus_per_task,
+        ntasks=_ntasks(r.extra),
+        hydra_bootstrap=hydra_bootstrap,
+        environ=env,
     )
     return {**env, **added, **spec.environment}
+
+
+def _ntasks(extra: Sequence[str]) -> int | None:
+    """The ``--ntasks`` (``-n``) of an ``extra=[...]`` list, the last one given."""
+    found = None
+    for flag in extra:
+        name, _, value = flag.partition("=")
+        if name in ("--ntasks", "-n") and value.strip().isdigit():
+            found = int(value)
+    return found
 
 
 def description_fields(

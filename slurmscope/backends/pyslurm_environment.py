@@ -25,6 +25,8 @@ def submit_environment(
     limits: Iterable[str] = RLIMITS,
     *,
     gpus: int | None = None,
+    cpus_per_task: int | None = None,
+    ntasks: int | None = None,
     hydra_bootstrap: bool = True,
     environ: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
@@ -33,7 +35,9 @@ def submit_environment(
 
     ``SLURM_SUBMIT_DIR``, ``SLURM_SUBMIT_HOST``, ``SLURM_UMASK``, ``SLURM_PRIO_PROCESS``,
     ``SLURM_RLIMIT_<name>`` for each of ``limits`` (see :func:`propagated_limits`),
-    ``SLURM_GPUS`` for ``--gpus``, and the settings that make an ``mpirun`` inside the job
+    ``SLURM_GPUS`` for ``--gpus``, ``SLURM_CPUS_PER_TASK`` for ``--cpus-per-task`` and
+    ``SLURM_NTASKS``/``SLURM_NPROCS`` for ``--ntasks`` (src/sbatch/opt.c ``set_envs``: slurmd
+    sets them for the job only where the submitted environment has them), and the settings that make an ``mpirun`` inside the job
     launch through Slurm (Open MPI's and PRRTE's ``--external-launcher``, Hydra's ``slurm``
     bootstrap unless the user chose another or ``MpiParams=disable_slurm_hydra_bootstrap``:
     ``hydra_bootstrap``; src/common/env.c ``set_env_from_opts``). slurmstepd applies the
@@ -55,6 +59,10 @@ def submit_environment(
             env[extra] = given.get(extra, "--external-launcher")
     if gpus is not None:
         env["SLURM_GPUS"] = str(gpus)
+    if cpus_per_task is not None:
+        env["SLURM_CPUS_PER_TASK"] = str(cpus_per_task)
+    if ntasks is not None:
+        env["SLURM_NTASKS"] = env["SLURM_NPROCS"] = str(ntasks)
     with contextlib.suppress(OSError):
         env["SLURM_SUBMIT_DIR"] = os.getcwd()
     env["SLURM_SUBMIT_HOST"] = socket.gethostname()
