@@ -38,6 +38,8 @@ _EXPORTS = {
     "Dependency": "slurmscope.dependency",
     "Provenance": "slurmscope.dependency",
     "CallSite": "slurmscope.callsite",
+    "EnclosingJob": "slurmscope.callsite",
+    "enclosing_job": "slurmscope.callsite",
     "KINDS": "slurmscope.dependency",
     "carry_scope": "slurmscope.scope",
     "Resources": "slurmscope.spec",
@@ -77,6 +79,7 @@ __all__ = [
     "Dependency",
     "DependencyError",
     "DependencyRequest",
+    "EnclosingJob",
     "Graph",
     "Handle",
     "GraphvizNotFoundError",
@@ -103,6 +106,7 @@ __all__ = [
     "configure_logging",
     "default_cluster",
     "depend",
+    "enclosing_job",
     "load_checkpoint",
     "requeue_count",
     "save_checkpoint",
@@ -127,7 +131,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .callsite import CallSite
+    from .callsite import CallSite, EnclosingJob, enclosing_job
     from .checkpoint import (
         Checkpointable,
         RequeueLimitError,

@@ -232,7 +232,9 @@ def submit_children(
         child = cluster.task(slurm_view, **resources)(run_srun)  # type: ignore[arg-type]
         with cluster.dependencies(child):
             after = cluster.task(add)(1, 2)
+        recorded = cluster.backend.recorded_dependencies(after.job_id)
         return {
+            "recorded": recorded,
             "parent_env": slurm_view()["env"],
             "child": child.job_id,
             "child_dir": str(child.directory),

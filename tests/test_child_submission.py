@@ -216,6 +216,7 @@ def test_local_task_submits_exactly_what_it_asks_for(
     assert child_env["SLURMSCOPE_JOB_DIR"] == out["child_dir"]
     assert "SLURM_MEM_PER_CPU" not in child_env and "SBATCH_PARTITION" not in child_env
     assert out["after_result"] == 3
+    assert out["recorded"] == f"afterok:{out['child']}"  # what the scheduler got from the scope
     _check_provenance(out, parent.job_id, str(parent.directory), root)
 
 
