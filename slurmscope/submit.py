@@ -37,6 +37,7 @@ from .pickling import (
     refuse_too_big,
     split_call,
 )
+from .runs import driver_fields
 from .runtime import Runtime
 from .spec import ArraySpec, JobSpec, Resources, time_to_seconds
 from .submission import Part, Submission
@@ -369,6 +370,7 @@ def _manifest(
             "pid": os.getpid(),
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **driver_fields(),  # the driver job (`slurmscope run`) this comes from, if any
     }
 
 

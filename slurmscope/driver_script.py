@@ -1,0 +1,46 @@
+"""What a driver job runs (``slurmscope run``): the user's script, as ``python SCRIPT ARGS``
+would, in the directory it was started from, inside a slurmscope task.
+
+:func:`run_script` is the task's function. It puts the run's variables in the environment
+(so that a plain ``slurmscope.Cluster()`` in the script uses the same backend and job root,
+and its submissions name this driver job; :mod:`slurmscope.runs`), sets ``sys.argv`` and
+``sys.path[0]`` as Python does for a script, and runs it with :mod:`runpy` as ``__main__``.
+A driver job that Slurm requeued (``SLURM_RESTART_COUNT`` above 0) resumes its run.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+from collections.abc import Mapping, Sequence
+
+from .runs import DRIVER_DIR_ENV, DRIVER_JOB_ENV, RESUME_ENV
+
+
+class ScriptExitError(Exception):
+    """The script called ``sys.exit()`` with a failure status."""
+
+
+def run_script(script: str, args: Sequence[str], cwd: str, environment: Mapping[str, str]) -> int:
+    """Run ``script`` with ``args`` in ``cwd``, with ``environment`` added; 0 when it ends
+    (or calls ``sys.exit(0)``), an error when it raises or exits with another status."""
+    os.environ.update(environment)
+    os.environ[DRIVER_JOB_ENV] = os.environ.get("SLURM_JOB_ID", "")
+    os.environ[DRIVER_DIR_ENV] = os.environ.get("SLURMSCOPE_JOB_DIR", "")
+    if int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:
+        os.environ[RESUME_ENV] = "1"  # requeued by Slurm: this run goes on where it was
+    os.chdir(cwd)
+    path = os.path.abspath(script)
+    sys.argv = [script, *args]
+    sys.path.insert(0, os.path.dirname(path))
+    for stream in (sys.stdout, sys.stderr):  # what the script prints shows in its log at once
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(line_buffering=True)
+    try:
+        runpy.run_path(script, run_name="__main__")  # sys.argv[0] as given, as python does
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            raise ScriptExitError(f"{script} exited with status {exc.code!r}") from None
+    return 0
