@@ -6,15 +6,23 @@ would, in the directory it was started from, inside a slurmscope task.
 and its submissions name this driver job; :mod:`slurmscope.runs`), sets ``sys.argv`` and
 ``sys.path[0]`` as Python does for a script, and runs it with :mod:`runpy` as ``__main__``.
 A driver job that Slurm requeued (``SLURM_RESTART_COUNT`` above 0) resumes its run.
+
+On the local backend the script's jobs run under an embedded scheduler of the driver's own
+process: when the driver job is cancelled (SIGTERM), it cancels them first, and then ends
+as the signal would end it. (On Slurm they are jobs of their own, which a cancelled driver
+leaves alone; ``slurmscope cancel --all`` cancels them too.)
 """
 
 from __future__ import annotations
 
 import os
 import runpy
+import signal
 import sys
 from collections.abc import Mapping, Sequence
+from types import FrameType
 
+from .backends import local
 from .runs import DRIVER_DIR_ENV, DRIVER_JOB_ENV, RESUME_ENV
 
 
@@ -30,6 +38,8 @@ def run_script(script: str, args: Sequence[str], cwd: str, environment: Mapping[
     os.environ[DRIVER_DIR_ENV] = os.environ.get("SLURMSCOPE_JOB_DIR", "")
     if int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:
         os.environ[RESUME_ENV] = "1"  # requeued by Slurm: this run goes on where it was
+    if os.environ.get("SLURMSCOPE_BACKEND") == "local":
+        signal.signal(signal.SIGTERM, _cancelled_locally)
     os.chdir(cwd)
     path = os.path.abspath(script)
     sys.argv = [script, *args]
@@ -44,3 +54,13 @@ def run_script(script: str, args: Sequence[str], cwd: str, environment: Mapping[
         if exc.code not in (None, 0):
             raise ScriptExitError(f"{script} exited with status {exc.code!r}") from None
     return 0
+
+
+def _cancelled_locally(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM to a local driver job: cancel what its embedded scheduler runs, then end as
+    SIGTERM ends a process."""
+    try:
+        local.close_all()
+    finally:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)

@@ -108,10 +108,11 @@ def origin_line(root: Path, manifest: dict[str, Any]) -> str | None:
 def cancel_all(
     root: Path, directory: JobDirectory, manifest: dict[str, Any], wait: float = 60.0
 ) -> dict[str, list[str]]:
-    """Cancel driver job ``directory`` and what it submitted that has not ended: first its
-    submissions (so that, on the local backend, the driver's scheduler still runs to act on
-    it), then the driver, then -- once the driver has ended -- anything it submitted in the
-    meantime. Which ids were cancelled and which had already ended."""
+    """Cancel driver job ``directory`` and what it submitted that has not ended: the driver
+    first (so that it submits nothing more, nor reacts to its jobs' end), then -- once it
+    has ended -- everything it submitted that has not ended either. (On the local backend
+    the driver's own embedded scheduler runs what it submitted, and cancels it as the
+    driver is cancelled.) Which ids were cancelled and which had already ended."""
     if not is_driver(manifest):
         raise CliError(
             f"{manifest['name']} ({directory.path.name}) is not a driver job: --all cancels a "
@@ -119,51 +120,40 @@ def cancel_all(
             "without --all."
         )
     job_id, cluster = driver_id(manifest), str(manifest["cluster"])
+    earlier = submissions(root, cluster, job_id)
+    already = [
+        _ids(d)
+        for d, r in zip(earlier, handles.rows_of_many(root, earlier), strict=True)
+        if isinstance(r, list) and ended(r)
+    ]
     cancelled: list[str] = []
-    already: list[str] = []
-    seen: set[str] = set()
-
-    def sweep() -> None:
-        stopping = []
-        for sub in submissions(root, cluster, job_id):
-            if str(sub.path) in seen:
-                continue
-            seen.add(str(sub.path))
-            stopping += _cancel_one(root, sub, cancelled, already)
-        _wait_ended(stopping, time.monotonic() + wait)
-
-    sweep()
     driver = handles.handle(root, directory)
     if ended(handles.rows(driver)):
-        already.append(job_id)
+        already.insert(0, job_id)
     else:
         driver.cancel()
         cancelled.append(job_id)
         _wait_ended([driver], time.monotonic() + wait)
-    sweep()  # what it submitted before it stopped
+    stopping = []
+    for sub in submissions(root, cluster, job_id):  # all of them, now that it submits no more
+        ids = _ids(sub)
+        if not ids or ids in already:
+            continue
+        cancelled.append(ids)
+        job = handles.handle(root, sub)
+        if not ended(handles.rows(job)):
+            job.cancel()
+            stopping.append(job)
+    _wait_ended(stopping, time.monotonic() + wait)
     return {"cancelled": cancelled, "already_ended": already}
 
 
+def _ids(directory: JobDirectory) -> str:
+    return "+".join(p["job_id"] for p in directory.read_manifest()["parts"])
+
+
 def _wait_ended(jobs: Sequence[handles.Handle], deadline: float) -> None:
-    """Wait (until ``deadline``) for cancelled jobs to have ended: on the local backend,
-    the driver's own scheduler acts on the cancel requests of what it submitted, and must
-    still run when it does."""
+    """Wait (until ``deadline``) for cancelled jobs to have ended."""
     for job in jobs:
         while not ended(handles.rows(job)) and time.monotonic() < deadline:
             time.sleep(0.3)
-
-
-def _cancel_one(
-    root: Path, directory: JobDirectory, cancelled: list[str], already: list[str]
-) -> list[handles.Handle]:
-    manifest = directory.read_manifest()
-    ids = "+".join(p["job_id"] for p in manifest["parts"])
-    if not ids:
-        return []
-    job = handles.handle(root, directory)
-    if ended(handles.rows(job)):
-        already.append(ids)
-        return []
-    job.cancel()
-    cancelled.append(ids)
-    return [job]

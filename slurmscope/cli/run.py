@@ -65,7 +65,10 @@ def run(args: argparse.Namespace) -> int:
         cluster.close()  # the driver runs under a scheduler of its own process
         job_id, directory = _submit_locally(root, request)
     else:
-        job = submit_driver(cluster, request)
+        try:
+            job = submit_driver(cluster, request)
+        except SlurmscopeError as exc:
+            raise CliError(_nothing_submitted(str(exc))) from None
         job_id, directory = job.job_id, str(job.directory)
     record = earlier or {
         "id": request["run"],
@@ -219,7 +222,11 @@ def _cluster(root: Path, backend: str) -> Cluster:
     try:
         return Cluster(backend, root=root, set_as_default=False, **handles.cluster_options)
     except SlurmscopeError as exc:
-        raise CliError(f"{exc} Nothing was submitted.") from None
+        raise CliError(_nothing_submitted(str(exc))) from None
+
+
+def _nothing_submitted(message: str) -> str:
+    return message if "Nothing was submitted" in message else f"{message} Nothing was submitted."
 
 
 def _submit_locally(root: Path, request: dict[str, Any]) -> tuple[str, str]:
@@ -254,7 +261,7 @@ def _submit_locally(root: Path, request: dict[str, Any]) -> tuple[str, str]:
     if "error" in reply:
         if made:
             shutil.rmtree(folder, ignore_errors=True)
-        raise CliError(f"{reply['error']} Nothing was submitted.")
+        raise CliError(_nothing_submitted(reply["error"]))
     return str(reply["job_id"]), str(reply["directory"])
 
 
