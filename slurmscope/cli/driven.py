@@ -32,16 +32,21 @@ def driver_id(manifest: dict[str, Any]) -> str:
 
 
 def submissions(root: Path, cluster: str, job_id: str) -> list[JobDirectory]:
-    """The job directories of what driver job ``job_id`` of ``cluster`` submitted, in the
-    order it submitted them."""
+    """The job directories of what driver job ``job_id`` of ``cluster`` submitted (and the
+    scheduler has ids for), in the order it submitted them."""
     found = []
     for path in root.glob(f"*/{MANIFEST}"):
         try:
             manifest = JobDirectory(path.parent).read_manifest()
         except Exception:  # noqa: BLE001 - half-written or foreign: not one of its
             continue
-        if manifest.get("driver_job") == job_id and manifest.get("cluster") == cluster:
-            first = manifest["parts"][0]["job_id"] if manifest["parts"] else ""
+        # (one still being submitted, with no scheduler id yet, shows once it has one)
+        if (
+            manifest.get("driver_job") == job_id
+            and manifest.get("cluster") == cluster
+            and manifest.get("parts")
+        ):
+            first = manifest["parts"][0]["job_id"]
             found.append((str(manifest.get("created", "")), _number(first), path.parent))
     found.sort()
     return handles.checked([JobDirectory(p) for *_, p in found])
