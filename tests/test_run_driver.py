@@ -159,8 +159,13 @@ def test_run_pipeline_as_driver_job(
     root = cluster.root
     script = tmp_path / "pipeline.py"
     script.write_text(PIPELINE)
-    started = start(root, driver_env, backend, script, "4", "hello", "0")
+    started = start(root, driver_env, backend, script, "4", "hello", "0", extra=("--requeue",))
     driver, run_id = started["driver_job"], started["run"]
+    if backend != "local":  # --requeue: Slurm may requeue the driver job (node failure)
+        shown = subprocess.run(
+            ["scontrol", "show", "job", "-o", driver], capture_output=True, text=True, check=True
+        ).stdout
+        assert "Requeue=1" in shown, shown
     done = wait_for("the driver job to end", lambda: driver_ended(root, driver_env, driver))
     assert [t["state"] for t in done["tasks"]] == ["COMPLETED"], done
 
@@ -286,6 +291,47 @@ def test_bad_input_is_refused_before_anything_is_submitted(
     )
     assert proc.returncode == 1 and "run taken already exists" in proc.stderr, proc.stderr
     assert (root / "runs" / "taken" / "run.json").read_text() == before
+
+
+#: A driver whose one stage submits a job of its own from inside its task.
+NESTED = """
+import slurmscope
+
+@slurmscope.task
+def child(x):
+    return x + 1
+
+@slurmscope.task
+def parent(x):
+    slurmscope.Cluster()  # in the task: the default cluster of its submissions
+    return child(x).get_result(timeout=60)
+
+print("RESULT", parent(41).get_result(timeout=120), flush=True)
+"""
+
+
+@pytest.mark.backends("local")
+def test_only_the_driver_s_own_submissions_name_it(
+    cluster: slurmscope.Cluster, backend: str, driver_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A job submitted from inside a stage of the run is that stage's, not the driver's.
+    (Local only: child submissions on Slurm are another change's, issue 14 part 2.)"""
+    root = cluster.root
+    script = tmp_path / "nested.py"
+    script.write_text(NESTED)
+    driver = start(root, driver_env, backend, script)["driver_job"]
+    done = wait_for("the driver job", lambda: driver_ended(root, driver_env, driver))
+    assert [t["state"] for t in done["tasks"]] == ["COMPLETED"], done
+    assert "RESULT 42" in ok(cli(root, driver_env, "logs", driver))
+    by_name = {
+        m["name"]: m for m in (json.loads(p.read_text()) for p in root.glob("*/manifest.json"))
+    }
+    assert sorted(by_name) == ["child", "driver:nested.py", "parent"], sorted(by_name)
+    assert by_name["parent"]["driver_job"] == driver
+    assert by_name["child"]["driver_job"] is None and by_name["child"]["run"] is None
+    assert by_name["driver:nested.py"]["driver_job"] is None
+    stages = done["driver_of"]["submissions"]
+    assert [s["name"] for s in stages] == ["parent"], stages
 
 
 @pytest.mark.xfail(reason="needs resume", strict=False)
