@@ -15,15 +15,17 @@ leaves alone; ``slurmscope cancel --all`` cancels them too.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import runpy
 import signal
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import FrameType
 
 from .backends import local
-from .runs import DRIVER_DIR_ENV, DRIVER_JOB_ENV, RESUME_ENV
+from .runs import DRIVER_DIR_ENV, DRIVER_JOB_ENV, RESUME_ENV, RUN_ENV, record_restart
 
 
 class ScriptExitError(Exception):
@@ -36,8 +38,16 @@ def run_script(script: str, args: Sequence[str], cwd: str, environment: Mapping[
     os.environ.update(environment)
     os.environ[DRIVER_JOB_ENV] = os.environ.get("SLURM_JOB_ID", "")
     os.environ[DRIVER_DIR_ENV] = os.environ.get("SLURMSCOPE_JOB_DIR", "")
-    if int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:
-        os.environ[RESUME_ENV] = "1"  # requeued by Slurm: this run goes on where it was
+    restart = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    if restart > 0:  # requeued by Slurm: this run goes on where it was
+        os.environ[RESUME_ENV] = "1"
+        with contextlib.suppress(Exception):  # a note only: never what stops the run
+            record_restart(
+                Path(os.environ["SLURMSCOPE_ROOT"]),
+                os.environ[RUN_ENV],
+                os.environ[DRIVER_JOB_ENV],
+                restart,
+            )
     if os.environ.get("SLURMSCOPE_BACKEND") == "local":
         signal.signal(signal.SIGTERM, _cancelled_locally)
     os.chdir(cwd)

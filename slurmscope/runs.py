@@ -80,14 +80,20 @@ def read_run(root: Path, run_id: str) -> dict[str, Any] | None:
     return record
 
 
-def write_run(root: Path, record: dict[str, Any], share_with_group: bool = False) -> Path:
-    """Write the record of run ``record["id"]`` (atomically; the folders made private)."""
-    folder = run_folder(root, record["id"])
+def make_run_folder(root: Path, run_id: str, share_with_group: bool = False) -> Path:
+    """Make the folder of run ``run_id`` (and ``ROOT/runs``), private, if missing."""
+    folder = run_folder(root, run_id)
     mode = dir_mode(share_with_group)
     for path in (folder.parent, folder):
         if not path.is_dir():
             with contextlib.suppress(FileExistsError):  # made by another process meanwhile
                 make_dir(str(path), mode)
+    return folder
+
+
+def write_run(root: Path, record: dict[str, Any], share_with_group: bool = False) -> Path:
+    """Write the record of run ``record["id"]`` (atomically; the folders made private)."""
+    folder = make_run_folder(root, record["id"], share_with_group)
     atomic_write(folder / RUN_FILE, (json.dumps(record, indent=1) + "\n").encode())
     return folder / RUN_FILE
 
@@ -122,3 +128,17 @@ def driver_fields() -> dict[str, Any]:
     if not driver or not here or here != os.environ.get(DRIVER_DIR_ENV):
         return {"driver_job": None, "run": None}
     return {"driver_job": driver, "run": os.environ.get(RUN_ENV) or None}
+
+
+def record_restart(root: Path, run_id: str, job_id: str, restart: int) -> None:
+    """Note in the record of run ``run_id`` that its driver job ``job_id`` started again
+    (Slurm requeued it: ``SLURM_RESTART_COUNT`` is ``restart``)."""
+    record = read_run(root, run_id)
+    if record is None:
+        return
+    for driver in record["drivers"]:
+        if str(driver["job_id"]) == job_id:
+            driver.setdefault("restarts", []).append(
+                {"restart": restart, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            )
+    write_run(root, record)

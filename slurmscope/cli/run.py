@@ -34,6 +34,7 @@ from ..runs import (
     RESUME_ENV,
     RUN_ENV,
     check_run_id,
+    make_run_folder,
     new_run_id,
     read_run,
     run_folder,
@@ -94,7 +95,15 @@ def run(args: argparse.Namespace) -> int:
             "resources": request["resources"],
         }
     )
-    write_run(root, record)
+    try:
+        write_run(root, record)
+    except OSError as exc:  # no run without its record: the driver job goes too
+        with contextlib.suppress(Exception):
+            handles.handle(root, JobDirectory(Path(directory))).cancel()
+        raise CliError(
+            f"cannot write the record of run {record['id']} under {root} ({exc}); its driver "
+            f"job {job_id} was cancelled."
+        ) from None
     _report(args, root, record, job_id, directory)
     return 0
 
@@ -234,10 +243,9 @@ def _submit_locally(root: Path, request: dict[str, Any]) -> tuple[str, str]:
     scheduler of its own and run it; its id and job directory, once submitted."""
     folder = run_folder(root, request["run"])
     made = not folder.exists()
-    write_run_folder = folder / "local-scheduler.log"
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_run_folder(root, request["run"])
     try:
-        with open(write_run_folder, "ab") as log:
+        with open(folder / "local-scheduler.log", "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "slurmscope.cli.local_host"],
                 stdin=subprocess.PIPE,
