@@ -201,9 +201,10 @@ def test_run_pipeline_as_driver_job(
         f"└── label  job {ids[2]}  COMPLETED 1",
         f"    └── 0  {ids[2]}  COMPLETED",
     ]
-    lines = text.splitlines()
-    positions = [lines.index(line) for line in tree]  # ValueError: a line is missing
-    assert positions == sorted(positions), text
+    for shown in (text, ok(cli(root, driver_env, "runs", run_id))):  # runs RUN: the same tree
+        lines = shown.splitlines()
+        positions = [lines.index(line) for line in tree]  # ValueError: a line is missing
+        assert positions == sorted(positions), shown
     # explain names the driver job as the origin of each submission.
     for job_id in ids:
         said = ok(cli(root, driver_env, "explain", job_id))
