@@ -277,7 +277,10 @@ def test_bad_input_is_refused_before_anything_is_submitted(
     assert not list(root.glob("runs/*")), list(root.glob("runs/*"))
     # A run id taken already: refused too, the run left as it was.
     first = start(root, driver_env, backend, script, "1", "x", "0", extra=("--run-id", "taken"))
-    wait_for("the driver job", lambda: driver_ended(root, driver_env, first["driver_job"]))
+    done = wait_for("the driver", lambda: driver_ended(root, driver_env, first["driver_job"]))
+    stage = done["driver_of"]["submissions"][0]["job_ids"][0]
+    proc = cli(root, driver_env, "cancel", "--all", stage)
+    assert proc.returncode == 1 and "is not a driver job" in proc.stderr, proc.stderr
     before = (root / "runs" / "taken" / "run.json").read_text()
     proc = cli(
         root,
