@@ -37,6 +37,7 @@ from .pickling import (
     refuse_too_big,
     split_call,
 )
+from .runs import driver_fields
 from .runtime import Runtime
 from .spec import ArraySpec, JobSpec, Resources, time_to_seconds
 from .submission import Part, Submission
@@ -363,6 +364,7 @@ def _manifest(
         "resources": resources.to_json(),
         "submitted_from": {**site.to_json(), "host": socket.gethostname(), "pid": os.getpid()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **driver_fields(),  # the driver job (`slurmscope run`) this comes from, if any
     }
 
 

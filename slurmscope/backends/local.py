@@ -23,6 +23,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ class LocalBackend(Backend):
         self._closed = False
         self._thread: threading.Thread | None = None
         atexit.register(self._drain_at_exit)
+        _live.add(self)
 
     # -- the seam ----------------------------------------------------------------------------
     @property
@@ -306,6 +308,17 @@ class LocalBackend(Backend):
                 left = [job for job in self._order if not job.ended()]
             _say(f"cancelling local job(s) still queued or running: {_ids(left)}")
         self.close()
+
+
+#: The local schedulers of this process that may still run jobs.
+_live: weakref.WeakSet[LocalBackend] = weakref.WeakSet()
+
+
+def close_all() -> None:
+    """Cancel everything the local schedulers of this process still run, and stop them: a
+    local driver job (``slurmscope run``) being cancelled takes its jobs with it."""
+    for backend in list(_live):
+        backend.close()
 
 
 def _say(text: str) -> None:
