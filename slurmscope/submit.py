@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import checkpoint, scope
+from . import checkpoint, runs, scope
 from .callsite import CallSite
 from .checkpoint import DEFAULT_MAX_REQUEUES, DEFAULT_WARNING
 from .dependency import VIA_DATA_ARGUMENT, Dependency, DependencyClauses, Provenance, merge
@@ -114,6 +114,10 @@ def submit(
     resources = checkpointing(fn, runtime.defaults.updated(resources.to_json()))
     if array and size == 0:  # nothing to run: no job directory, no scheduler call
         return _empty_map(runtime, name, kept, site)
+    # A run being resumed reattaches to what its earlier attempt submitted (slurmscope.runs).
+    reused, planned = runs.before_submit(runtime, fn, name, calls, array, kept)
+    if reused is not None:
+        return reused
     directory = JobDirectory.create(runtime.root, name, runtime.share_with_group)
     try:
         directory.write_payload(function_blob, item_blobs, driver_info(fn, by_value))
@@ -136,9 +140,11 @@ def submit(
     items = size if array else None
     _log_submit(runtime, name, job_ids, items, site, kept, str(directory.path), len(dropped))
     runtime.poller.watch(submission)
+    made: Job[Any] | ArrayJob[Any] = Job(submission, runtime)
     if array:
-        return ArrayJob(submission, runtime)
-    return Job(submission, runtime)
+        made = ArrayJob(submission, runtime)
+    runs.after_submit(runtime, planned, made)  # the run's ledger line
+    return made
 
 
 def _log_submit(
@@ -331,6 +337,7 @@ def checkpointing(fn: Callable[..., Any], resources: Resources) -> Resources:
 
 def _environment(directory: JobDirectory, resources: Resources, backend: str) -> dict[str, str]:
     env = {"SLURMSCOPE_JOB_DIR": str(directory.path)}
+    env.update(runs.TASK_ENVIRONMENT)  # a task is not its driver's run
     if resources.checkpoint_warning is not None:
         limit = DEFAULT_MAX_REQUEUES if resources.max_requeues is None else resources.max_requeues
         env[checkpoint.ENVIRONMENT] = f"{limit}:{backend}"
@@ -359,6 +366,7 @@ def _manifest(
         "parts": [],
         "backend": runtime.backend.kind,
         "cluster": runtime.name,
+        "run": runs.run_id(runtime),
         "resources": resources.to_json(),
         "submitted_from": {
             "file": site.file,
