@@ -375,7 +375,7 @@ def test_what_a_function_digest_sees() -> None:
     assert function_digest(a["f"]) == function_digest(b["f"])
     assert function_digest(a["f"]) != function_digest(c["f"])  # a helper it calls changed
     d: dict[str, Any] = {"__name__": "m"}
-    exec(compile(source.replace("helper(x)", "helper(x + 0)"), "d.py", "exec"), d)
+    exec(compile(source.replace("return helper(x)", "return helper(x + 0)"), "d.py", "exec"), d)
     assert function_digest(a["f"]) != function_digest(d["f"])  # its own code changed
     e: dict[str, Any] = {"__name__": "m", "SCALE": 2}
     k: dict[str, Any] = {"__name__": "m", "SCALE": 3}
