@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import threading
 import time
 from collections import Counter
@@ -42,9 +43,11 @@ from .attach import attach
 from .dependency import Dependency
 from .errors import InvalidInputError, JobNotFoundError, RunExistsError, UnsafeJobDirectoryError
 from .fingerprint import arguments_digest, dependencies_digest, function_digest
+from .job_directory import JobDirectory
 from .jobs import ArrayJob, Job
 from .log import log
 from .runtime import Runtime
+from .submission import Part
 
 #: The variable that makes a driver process run ``<id>`` (the default of ``Cluster(run=)``).
 ENV_RUN = "SLURMSCOPE_RUN"
@@ -138,6 +141,30 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
     return entries
 
 
+@dataclass(frozen=True)
+class Rerun:
+    """An array of the earlier attempt some tasks of which succeeded: the new submission
+    reuses their results (linked into its job directory) and runs only the other tasks,
+    as a Slurm array of those indices; a part of a split map whose every task succeeded
+    keeps the earlier scheduler job."""
+
+    earlier: JobDirectory
+    succeeded: frozenset[int]
+    earlier_parts: tuple[Part, ...]
+
+    def indices_in(self, offset: int, count: int) -> tuple[int, ...] | None:
+        """The indices (within the part) to run of items ``offset .. offset+count-1``:
+        ``None`` for all of them, ``()`` for none (then :meth:`earlier_part` holds them)."""
+        todo = tuple(i for i in range(count) if offset + i not in self.succeeded)
+        if len(todo) == count or (not todo and self.earlier_part(offset, count) is None):
+            return None
+        return todo
+
+    def earlier_part(self, offset: int, count: int) -> Part | None:
+        """The earlier scheduler job of exactly these items, if there is one."""
+        return next((p for p in self.earlier_parts if (p.offset, p.count) == (offset, count)), None)
+
+
 @dataclass
 class Planned:
     """A submission of a run about to be submitted: what its ledger line will say."""
@@ -149,6 +176,8 @@ class Planned:
     digests: dict[str, str]
     decision: str
     reason: str | None
+    #: For an array of the earlier attempt of which some tasks succeeded: what to reuse.
+    rerun: Rerun | None = None
 
 
 class Run:
@@ -222,9 +251,9 @@ class Run:
             planned.reason, detail, near = self._what_changed(name, name_occurrence, digests)
             _log_resubmitted(self, planned, detail, near)
             return None, planned
-        handle, reason, detail = _reusable(runtime, earlier, deps)
+        handle, reason, detail, rerun = _reusable(runtime, earlier, deps)
         if handle is None:
-            planned.decision, planned.reason = "resubmitted", reason
+            planned.decision, planned.reason, planned.rerun = "resubmitted", reason, rerun
             _log_resubmitted(self, planned, detail, earlier)
             return None, planned
         planned.decision, planned.reason = "reused", reason
@@ -315,14 +344,14 @@ def _job_ids(handle: Job[Any] | ArrayJob[Any]) -> tuple[str, ...]:
 
 def _reusable(
     runtime: Runtime, earlier: dict[str, Any], deps: Sequence[Dependency]
-) -> tuple[Job[Any] | ArrayJob[Any] | None, str, str]:
-    """The earlier job's handle, when it succeeded or has not ended; else ``None`` and why
-    it is submitted anew (its unfinished tasks, if any, are cancelled: this submission
-    replaces it)."""
+) -> tuple[Job[Any] | ArrayJob[Any] | None, str, str, Rerun | None]:
+    """The earlier job's handle, when it succeeded or has not ended; else ``None``, why it
+    is submitted anew (its unfinished tasks, if any, are cancelled: this submission
+    replaces it), and for an array some tasks of which succeeded, what to reuse of it."""
     try:
         handle = attach(runtime, earlier["directory"])
     except (JobNotFoundError, OSError, UnsafeJobDirectoryError, KeyError, ValueError) as exc:
-        return None, EARLIER_GONE, f"{earlier.get('directory')}: {exc}"
+        return None, EARLIER_GONE, f"{earlier.get('directory')}: {exc}", None
     sub = handle.submission
     # The dependencies are those of this submission (the same targets: the key matched),
     # as live handles, so that explain() and a failure's diagnosis follow them.
@@ -338,13 +367,22 @@ def _reusable(
                 handle,
                 "unchanged, earlier job not ended",
                 (f"job {ids}: {unfinished} of {sub.size} tasks pending or running"),
+                None,
             )
-        return handle, "unchanged, earlier job succeeded", f"job {ids} completed"
+        return handle, "unchanged, earlier job succeeded", f"job {ids} completed", None
     states = sorted({state for _, state in bad})
     shown = ", ".join(str(i) for i, _ in bad[:10]) + (" ..." if len(bad) > 10 else "")
     what = f"tasks {shown}" if sub.is_array else f"job {ids}"
     reason = EARLIER_CANCELLED if states == ["CANCELLED"] else EARLIER_FAILED
     leftover = [i for i, s in enumerate(sub.states) if s is None or not s.terminal]
+    succeeded = frozenset(
+        i
+        for i, s in enumerate(sub.states)
+        if s is not None and s.succeeded and sub.directory.outcome_ok(i)
+    )
+    rerun = None
+    if sub.is_array and succeeded and runtime.backend.sparse_arrays:
+        rerun = Rerun(sub.directory, succeeded, sub.parts)
     if leftover:  # replaced by this submission: the rest of the earlier array is cancelled
         handle.cancel()
     detail = (
@@ -354,7 +392,12 @@ def _reusable(
     )
     if leftover:
         detail += f"; its {len(leftover)} unfinished tasks were cancelled"
-    return None, reason, detail
+    if rerun is not None:
+        detail += (
+            f"; the results of its {len(succeeded)} tasks that succeeded are reused, the "
+            f"other {sub.size - len(succeeded)} run again"
+        )
+    return None, reason, detail, rerun
 
 
 def _log_resubmitted(
@@ -412,13 +455,35 @@ def before_submit(
     return run.plan(runtime, fn, name, calls, array, deps)
 
 
+def reuse_results(planned: Planned | None, directory: JobDirectory) -> Rerun | None:
+    """The submit path's hook once the payload is written: for an array of the earlier
+    attempt some tasks of which succeeded, link their outcome files into ``directory``
+    (copied where a link cannot be made) and return what the parts should run."""
+    rerun = None if planned is None else planned.rerun
+    if rerun is None:
+        return None
+    for index in sorted(rerun.succeeded):
+        source = rerun.earlier.results_dir / f"{index}.pkl"
+        target = directory.results_dir / f"{index}.pkl"
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+            os.chmod(target, payload_guard.file_mode(directory.path.stat().st_mode))
+    return rerun
+
+
 def after_submit(
     runtime: Runtime, planned: Planned | None, handle: Job[Any] | ArrayJob[Any]
 ) -> None:
     """The submit path's hook after the parts were submitted: the ledger line."""
     run = runtime.run
-    if planned is not None and isinstance(run, Run):
-        run.record(planned, handle)
+    if planned is None or not isinstance(run, Run):
+        return
+    if planned.rerun is not None:  # the reused tasks have succeeded: known at once
+        with runtime.poller.cond:
+            handle.submission.record_outcomes(dict.fromkeys(planned.rerun.succeeded, True))
+    run.record(planned, handle)
 
 
 def run_id(runtime: Runtime) -> str | None:

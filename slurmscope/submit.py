@@ -121,11 +121,12 @@ def submit(
     directory = JobDirectory.create(runtime.root, name, runtime.share_with_group)
     try:
         directory.write_payload(function_blob, item_blobs, driver_info(fn, by_value))
+        rerun = runs.reuse_results(planned, directory)  # a resumed array's tasks that succeeded
         manifest = _manifest(runtime, fn, name, size, array, resources, site, max_concurrent)
         deps_json = [d.json_text for d in kept]
         directory.write_manifest(manifest, dependencies=deps_json)
         parts = _submit_parts(
-            runtime, directory, name, size, array, active, resources, max_concurrent
+            runtime, directory, name, size, array, active, resources, max_concurrent, rerun
         )
     except BaseException:
         shutil.rmtree(directory.path, ignore_errors=True)
@@ -255,6 +256,11 @@ def clauses_for_part(dependencies: Sequence[Dependency], part: int) -> Dependenc
             continue
         target = dep.target
         parts = target.submission.parts
+        sub = target.submission
+        if dep.kind in ("afterok", "afterany", "after") and target.whole_array:
+            # Parts known to have succeeded (an earlier array's, reused by a resumed run):
+            # satisfied, and the scheduler may have forgotten them.
+            parts = tuple(p for p in parts if not _succeeded(sub, p.offset, p.count))
         if dep.kind == "aftercorr":
             ids.append(parts[part].job_id)
         elif not target.whole_array:
@@ -263,10 +269,25 @@ def clauses_for_part(dependencies: Sequence[Dependency], part: int) -> Dependenc
             # A whole array, task by task: Slurm (22.05) never releases after:<array> once
             # the array was cancelled while pending, though "after" means "started or
             # cancelled"; it does release after:<array>_<i>.
-            ids.extend(f"{p.job_id}_{i}" for p in parts for i in range(p.count))
+            ids.extend(
+                f"{p.job_id}_{i}"
+                for p in parts
+                for i in range(p.count)
+                if not _succeeded(sub, p.offset + i, 1)  # not a reused task (runs.Rerun)
+            )
         else:
             ids.extend(p.job_id for p in parts)
-    return tuple((kind, tuple(dict.fromkeys(ids))) for kind, ids in grouped.items())
+    return tuple(
+        (kind, tuple(dict.fromkeys(ids)))
+        for kind, ids in grouped.items()
+        if ids or kind == "singleton"
+    )
+
+
+def _succeeded(submission: Submission, offset: int, count: int) -> bool:
+    """Whether tasks ``offset .. offset+count-1`` are known to have succeeded."""
+    states = submission.states[offset : offset + count]
+    return all(s is not None and s.succeeded for s in states)
 
 
 def _submit_parts(
@@ -278,6 +299,7 @@ def _submit_parts(
     deps: list[Dependency],
     resources: Resources,
     max_concurrent: int | None,
+    rerun: runs.Rerun | None = None,
 ) -> list[Part]:
     backend = runtime.backend
     limit = backend.max_array_size or size or 1
@@ -292,6 +314,11 @@ def _submit_parts(
     parts: list[Part] = []
     try:
         for number, (offset, count) in enumerate(bounds):
+            only = None if rerun is None else rerun.indices_in(offset, count)
+            kept = rerun.earlier_part(offset, count) if rerun and only == () else None
+            if kept is not None:  # every task of it succeeded in the earlier array
+                parts.append(kept)
+                continue
             command: tuple[str, ...] = (
                 sys.executable,
                 "-m",
@@ -307,7 +334,7 @@ def _submit_parts(
                 stdout=str(logs / ("%A_%a.out" if array else "%j.out")),
                 stderr=str(logs / ("%A_%a.err" if array else "%j.err")),
                 resources=resources,
-                array=ArraySpec(count, max_concurrent) if array else None,
+                array=ArraySpec(count, max_concurrent, only) if array else None,
                 dependencies=clauses_for_part(deps, number),
                 environment=_environment(directory, resources, backend.kind),
             )

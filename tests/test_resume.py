@@ -60,6 +60,8 @@ def gate(name):
 def one(x):
     gate("hold-one")
     note("one", x)
+    if os.path.exists(os.path.join(folder, f"fail-one-{x}")):
+        raise RuntimeError(f"one({x}) was told to fail")
     return x + 1
 
 
@@ -106,7 +108,9 @@ try:
 except slurmscope.JobError as exc:
     result = "error: " + type(exc).__name__
 ids = {"one": a.job_id, "two": b.job_id, "three": c.job_id}
-print("RESULT " + json.dumps({"result": result, "ids": ids, "events": events}))
+ones = a.get_results(return_exceptions=True)
+ones = [x if isinstance(x, int) else type(x).__name__ for x in ones]
+print("RESULT " + json.dumps({"result": result, "ids": ids, "events": events, "ones": ones}))
 cluster.close()
 '''
 
@@ -268,6 +272,35 @@ def test_a_failed_task_is_resubmitted(pipeline: Pipeline) -> None:
     }
     p.assert_submitted(1, 2, 2)
     assert len(p.ran("one")) == 3 and len(p.ran("two")) == 2 and p.ran("three") == ["9"]
+
+
+@pytest.mark.slow
+def test_an_array_with_a_failed_task_runs_only_that_task_again(pipeline: Pipeline) -> None:
+    p = pipeline
+    (p.folder / "fail-one-2").touch()
+    first = p.run()
+    assert first["result"].startswith("error: ") and first["ones"] == [2, "TaskFailedError", 4]
+    (p.folder / "fail-one-2").unlink()
+    out = p.run(resume=True)
+    assert out["result"] == 10 and out["ones"] == [2, 3, 4]
+    assert decisions(out) == {
+        "one": ("resubmitted", runs.EARLIER_FAILED),
+        "two": ("resubmitted", runs.DEPENDENCY_CHANGED),
+        "three": ("resubmitted", runs.DEPENDENCY_CHANGED),
+    }
+    assert sorted(p.ran("one")) == ["1", "2", "2", "3"]  # only the failed item ran again
+    p.assert_submitted(2, 2, 2)
+    if p.backend != "local":  # the second array has one task, the failed item's
+        tasks = subprocess.run(
+            ["squeue", "-h", "-r", "-t", "all", "-j", out["ids"]["one"], "-o", "%i"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert tasks == [f"{out['ids']['one']}_1"], tasks
+    again = p.run(resume=True)  # the array made of reused and rerun tasks is reused whole
+    assert again["ids"] == out["ids"] and again["ones"] == [2, 3, 4]
+    assert {d for d, _ in decisions(again).values()} == {"reused"}
 
 
 @pytest.mark.slow
