@@ -109,6 +109,8 @@ class Cluster:
         check_options(backend, options)  # before the root or a backend is created
         make_root(root_dir, share_with_group)
         check_writers(root_dir, "", share_with_group, allow_writable)
+        if run_id is not None:
+            runs.refuse_existing(root_dir, run_id, resume)  # before a backend is made
         chosen_backend, why = choose_backend(backend, root_dir, options)
         check_writers(root_dir, chosen_backend.cluster_name, share_with_group, allow_writable)
         if shared_root_check:

@@ -196,11 +196,7 @@ class Run:
                     payload_guard.make_dir(str(folder), mode)
         earlier = read_ledger(self.ledger)
         if earlier and not resume:
-            raise RunExistsError(
-                f"run {run_id!r} already has a ledger ({self.ledger}, {len(earlier)} "
-                "submissions). Pass resume=True (or set SLURMSCOPE_RESUME=1) to resume it, "
-                "or choose a new run name. Nothing was submitted."
-            )
+            raise _exists(run_id, self.ledger, len(earlier))
         self.attempt = 1 + max((int(e.get("attempt", 1)) for e in earlier), default=0)
         #: The latest line of each (key, occurrence) and of each (name, occurrence).
         self._exact: dict[tuple[str, int], dict[str, Any]] = {}
@@ -429,6 +425,28 @@ def open_run(root: Path, run_id: str, resume: bool, share_with_group: bool = Fal
             found = _OPEN[(str(root), run_id)] = Run(root, run_id, resume, share_with_group)
         found.users += 1
         return found
+
+
+def _exists(run_id: str, ledger: Path, count: int) -> RunExistsError:
+    return RunExistsError(
+        f"run {run_id!r} already has a ledger ({ledger}, {count} submissions). Pass "
+        "resume=True (or set SLURMSCOPE_RESUME=1) to resume it, or choose a new run name. "
+        "Nothing was submitted."
+    )
+
+
+def refuse_existing(root: Path, run_id: str, resume: bool) -> None:
+    """``RunExistsError`` when run ``run_id`` has a ledger, is not to be resumed and is not
+    open in this process already (another cluster of the same driver records in it)."""
+    if resume:
+        return
+    with _OPEN_LOCK:
+        if (str(root), run_id) in _OPEN:
+            return
+    ledger = run_folder(root, run_id) / LEDGER
+    earlier = read_ledger(ledger)
+    if earlier:
+        raise _exists(run_id, ledger, len(earlier))
 
 
 def release(run: Run) -> None:

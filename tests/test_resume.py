@@ -351,6 +351,10 @@ def test_resume_in_python_with_threads_and_handles(tmp_path: Path) -> None:
     with pytest.raises(slurmscope.RunExistsError, match="resume=True"):
         slurmscope.Cluster("local", root=root, run="py", set_as_default=False)
     again = slurmscope.Cluster("local", root=root, run="py", resume=True, set_as_default=False)
+    # another cluster of the same driver records in the same run (no RunExistsError)
+    beside = slurmscope.Cluster("local", root=root, run="py", set_as_default=False)
+    assert beside.run == "py"
+    beside.close()
     arrays2, threaded2, total2 = pipeline(again)
     assert len({a.job_id for a in arrays}) == 3
     assert [a.job_id for a in arrays2] == [a.job_id for a in arrays]
