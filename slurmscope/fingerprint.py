@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import pickle
 import types
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -214,15 +213,38 @@ def arguments_digest(calls: Sequence[Any], array: bool) -> str:
     pass over their pickles."""
     h = hashlib.sha256()
     _tag(h, f"array:{array}:{len(calls)}")
-    if array and all(type(c) in _SCALARS for c in calls):
-        for c in calls:  # scalars pickle to the same bytes in any process
-            blob = pickle.dumps(c, 5)
-            h.update(len(blob).to_bytes(8, "little"))
-            h.update(blob)
+    if _plain(calls):
+        # Scalars in lists, tuples and dicts only: their repr is exact and the same in every
+        # process (one C call for the whole map, where walking it item by item costs ~10x).
+        _tag(h, "plain")
+        h.update(repr(calls).encode("utf-8", "surrogatepass"))
         return h.hexdigest()
     for call in calls:
         _feed_value(h, call, None, None, 0)
     return h.hexdigest()
+
+
+_CONTAINERS = (list, tuple, dict)
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` holds nothing but the exact scalar types in lists, tuples and
+    dicts (no sets, whose order varies between processes; no subclasses, no handles)."""
+    stack = [value]
+    scalars = _SCALARS
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind in scalars:
+            continue
+        if kind is dict:
+            stack.extend(item)
+            stack.extend(item.values())
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        else:
+            return False
+    return True
 
 
 def dependencies_digest(dependencies: Sequence[Dependency]) -> str:
