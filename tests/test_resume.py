@@ -13,20 +13,20 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import driver_result
 
 import slurmscope
 from slurmscope import runs
 from slurmscope.fingerprint import arguments_digest, function_digest, value_digest
 
-from conftest import driver_result
-
-PIPELINE = r'''
+PIPELINE = r"""
 import json, os, sys, time
 import structlog
 import slurmscope
@@ -92,7 +92,8 @@ def three(y):
 a = one.map([1, 2, 3])
 if os.environ.get("RELEASE_ONE"):
     os.unlink(os.path.join(folder, "hold-one"))
-if os.environ.get("STOP_AFTER_ONE"):
+restarted = int(os.environ.get("SLURM_RESTART_COUNT") or 0)  # a requeued driver job
+if os.environ.get("STOP_AFTER_ONE") and not restarted:
     if backend == "local":
         a.wait()  # the embedded scheduler dies with its driver: let stage one end first
     print("STAGE-ONE", a.job_id, flush=True)
@@ -112,7 +113,7 @@ ones = a.get_results(return_exceptions=True)
 ones = [x if isinstance(x, int) else type(x).__name__ for x in ones]
 print("RESULT " + json.dumps({"result": result, "ids": ids, "events": events, "ones": ones}))
 cluster.close()
-'''
+"""
 
 
 class Pipeline:
@@ -321,6 +322,58 @@ def test_a_cancelled_task_is_resubmitted(pipeline: Pipeline) -> None:
     assert p.ran("three") == ["9"]
 
 
+@pytest.mark.slow
+@pytest.mark.backends("sbatch")
+def test_a_driver_job_that_slurm_requeues_resumes_its_run(pipeline: Pipeline) -> None:
+    """The driver as a Slurm job (``--requeue``), requeued after stage one was submitted:
+    it runs again with ``SLURM_RESTART_COUNT=1`` and resumes its run by itself. Slurm's
+    default requeue delay (120 s on the shared test cluster) makes this test slow."""
+    p = pipeline
+    out_file = p.folder / "driver.out"
+    command = " ".join([*p.args, str(p.folder)])
+    env = {**p.env, "STOP_AFTER_ONE": "1"}
+    driver = (
+        subprocess.run(
+            [
+                "sbatch",
+                "--parsable",
+                "--requeue",
+                "--open-mode=append",
+                f"--job-name={p.tag}-driver",
+                f"--output={out_file}",
+                "--export=ALL",
+                f"--wrap={command}",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .split(";")[0]
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while "STAGE-ONE" not in (out_file.read_text() if out_file.exists() else ""):
+            assert time.monotonic() < deadline, "the driver job did not submit stage one"
+            time.sleep(0.5)
+        subprocess.run(["scontrol", "requeue", driver], check=True)
+        deadline = time.monotonic() + 400
+        while "RESULT " not in out_file.read_text():
+            assert time.monotonic() < deadline, out_file.read_text()[-3000:]
+            time.sleep(2)
+    finally:
+        subprocess.run(["scancel", driver], check=False)
+    text = out_file.read_text()
+    out = json.loads(next(x for x in text.splitlines() if x.startswith("RESULT "))[7:])
+    assert out["result"] == 10
+    first_id = next(x for x in text.splitlines() if x.startswith("STAGE-ONE ")).split()[1]
+    assert out["ids"]["one"] == first_id
+    assert decisions(out)["one"][0] == "reused"
+    p.assert_submitted(1, 1, 1)
+    assert sorted(p.ran("one")) == ["1", "2", "3"]
+
+
 # -- in one process, on local ------------------------------------------------------------------
 def _double(x: int) -> int:
     return 2 * x
@@ -358,9 +411,7 @@ def test_resume_in_python_with_threads_and_handles(tmp_path: Path) -> None:
     arrays2, threaded2, total2 = pipeline(again)
     assert len({a.job_id for a in arrays}) == 3
     assert [a.job_id for a in arrays2] == [a.job_id for a in arrays]
-    assert {i: a.job_id for i, a in threaded2.items()} == {
-        i: a.job_id for i, a in threaded.items()
-    }
+    assert {i: a.job_id for i, a in threaded2.items()} == {i: a.job_id for i, a in threaded.items()}
     assert total2.job_id == total.job_id
     assert total2.get_result() == [2, 4, 6, 2, 4, 6]
     assert threaded2[3].get_results() == [6]
@@ -442,3 +493,26 @@ def test_argument_digests_do_not_depend_on_the_process() -> None:
     assert len(outs) == 1 and outs.pop().strip()
     assert value_digest([1, 2]) != value_digest([2, 1])
     assert arguments_digest([1, 2], True) != arguments_digest([1, 2], False)
+
+
+def test_the_environment_says_which_run_and_whether_to_resume(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in (runs.ENV_RUN, runs.ENV_RESUME, "SLURM_RESTART_COUNT"):
+        monkeypatch.delenv(name, raising=False)
+    assert runs.requested(None, None) == (None, False)
+    assert runs.requested("a", None) == ("a", False)
+    monkeypatch.setenv(runs.ENV_RUN, "nightly")
+    assert runs.requested(None, None) == ("nightly", False)
+    assert runs.requested("other", None) == ("other", False)  # the argument wins
+    monkeypatch.setenv(runs.ENV_RESUME, "1")
+    assert runs.requested(None, None) == ("nightly", True)
+    assert runs.requested(None, False) == ("nightly", False)  # so does resume=False
+    monkeypatch.setenv(runs.ENV_RESUME, "0")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # a driver job Slurm requeued
+    assert runs.requested(None, None) == ("nightly", True)
+    monkeypatch.delenv(runs.ENV_RUN)
+    assert runs.requested(None, None) == (None, False)  # no run: nothing to resume
+    monkeypatch.setenv(runs.ENV_RESUME, "maybe")
+    with pytest.raises(slurmscope.InvalidInputError, match="SLURMSCOPE_RESUME must be 1 or 0"):
+        runs.requested("x", None)
