@@ -379,15 +379,19 @@ def _reusable(
     rerun = None
     if sub.is_array and succeeded and runtime.backend.sparse_arrays:
         rerun = Rerun(sub.directory, succeeded, sub.parts)
+    cancel_failed = ""
     if leftover:  # replaced by this submission: the rest of the earlier array is cancelled
-        handle.cancel()
+        try:
+            handle.cancel()
+        except Exception as exc:  # noqa: BLE001 - the new submission goes on; the event says
+            cancel_failed = f" (cancelling them failed: {exc})"
     detail = (
         f"{what} of job {ids} ended {'/'.join(states)}"
         if sub.is_array
         else (f"{what} ended {'/'.join(states)}")
     )
     if leftover:
-        detail += f"; its {len(leftover)} unfinished tasks were cancelled"
+        detail += f"; its {len(leftover)} unfinished tasks were cancelled{cancel_failed}"
     if rerun is not None:
         detail += (
             f"; the results of its {len(succeeded)} tasks that succeeded are reused, the "
