@@ -400,6 +400,8 @@ def test_resume_in_python_with_threads_and_handles(tmp_path: Path) -> None:
     assert first_cluster.run == "py"
     arrays, threaded, total = pipeline(first_cluster)
     assert total.get_result(timeout=60) == [2, 4, 6, 2, 4, 6]
+    for array in [*arrays, *threaded.values()]:  # closing cancels what still runs
+        array.wait(timeout=60)
     first_cluster.close()
     with pytest.raises(slurmscope.RunExistsError, match="resume=True"):
         slurmscope.Cluster("local", root=root, run="py", set_as_default=False)
