@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, overload
 
-from . import default, runs, scope
+from . import default, ledger, scope
 from .attach import attach
 from .backend_choice import check_options, choose_backend
 from .backends.base import Backend
@@ -105,12 +105,12 @@ class Cluster:
             raise InvalidInputError(
                 f"cancel_on_interrupt must be True or False, not {cancel_on_interrupt!r}."
             )
-        run_id, resume = runs.requested(options.pop("run", None), options.pop("resume", None))
+        run_id, resume = ledger.requested(options.pop("run", None), options.pop("resume", None))
         check_options(backend, options)  # before the root or a backend is created
         make_root(root_dir, share_with_group)
         check_writers(root_dir, "", share_with_group, allow_writable)
         if run_id is not None:
-            runs.refuse_existing(root_dir, run_id, resume)  # before a backend is made
+            ledger.refuse_existing(root_dir, run_id, resume)  # before a backend is made
         chosen_backend, why = choose_backend(backend, root_dir, options)
         check_writers(root_dir, chosen_backend.cluster_name, share_with_group, allow_writable)
         if shared_root_check:
@@ -130,7 +130,7 @@ class Cluster:
             share_with_group=share_with_group,
         )
         if run_id is not None:
-            self.runtime.run = runs.open_run(root_dir, run_id, resume, share_with_group)
+            self.runtime.run = ledger.open_run(root_dir, run_id, resume, share_with_group)
         # Slurm's tools are here, yet the embedded scheduler was chosen: say so where it shows
         # (a typo in SLURM_CONF on a login node would otherwise run everything locally).
         fell_back = (
@@ -165,7 +165,7 @@ class Cluster:
     @property
     def run(self) -> str | None:
         """The id of the run this cluster records its submissions in, or ``None``."""
-        return runs.run_id(self.runtime)
+        return ledger.run_id(self.runtime)
 
     @property
     def name(self) -> str:
@@ -257,8 +257,8 @@ class Cluster:
 
     def close(self) -> None:
         """Stop using this cluster. The local backend cancels what it still runs."""
-        if not self.runtime.closed and isinstance(self.runtime.run, runs.Run):
-            runs.release(self.runtime.run)
+        if not self.runtime.closed and isinstance(self.runtime.run, ledger.Run):
+            ledger.release(self.runtime.run)
         self.runtime.closed = True
         self.backend.close()
         default.forget(self)

@@ -1,7 +1,7 @@
 """What makes two submissions the same, as digests that compare across processes: the
 function (its code, not its name), the arguments, and the dependency shape.
 
-Used by :mod:`slurmscope.runs` to match a resumed run's submissions against the earlier
+Used by :mod:`slurmscope.ledger` to match a resumed run's submissions against the earlier
 run's. Every digest is a hex string; equal digests mean "the same", different ones "changed".
 
 - **Function**: the bytecode of the function and of everything it defines inside (nested

@@ -176,7 +176,7 @@ class Resources:
 class ArraySpec:
     """Array indices ``0 .. size-1``, at most ``throttle`` running at once; with ``only``,
     just those indices (ascending, each below ``size``: the tasks of an earlier array that
-    a resumed run submits again, see :mod:`slurmscope.runs`)."""
+    a resumed run submits again, see :mod:`slurmscope.ledger`)."""
 
     size: int
     throttle: int | None = None

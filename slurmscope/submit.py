@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import checkpoint, runs, scope
+from . import checkpoint, ledger, scope
 from .callsite import CallSite
 from .checkpoint import DEFAULT_MAX_REQUEUES, DEFAULT_WARNING
 from .dependency import VIA_DATA_ARGUMENT, Dependency, DependencyClauses, Provenance, merge
@@ -114,14 +114,14 @@ def submit(
     resources = checkpointing(fn, runtime.defaults.updated(resources.to_json()))
     if array and size == 0:  # nothing to run: no job directory, no scheduler call
         return _empty_map(runtime, name, kept, site)
-    # A run being resumed reattaches to what its earlier attempt submitted (slurmscope.runs).
-    reused, planned = runs.before_submit(runtime, fn, name, calls, array, kept)
+    # A run being resumed reattaches to what its earlier attempt submitted (slurmscope.ledger).
+    reused, planned = ledger.before_submit(runtime, fn, name, calls, array, kept)
     if reused is not None:
         return reused
     directory = JobDirectory.create(runtime.root, name, runtime.share_with_group)
     try:
         directory.write_payload(function_blob, item_blobs, driver_info(fn, by_value))
-        rerun = runs.reuse_results(planned, directory)  # a resumed array's tasks that succeeded
+        rerun = ledger.reuse_results(planned, directory)  # a resumed array's tasks that succeeded
         manifest = _manifest(runtime, fn, name, size, array, resources, site, max_concurrent)
         deps_json = [d.json_text for d in kept]
         directory.write_manifest(manifest, dependencies=deps_json)
@@ -144,7 +144,7 @@ def submit(
     made: Job[Any] | ArrayJob[Any] = Job(submission, runtime)
     if array:
         made = ArrayJob(submission, runtime)
-    runs.after_submit(runtime, planned, made)  # the run's ledger line
+    ledger.after_submit(runtime, planned, made)  # the run's ledger line
     return made
 
 
@@ -273,7 +273,7 @@ def clauses_for_part(dependencies: Sequence[Dependency], part: int) -> Dependenc
                 f"{p.job_id}_{i}"
                 for p in parts
                 for i in range(p.count)
-                if not _succeeded(sub, p.offset + i, 1)  # not a reused task (runs.Rerun)
+                if not _succeeded(sub, p.offset + i, 1)  # not a reused task (ledger.Rerun)
             )
         else:
             ids.extend(p.job_id for p in parts)
@@ -299,7 +299,7 @@ def _submit_parts(
     deps: list[Dependency],
     resources: Resources,
     max_concurrent: int | None,
-    rerun: runs.Rerun | None = None,
+    rerun: ledger.Rerun | None = None,
 ) -> list[Part]:
     backend = runtime.backend
     limit = backend.max_array_size or size or 1
@@ -364,7 +364,7 @@ def checkpointing(fn: Callable[..., Any], resources: Resources) -> Resources:
 
 def _environment(directory: JobDirectory, resources: Resources, backend: str) -> dict[str, str]:
     env = {"SLURMSCOPE_JOB_DIR": str(directory.path)}
-    env.update(runs.TASK_ENVIRONMENT)  # a task is not its driver's run
+    env.update(ledger.TASK_ENVIRONMENT)  # a task is not its driver's run
     if resources.checkpoint_warning is not None:
         limit = DEFAULT_MAX_REQUEUES if resources.max_requeues is None else resources.max_requeues
         env[checkpoint.ENVIRONMENT] = f"{limit}:{backend}"
@@ -393,7 +393,7 @@ def _manifest(
         "parts": [],
         "backend": runtime.backend.kind,
         "cluster": runtime.name,
-        "run": runs.run_id(runtime),
+        "run": ledger.run_id(runtime),
         "resources": resources.to_json(),
         "submitted_from": {
             "file": site.file,

@@ -23,7 +23,7 @@ import pytest
 from conftest import driver_result
 
 import slurmscope
-from slurmscope import runs
+from slurmscope import ledger
 from slurmscope.fingerprint import arguments_digest, function_digest, value_digest
 
 PIPELINE = r"""
@@ -127,8 +127,8 @@ class Pipeline:
         self.script = tmp_path / "pipeline.py"
         self.script.write_text(PIPELINE)
         self.root = tmp_path / "jobs"
-        self.env = {**env, runs.ENV_RUN: self.tag}
-        self.env.pop(runs.ENV_RESUME, None)
+        self.env = {**env, ledger.ENV_RUN: self.tag}
+        self.env.pop(ledger.ENV_RESUME, None)
 
     @property
     def args(self) -> list[str]:
@@ -137,7 +137,7 @@ class Pipeline:
     def run(self, resume: bool = False, **env: str) -> dict[str, Any]:
         full = {**self.env, **env}
         if resume:
-            full[runs.ENV_RESUME] = "1"
+            full[ledger.ENV_RESUME] = "1"
         return driver_result([*self.args, str(self.folder)], env=full, timeout=400)
 
     def ran(self, stage: str) -> list[str]:
@@ -208,8 +208,8 @@ def test_a_killed_driver_resumed_submits_stage_one_once(pipeline: Pipeline) -> N
     if p.backend != "local":  # reattached to a job that was still running or pending
         assert found["one"][1] == "unchanged, earlier job not ended", found
     p.assert_submitted(1, 1, 1)
-    assert found["two"] == ("resubmitted", runs.NOT_IN_EARLIER)
-    assert found["three"] == ("resubmitted", runs.NOT_IN_EARLIER)
+    assert found["two"] == ("resubmitted", ledger.NOT_IN_EARLIER)
+    assert found["three"] == ("resubmitted", ledger.NOT_IN_EARLIER)
     assert sorted(p.ran("one")) == ["1", "2", "3"]  # each item ran once
     assert p.ran("two") == ["1"] and p.ran("three") == ["9"]
 
@@ -225,8 +225,8 @@ def test_a_changed_function_resubmits_its_stage_and_what_depends_on_it(
     assert changed["result"] == 1000 + 9 + 1
     assert decisions(changed) == {
         "one": ("reused", "unchanged, earlier job succeeded"),
-        "two": ("resubmitted", runs.FUNCTION_CHANGED),
-        "three": ("resubmitted", runs.DEPENDENCY_CHANGED),
+        "two": ("resubmitted", ledger.FUNCTION_CHANGED),
+        "three": ("resubmitted", ledger.DEPENDENCY_CHANGED),
     }
     assert changed["ids"]["one"] == first["ids"]["one"]
     assert changed["ids"]["two"] != first["ids"]["two"]
@@ -249,8 +249,8 @@ def test_changed_arguments_resubmit_their_stage_and_what_depends_on_it(
     assert out["result"] == 19
     assert decisions(out) == {
         "one": ("reused", "unchanged, earlier job succeeded"),
-        "two": ("resubmitted", runs.ARGUMENTS_CHANGED),
-        "three": ("resubmitted", runs.DEPENDENCY_CHANGED),
+        "two": ("resubmitted", ledger.ARGUMENTS_CHANGED),
+        "three": ("resubmitted", ledger.DEPENDENCY_CHANGED),
     }
     p.assert_submitted(1, 2, 2)
     assert p.ran("two") == ["1", "2"] and len(p.ran("one")) == 3
@@ -268,8 +268,8 @@ def test_a_failed_task_is_resubmitted(pipeline: Pipeline) -> None:
     assert out["result"] == 10
     assert decisions(out) == {
         "one": ("reused", "unchanged, earlier job succeeded"),
-        "two": ("resubmitted", runs.EARLIER_FAILED),
-        "three": ("resubmitted", runs.DEPENDENCY_CHANGED),
+        "two": ("resubmitted", ledger.EARLIER_FAILED),
+        "three": ("resubmitted", ledger.DEPENDENCY_CHANGED),
     }
     p.assert_submitted(1, 2, 2)
     assert len(p.ran("one")) == 3 and len(p.ran("two")) == 2 and p.ran("three") == ["9"]
@@ -285,9 +285,9 @@ def test_an_array_with_a_failed_task_runs_only_that_task_again(pipeline: Pipelin
     out = p.run(resume=True)
     assert out["result"] == 10 and out["ones"] == [2, 3, 4]
     assert decisions(out) == {
-        "one": ("resubmitted", runs.EARLIER_FAILED),
-        "two": ("resubmitted", runs.DEPENDENCY_CHANGED),
-        "three": ("resubmitted", runs.DEPENDENCY_CHANGED),
+        "one": ("resubmitted", ledger.EARLIER_FAILED),
+        "two": ("resubmitted", ledger.DEPENDENCY_CHANGED),
+        "three": ("resubmitted", ledger.DEPENDENCY_CHANGED),
     }
     assert sorted(p.ran("one")) == ["1", "2", "2", "3"]  # only the failed item ran again
     p.assert_submitted(2, 2, 2)
@@ -315,8 +315,8 @@ def test_a_cancelled_task_is_resubmitted(pipeline: Pipeline) -> None:
     assert out["result"] == 10
     assert decisions(out) == {
         "one": ("reused", "unchanged, earlier job succeeded"),
-        "two": ("resubmitted", runs.EARLIER_CANCELLED),
-        "three": ("resubmitted", runs.DEPENDENCY_CHANGED),
+        "two": ("resubmitted", ledger.EARLIER_CANCELLED),
+        "three": ("resubmitted", ledger.DEPENDENCY_CHANGED),
     }
     p.assert_submitted(1, 2, 2)
     assert p.ran("three") == ["9"]
@@ -430,7 +430,7 @@ def test_resume_in_python_with_threads_and_handles(tmp_path: Path) -> None:
         (2, "reused")
     ] * 8 + [(2, "resubmitted")]
     assert [e["occurrence"] for e in lines[:3]] == [0, 1, 2]
-    assert lines[-1]["reason"] == runs.NOT_IN_EARLIER
+    assert lines[-1]["reason"] == ledger.NOT_IN_EARLIER
 
 
 def _add(a: Any, b: Any) -> Any:
@@ -452,7 +452,7 @@ def test_a_ledger_cut_short_is_read_up_to_its_last_whole_line(tmp_path: Path) ->
     ledger.write_text(json.dumps(whole) + "\n" + '{"key": "k2", "direc')
     os.chmod(ledger, 0o600)
     os.chmod(tmp_path, 0o700)
-    assert runs.read_ledger(ledger) == [whole]
+    assert ledger.read_ledger(ledger) == [whole]
 
 
 def test_what_a_function_digest_sees() -> None:
@@ -500,21 +500,21 @@ def test_argument_digests_do_not_depend_on_the_process() -> None:
 def test_the_environment_says_which_run_and_whether_to_resume(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in (runs.ENV_RUN, runs.ENV_RESUME, "SLURM_RESTART_COUNT"):
+    for name in (ledger.ENV_RUN, ledger.ENV_RESUME, "SLURM_RESTART_COUNT"):
         monkeypatch.delenv(name, raising=False)
-    assert runs.requested(None, None) == (None, False)
-    assert runs.requested("a", None) == ("a", False)
-    monkeypatch.setenv(runs.ENV_RUN, "nightly")
-    assert runs.requested(None, None) == ("nightly", False)
-    assert runs.requested("other", None) == ("other", False)  # the argument wins
-    monkeypatch.setenv(runs.ENV_RESUME, "1")
-    assert runs.requested(None, None) == ("nightly", True)
-    assert runs.requested(None, False) == ("nightly", False)  # so does resume=False
-    monkeypatch.setenv(runs.ENV_RESUME, "0")
+    assert ledger.requested(None, None) == (None, False)
+    assert ledger.requested("a", None) == ("a", False)
+    monkeypatch.setenv(ledger.ENV_RUN, "nightly")
+    assert ledger.requested(None, None) == ("nightly", False)
+    assert ledger.requested("other", None) == ("other", False)  # the argument wins
+    monkeypatch.setenv(ledger.ENV_RESUME, "1")
+    assert ledger.requested(None, None) == ("nightly", True)
+    assert ledger.requested(None, False) == ("nightly", False)  # so does resume=False
+    monkeypatch.setenv(ledger.ENV_RESUME, "0")
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # a driver job Slurm requeued
-    assert runs.requested(None, None) == ("nightly", True)
-    monkeypatch.delenv(runs.ENV_RUN)
-    assert runs.requested(None, None) == (None, False)  # no run: nothing to resume
-    monkeypatch.setenv(runs.ENV_RESUME, "maybe")
+    assert ledger.requested(None, None) == ("nightly", True)
+    monkeypatch.delenv(ledger.ENV_RUN)
+    assert ledger.requested(None, None) == (None, False)  # no run: nothing to resume
+    monkeypatch.setenv(ledger.ENV_RESUME, "maybe")
     with pytest.raises(slurmscope.InvalidInputError, match="SLURMSCOPE_RESUME must be 1 or 0"):
-        runs.requested("x", None)
+        ledger.requested("x", None)
