@@ -121,13 +121,14 @@ def runs_of_driver(root: Path, cluster: str, job_id: str) -> list[dict[str, Any]
 
 
 def driver_fields() -> dict[str, Any]:
-    """What a submission's manifest says of the driver job it comes from: ``driver_job``
-    (its id, or ``None`` outside a driver job) and ``run``."""
+    """What a submission's manifest says of the driver job it comes from: ``driver_job``,
+    its id, or ``None`` outside a driver job (the manifest's ``run`` is the run the
+    submitting cluster records in: :mod:`slurmscope.ledger`)."""
     driver = os.environ.get(DRIVER_JOB_ENV)
     here = os.environ.get("SLURMSCOPE_JOB_DIR")
     if not driver or not here or here != os.environ.get(DRIVER_DIR_ENV):
-        return {"driver_job": None, "run": None}
-    return {"driver_job": driver, "run": os.environ.get(RUN_ENV) or None}
+        return {"driver_job": None}
+    return {"driver_job": driver}
 
 
 def record_restart(root: Path, run_id: str, job_id: str, restart: int) -> None:

@@ -59,6 +59,7 @@ class LocalBackend(Backend):
     """Runs jobs as subprocesses of this process, scheduled like Slurm would."""
 
     kind = "local"
+    sparse_arrays = True
     cluster_name = "local"
     poll_interval = (0.02, 0.5)
     lost_after = 0.0
@@ -124,7 +125,7 @@ class LocalBackend(Backend):
                 # One node of self.cpus CPUs: Slurm (22.05) accepts such a request, made
                 # through extra=[...] flags, and keeps it pending with this reason.
                 job.never_reason = "PartitionConfig"
-            job.tasks = {i: LocalTask(i) for i in range(size)}
+            job.tasks = {i: LocalTask(i) for i in (spec.array.indices if spec.array else (0,))}
             self._jobs[job_id] = job
             self._order.append(job)
             self._ensure_thread()

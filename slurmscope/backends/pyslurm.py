@@ -132,6 +132,7 @@ class PyslurmBackend(Backend):
     """Talks to Slurm through pyslurm's C bindings, on one dedicated thread."""
 
     kind = "pyslurm"
+    sparse_arrays = True
     poll_interval = (0.25, 5.0)
     #: Seconds one ``scancel`` (of one array task) may take.
     scancel_timeout = 60.0

@@ -122,6 +122,7 @@ class SbatchBackend(Backend):
     """Talks to Slurm through its command-line tools."""
 
     kind = "sbatch"
+    sparse_arrays = True
     #: Result files are looked at often (cheap); every squeue costs slurmctld three RPCs
     #: and a process here, so it is asked only when the files have been quiet for a while.
     poll_interval = (0.25, 2.0)
