@@ -37,7 +37,9 @@ from .errors import UnsafeJobDirectoryError
 from .payload import (
     DRIVER,
     FUNCTION,
+    CANCELLED,
     INDEX,
+    ITEM_CHECKS,
     ITEMS,
     RESULTS,
     atomic_write,
@@ -104,6 +106,30 @@ class JobDirectory:
             offsets.byteswap()  # the index is little-endian
         write_new(self.path / INDEX, offsets.tobytes(), mode)
         return len(items)
+
+    def write_item_checks(self, checks: Iterable[tuple[str, str, str]]) -> None:
+        """What each item of a packed map checks before it runs: ``(kind, index or "*",
+        upstream job directory)`` (see :data:`slurmscope.payload.ITEM_CHECKS`)."""
+        lines = "".join(f"{kind}\t{index}\t{where}\n" for kind, index, where in checks)
+        if lines:
+            write_new(self.path / ITEM_CHECKS, lines.encode(), self._file_mode())
+
+    def _file_mode(self) -> int:
+        return payload_guard.file_mode(self.path.stat().st_mode)
+
+    # -- items of a packed map cancelled on their own --------------------------------------
+    def cancel_item(self, index: int) -> None:
+        """Mark item ``index`` cancelled: the worker of its pack skips it."""
+        folder = self.path / CANCELLED
+        if not folder.is_dir():
+            try:
+                payload_guard.make_dir(str(folder), self.path.stat().st_mode & 0o750)
+            except FileExistsError:
+                pass
+        atomic_write(folder / str(index), b"")
+
+    def item_cancelled(self, index: int) -> bool:
+        return os.path.exists(self.path / CANCELLED / str(index))
 
     # -- results ---------------------------------------------------------------------------
     @property

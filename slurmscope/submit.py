@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import checkpoint, scope
+from . import checkpoint, packing, scope
 from .callsite import CallSite
 from .checkpoint import DEFAULT_MAX_REQUEUES, DEFAULT_WARNING
 from .dependency import VIA_DATA_ARGUMENT, Dependency, DependencyClauses, Provenance, merge
@@ -53,11 +53,14 @@ def submit(
     max_concurrent: int | None,
     explicit: Sequence[Dependency],
     site: CallSite,
+    pack: int | str | None = None,
 ) -> Job[Any] | ArrayJob[Any]:
     """Submit ``fn`` once (``array=False``: ``calls`` is one ``(args, kwargs)``) or as an
-    array over ``calls`` (items), to the cluster of ``runtime``, and return its handle."""
+    array over ``calls`` (items), to the cluster of ``runtime``, and return its handle;
+    ``pack``: items per array task, or ``"auto"`` (:mod:`slurmscope.packing`)."""
     if runtime.closed:
         raise SubmissionError(f"{runtime.owner!r} is closed; create a new Cluster.")
+    asked_pack = packing.check(pack, len(calls), array)
     if max_concurrent is not None and (
         not isinstance(max_concurrent, int)
         or isinstance(max_concurrent, bool)
@@ -114,15 +117,31 @@ def submit(
     resources = checkpointing(fn, runtime.defaults.updated(resources.to_json()))
     if array and size == 0:  # nothing to run: no job directory, no scheduler call
         return _empty_map(runtime, name, kept, site)
+    per_task = _pack_size(runtime, fn, name, size, asked_pack, resources)
     directory = JobDirectory.create(runtime.root, name, runtime.share_with_group)
     try:
         directory.write_payload(function_blob, item_blobs, driver_info(fn, by_value))
         manifest = _manifest(runtime, fn, name, size, array, resources, site, max_concurrent)
+        if asked_pack is not None:
+            manifest["pack"] = per_task
+            manifest["pack_asked"] = asked_pack
         deps_json = [d.json_text for d in kept]
         directory.write_manifest(manifest, dependencies=deps_json)
+        directory.write_item_checks(item_checks(active, per_task))
         parts = _submit_parts(
-            runtime, directory, name, size, array, active, resources, max_concurrent
+            runtime,
+            directory,
+            name,
+            size,
+            array,
+            active,
+            resources,
+            max_concurrent,
+            per_task,
+            packed=asked_pack is not None,
         )
+        if asked_pack is not None:
+            runtime.packed_maps[_function_key(fn, name)] = directory.path
     except BaseException:
         shutil.rmtree(directory.path, ignore_errors=True)
         raise
@@ -236,31 +255,124 @@ def _drop_satisfied(deps: list[Dependency], name: str) -> list[Dependency]:
     return active
 
 
-def clauses_for_part(dependencies: Sequence[Dependency], part: int) -> DependencyClauses:
-    """The dependency clauses of one part of a (possibly split) submission.
+def clauses_for_part(
+    dependencies: Sequence[Dependency], part: int, pack: int = 1
+) -> DependencyClauses:
+    """The dependency clauses of one part of a (possibly split) submission of ``pack``
+    items per array task.
 
     Each target knows its scheduler ids; an ``aftercorr`` on a split array depends part by
     part, since ``aftercorr`` pairs task ``i`` with task ``i`` of the same Slurm array.
+    Where a pack holds several items, the scheduler's tasks no longer stand for items:
+    ``aftercorr`` with a packed map on either side, and ``afterok``/``afternotok`` on one
+    item of a packed map, become ``afterany`` on the tasks holding the upstream items, and
+    each item checks its upstream item's outcome before it runs (:func:`item_checks`).
     """
     grouped: dict[str, list[str]] = {}
     for dep in dependencies:
-        ids = grouped.setdefault(dep.kind, [])
+        kind = _slurm_kind(dep, pack)
+        ids = grouped.setdefault(kind, [])
         if dep.kind == "singleton":
             continue
         target = dep.target
         parts = target.submission.parts
         if dep.kind == "aftercorr":
-            ids.append(parts[part].job_id)
+            if kind == "afterany":
+                ids.extend(p.job_id for p in parts)
+            else:
+                ids.append(parts[part].job_id)
         elif not target.whole_array:
             ids.append(target.target_id)
         elif dep.kind == "after":
             # A whole array, task by task: Slurm (22.05) never releases after:<array> once
             # the array was cancelled while pending, though "after" means "started or
             # cancelled"; it does release after:<array>_<i>.
-            ids.extend(f"{p.job_id}_{i}" for p in parts for i in range(p.count))
+            ids.extend(f"{p.job_id}_{i}" for p in parts for i in range(p.tasks))
         else:
             ids.extend(p.job_id for p in parts)
     return tuple((kind, tuple(dict.fromkeys(ids))) for kind, ids in grouped.items())
+
+
+def _slurm_kind(dep: Dependency, pack: int) -> str:
+    """The kind the scheduler gets for ``dep`` (see :func:`clauses_for_part`)."""
+    target = dep.target
+    if target is None:
+        return dep.kind
+    upstream_packed = target.submission.pack > 1
+    if dep.kind == "aftercorr" and (pack > 1 or upstream_packed):
+        return "afterany"
+    if dep.kind in ("afterok", "afternotok") and upstream_packed and not target.whole_array:
+        return "afterany"
+    return dep.kind
+
+
+def item_checks(dependencies: Sequence[Dependency], pack: int) -> list[tuple[str, str, str]]:
+    """What each item checks before it runs, for the dependencies the scheduler got as
+    ``afterany`` (:func:`clauses_for_part`): ``(kind, upstream index or "*", upstream job
+    directory)``."""
+    checks = []
+    for dep in dependencies:
+        target = dep.target
+        if target is None or _slurm_kind(dep, pack) == dep.kind:
+            continue
+        which = "*" if dep.kind == "aftercorr" else str(target.indices.start)
+        checks.append((dep.kind, which, str(target.submission.directory.path)))
+    return checks
+
+
+def _pack_size(
+    runtime: Runtime,
+    fn: Callable[..., Any],
+    name: str,
+    size: int,
+    asked: int | str | None,
+    resources: Resources,
+) -> int:
+    """Items per array task: as asked, or sized by ``pack="auto"``."""
+    if asked is None:
+        return 1
+    if isinstance(asked, int):
+        return min(asked, max(size, 1))
+    earlier = runtime.packed_maps.get(_function_key(fn, name))
+    measured = None if earlier is None else _seconds_per_item(JobDirectory(earlier))
+    return packing.auto_size(size, _cluster_cpus(runtime, resources), measured)
+
+
+def _seconds_per_item(directory: JobDirectory, sample: int = 32) -> float | None:
+    """The mean duration of the items of an earlier packed map that have ended (a sample
+    of ``sample`` of them), from their outcome files; ``None`` if none has."""
+    try:
+        done = sorted(directory.finished())[-sample:]
+    except OSError:
+        return None
+    seconds = []
+    for index in done:
+        try:
+            outcome = directory.read_outcome(index)
+        except Exception:  # an unreadable file is no measurement
+            continue
+        if outcome is not None and "seconds" in outcome:
+            seconds.append(float(outcome["seconds"]))
+    return sum(seconds) / len(seconds) if seconds else None
+
+
+def _cluster_cpus(runtime: Runtime, resources: Resources) -> int | None:
+    """How many tasks of ``resources`` the cluster runs at once, as far as its partition
+    limits tell (the first partition the request may go to); ``None``: not known."""
+    try:
+        found = runtime.backend.request_limits(resources)
+    except Exception:
+        found = None
+    if not found:
+        return os.cpu_count() if runtime.backend.kind == "local" else None
+    chosen = next((p for p in found if p.default), found[0])
+    if chosen.cpus_per_node is None:
+        return None
+    return max(1, chosen.cpus_per_node * chosen.nodes // max(1, resources.cpus_per_task or 1))
+
+
+def _function_key(fn: Callable[..., Any], name: str) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', name)}"
 
 
 def _submit_parts(
@@ -272,12 +384,17 @@ def _submit_parts(
     deps: list[Dependency],
     resources: Resources,
     max_concurrent: int | None,
+    pack: int = 1,
+    *,
+    packed: bool = False,
 ) -> list[Part]:
     backend = runtime.backend
-    limit = backend.max_array_size or size or 1
+    limit = (backend.max_array_size or size or 1) * pack  # items per part
     bounds = [(o, min(limit, size - o)) for o in range(0, size, limit)] if array else [(0, 1)]
     for dep in deps:
-        if dep.kind == "aftercorr" and len(dep.target.submission.parts) != len(bounds):
+        if _slurm_kind(dep, pack) != "aftercorr":
+            continue
+        if len(dep.target.submission.parts) != len(bounds):
             raise DependencyError(
                 f"aftercorr on {dep.target_id}: its parts do not line up with this map's "
                 "(the two arrays were split at different MaxArraySize)."
@@ -301,11 +418,12 @@ def _submit_parts(
                 stdout=str(logs / ("%A_%a.out" if array else "%j.out")),
                 stderr=str(logs / ("%A_%a.err" if array else "%j.err")),
                 resources=resources,
-                array=ArraySpec(count, max_concurrent) if array else None,
-                dependencies=clauses_for_part(deps, number),
-                environment=_environment(directory, resources, backend.kind),
+                array=ArraySpec(-(-count // pack), max_concurrent) if array else None,
+                dependencies=clauses_for_part(deps, number, pack),
+                environment=_environment(directory, resources, backend.kind)
+                | ({packing.ENVIRONMENT: f"{pack}:{size}"} if packed else {}),
             )
-            parts.append(Part(backend.submit(spec), offset, count))
+            parts.append(Part(backend.submit(spec), offset, count, pack))
     except BaseException:
         for part in parts:
             try:

@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
         f"  submitted at {sub['file']}:{sub['line']} in {sub['function']}() "
         f"[thread {sub['thread']}]"
     )
+    if tree.get("pack"):
+        print(f"  packed: {tree['pack']} items per Slurm array task ({tree['size']} items)")
     lines: list[str] = []
     _render(tree, 0, lines)
     print("\n".join(lines) if lines else "  (no dependencies)")
