@@ -49,7 +49,9 @@ def attach(runtime: Runtime, job: str | int | os.PathLike[str]) -> Job[Any] | Ar
         manifest = directory.read_manifest()
     except FileNotFoundError as exc:
         raise JobNotFoundError(f"{directory.path} holds no manifest.json") from exc
-    parts = [Part(p["job_id"], p["offset"], p["count"], p.get("pack", 1)) for p in manifest["parts"]]
+    parts = [
+        Part(p["job_id"], p["offset"], p["count"], p.get("pack", 1)) for p in manifest["parts"]
+    ]
     deps = [Dependency.from_json(d) for d in manifest["dependencies"]]
     submission = Submission(
         directory, manifest["name"], manifest["size"], manifest["array"], parts, deps

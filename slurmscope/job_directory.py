@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 from . import payload_ended, payload_guard
 from .errors import UnsafeJobDirectoryError
 from .payload import (
+    CANCELLED,
     DRIVER,
     FUNCTION,
-    CANCELLED,
     INDEX,
     ITEM_CHECKS,
     ITEMS,
@@ -122,10 +122,8 @@ class JobDirectory:
         """Mark item ``index`` cancelled: the worker of its pack skips it."""
         folder = self.path / CANCELLED
         if not folder.is_dir():
-            try:
+            with contextlib.suppress(FileExistsError):
                 payload_guard.make_dir(str(folder), self.path.stat().st_mode & 0o750)
-            except FileExistsError:
-                pass
         atomic_write(folder / str(index), b"")
 
     def item_cancelled(self, index: int) -> bool:

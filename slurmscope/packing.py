@@ -39,7 +39,7 @@ def check(pack: object, size: int, array: bool) -> int | str | None:
         return "auto"
     if isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
         raise InvalidInputError(
-            f"pack must be a whole number of items per Slurm task (at least 1), or \"auto\", "
+            f'pack must be a whole number of items per Slurm task (at least 1), or "auto", '
             f"not {pack!r}."
         )
     return pack

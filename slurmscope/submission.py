@@ -277,9 +277,7 @@ class Submission:
                     self.remaining -= 1
         return self._note_requeues(requeues) or changed
 
-    def _packed(
-        self, part: Part, local: int, task: TaskState, behind: dict[int, int]
-    ) -> TaskState:
+    def _packed(self, part: Part, local: int, task: TaskState, behind: dict[int, int]) -> TaskState:
         """The state of item ``part.offset + local`` of a packed part whose task is in state
         ``task``: its outcome file when written; else, in a running task, RUNNING for the
         first item without an outcome and PENDING (reason ``Packed``) for those after it;

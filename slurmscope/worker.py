@@ -27,7 +27,7 @@ import stat
 import sys
 import time
 
-from .checkpoint import begin, end, one_task_per_process
+from .checkpoint import begin, end, one_task_per_process, recorded_requeues
 from .origin import load_error, restore_files, use_driver_path
 from .payload import (
     CANCELLED,
@@ -128,7 +128,8 @@ def _write_error(directory: str, index: int, exc: BaseException) -> None:
 def run(directory: str, index: int, pack: dict[str, Any] | None = None) -> int:
     """Run task ``index``; ``pack``: the state its pack shares (the function loaded once,
     the dependency checks of each item), given by :func:`run_pack`."""
-    if pack is None:
+    packed = bool(pack and pack.get("packed"))
+    if not packed:
         print(
             f"slurmscope worker: task {index} of {directory} on {os.uname().nodename}",
             flush=True,
@@ -140,7 +141,7 @@ def run(directory: str, index: int, pack: dict[str, Any] | None = None) -> int:
     if os.path.exists(result_file(directory, index)):  # a requeue after the outcome: done
         print("slurmscope worker: the task's outcome is already written", flush=True)
         return 0
-    started = time.monotonic() if pack is not None else 0.0
+    started = time.monotonic() if packed else 0.0
     try:
         driver = read_driver(directory) if pack is None or "driver" not in pack else pack["driver"]
         if pack is None or "function" not in pack:
@@ -173,7 +174,7 @@ def run(directory: str, index: int, pack: dict[str, Any] | None = None) -> int:
         _write_error(directory, index, exc)
         return 1
     outcome: dict[str, Any] = {"ok": True, "value": value}
-    if pack is not None:  # what pack="auto" sizes later packs from
+    if packed:  # what pack="auto" sizes later packs from
         outcome["seconds"] = time.monotonic() - started
     try:
         write_outcome(directory, index, outcome)
@@ -207,26 +208,33 @@ def run_pack(directory: str, offset: int) -> int:
     task = int(os.environ.get("SLURM_ARRAY_TASK_ID") or 0)
     setting = os.environ.get("SLURMSCOPE_PACK")
     if not setting:
-        return run(directory, offset + task)
+        checks = _item_checks(directory)  # an unpacked map may depend on packed items
+        return run(directory, offset + task, {"checks": checks} if checks else None)
     size, _, items = setting.partition(":")
     first = offset + task * int(size)
     last = min(first + int(size), int(items))
     print(
-        f"slurmscope worker: items {first} to {last - 1} of {directory} on "
-        f"{os.uname().nodename}",
+        f"slurmscope worker: items {first} to {last - 1} of {directory} on {os.uname().nodename}",
         flush=True,
     )
     _private_logs(directory)
-    pack: dict[str, Any] = {"checks": _item_checks(directory)}
+    pack: dict[str, Any] = {"checks": _item_checks(directory), "packed": True}
+    restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
     failed = False
     for index in range(first, last):
         if os.path.exists(os.path.join(directory, CANCELLED, str(index))):
             print(f"slurmscope worker: item {index} was cancelled", flush=True)
             continue
+        if restarts:
+            # Requeues are counted per item: the restarts no other item of the pack
+            # recorded are this item's (recorded by it, or not recorded by anyone).
+            others = sum(
+                len(v)
+                for i, v in recorded_requeues(directory).items()
+                if first <= i < last and i != index
+            )
+            os.environ["SLURM_RESTART_COUNT"] = str(max(0, restarts - others))
         failed |= run(directory, index, pack) != 0
-        if index == first:
-            # Requeues are counted per item: those of this run's first item only.
-            os.environ["SLURM_RESTART_COUNT"] = "0"
     return 1 if failed else 0
 
 

@@ -4,6 +4,7 @@ unpickles them by reference, as it would in a user's package."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 
@@ -191,3 +192,10 @@ class FailingCheckpoint:
             except Exception:  # noqa: BLE001, S110
                 pass
         return "finished"
+
+
+def shout(x: object) -> object:
+    """Prints a line naming ``x`` to stdout and to stderr, and returns ``x``."""
+    print(f"item says {x}")
+    print(f"item warns {x}", file=sys.stderr)
+    return x
