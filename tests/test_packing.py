@@ -67,6 +67,8 @@ def test_explain_and_the_manifest_say_the_pack_size(
     assert main(["--root", str(cluster.root), "explain", array.job_id]) == 0
     shown = capsys.readouterr().out
     assert "packed: 2 items per Slurm array task (5 items)" in shown, shown
+    assert "packed: 2 items per Slurm array task" in array[3].explain()
+    assert "packed" not in add.on(cluster).map(range(2)).explain()
     again = cluster.attach(array.job_id)  # another process's view, from the job directory
     assert isinstance(again, slurmscope.ArrayJob) and again.pack == 2
     assert again.get_results(timeout=60) == [1, 2, 3, 4, 5]
