@@ -535,6 +535,7 @@ def summarize(results: dict[str, Any], plan: Plan) -> dict[str, Any]:
             "ideal_s": r["ideal_s"],
             "cpus": r["cpus"],
             "pack": pack,
+            "load_1min": r.get("load_1min"),
         }
     s["targets"] = targets(s, plan)
     return s
@@ -801,8 +802,10 @@ def render_table(results: dict[str, Any], plan: Plan) -> str:
             f"{some['cpus']} CPUs = {fmt_s(some['ideal_s'])}"
         )
         for label, v in small.items():
+            load = v.get("load_1min")
             lines.append(
                 f"   {label:28} {fmt_s(v['e2e_s']):>9}  {fmt_x(v['e2e_s'] / v['ideal_s'])} the ideal"
+                + ("" if load is None else f"  (machine load average {load:.1f})")
             )
         lines.append("")
     lines.append("Targets")

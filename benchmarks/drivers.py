@@ -353,6 +353,9 @@ def scenario_small(lib: Library, n: int) -> dict[str, Any]:
     cluster's CPUs (``sinfo``)."""
     lib.work = "burn"
     result = scenario_e2e(lib, n)
+    # the machine's load average over the last minute, at the end: other work on a shared
+    # machine takes CPUs from the tasks, and the ideal assumes they have all of them
+    result["load_1min"] = os.getloadavg()[0]
     cpus = int(slurm("sinfo", "-h", "-o", "%C").split("/")[-1])
     result.update({"cpus": cpus, "ideal_s": n * 0.010 / cpus, "pack": lib.pack})
     if getattr(lib, "last_pack", None) is not None:

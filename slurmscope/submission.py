@@ -283,10 +283,14 @@ class Submission:
         first item without an outcome and PENDING (reason ``Packed``) for those after it;
         else the task's state (CANCELLED for an item cancelled on its own)."""
         index = part.offset + local
+        if index in self.cancelled:
+            return _CANCELLED
+        if task.state != "RUNNING" and not task.terminal:
+            return task  # a pending pack: its items have no outcome yet (no file to read)
         ok = self.directory.outcome_ok(index)
         if ok is not None:
             return _COMPLETED if ok else _FAILED
-        if index in self.cancelled or self.directory.item_cancelled(index):
+        if self.directory.item_cancelled(index):  # by another process
             return _CANCELLED
         if task.state != "RUNNING":
             return task

@@ -190,3 +190,25 @@ def test_a_requeued_pack_resumes_at_its_first_item_without_an_outcome(
     # is counted again for the items after it, nor taken for a node failure
     assert array.requeues == {i: ["time limit"] * r[1] for i, r in enumerate(results) if r[1]}
     assert 1 in array.requeued and 0 not in array.requeued
+
+
+def test_a_packed_map_split_over_max_array_size_keeps_whole_packs(tmp_path: Path) -> None:
+    cluster = slurmscope.Cluster("local", root=tmp_path, max_array_size=3, set_as_default=False)
+    try:
+        array = fail_on.on(cluster).map(range(20), pack=2)  # 10 packs: 3 + 3 + 3 + 1 tasks
+        assert len(array.job_ids) == 4
+        parts = array.submission.parts
+        assert [(p.offset, p.count, p.tasks) for p in parts] == [
+            (0, 6, 3),
+            (6, 6, 3),
+            (12, 6, 3),
+            (18, 2, 1),
+        ]
+        assert array[7].job_id == f"{array.job_ids[1]}_0" and array[19].job_id.endswith("_0")
+        partner = identity.on(cluster).after(array, kind="aftercorr").map(range(20), pack=5)
+        results = partner.get_results(timeout=120, return_exceptions=True)
+        assert [results[i] for i in range(20) if i != 1] == [i for i in range(20) if i != 1]
+        assert isinstance(results[1], TaskFailedError)
+        assert array.get_results(timeout=60, return_exceptions=True)[19] == 190
+    finally:
+        cluster.close()
