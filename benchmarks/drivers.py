@@ -45,7 +45,7 @@ SLURM_LIBRARIES = (
     "submitit",
     "slurm-sdk",
 )
-LIBRARIES = (*SLURM_LIBRARIES, "slurmscope-local")
+LIBRARIES = (*SLURM_LIBRARIES, "slurmscope-local", "machine")
 
 
 class Unavailable(Exception):
@@ -298,6 +298,34 @@ class SlurmSdk(Library):
         return str(handle._array_job_id).split("_")[0]
 
 
+class Machine(Library):
+    """No scheduler at all: one process per CPU of the cluster, each running its share of
+    the items in a loop. What the machine itself gives at the moment of the measurement
+    (on a shared machine, other work takes CPUs from the ideal too)."""
+
+    name = "machine"
+
+    def map(self, items: list[Any], hold: bool = False) -> Any:
+        cpus = int(slurm("sinfo", "-h", "-o", "%C").split("/")[-1])
+        code = "import sys, bench_tasks\n[bench_tasks.burn(i) for i in range(int(sys.argv[1]))]"
+        share = -(-len(items) // cpus)
+        return [
+            subprocess.Popen([sys.executable, "-c", code, str(share)], cwd=HERE)
+            for _ in range(cpus)
+        ], items
+
+    def results(self, handle: Any) -> list[Any]:
+        procs, items = handle
+        for proc in procs:
+            if proc.wait() != 0:
+                raise RuntimeError("a machine process failed")
+        return list(items)
+
+    def cancel(self, handle: Any) -> None:
+        for proc in handle[0]:
+            proc.kill()
+
+
 def make_library(name: str, workdir: Path) -> Library:
     classes = {
         "floor": Floor,
@@ -307,6 +335,7 @@ def make_library(name: str, workdir: Path) -> Library:
         "slurmscope-pyslurm": SlurmscopePyslurm,
         "submitit": Submitit,
         "slurm-sdk": SlurmSdk,
+        "machine": Machine,
     }
     return classes[name](workdir)
 
