@@ -27,6 +27,7 @@ from .job_directory import JobDirectory
 from .jobs import ArrayJob, Job
 from .log import log
 from .origin import driver_info
+from .packed_maps import function_key, item_checks, pack_size, slurm_kind
 from .pickling import (
     by_value,
     check_function_size,
@@ -117,7 +118,7 @@ def submit(
     resources = checkpointing(fn, runtime.defaults.updated(resources.to_json()))
     if array and size == 0:  # nothing to run: no job directory, no scheduler call
         return _empty_map(runtime, name, kept, site)
-    per_task = _pack_size(runtime, fn, name, size, asked_pack, resources)
+    per_task = pack_size(runtime, fn, name, size, asked_pack, resources)
     directory = JobDirectory.create(runtime.root, name, runtime.share_with_group)
     try:
         directory.write_payload(function_blob, item_blobs, driver_info(fn, by_value))
@@ -141,7 +142,7 @@ def submit(
             packed=asked_pack is not None,
         )
         if asked_pack is not None:
-            runtime.packed_maps[_function_key(fn, name)] = directory.path
+            runtime.packed_maps[function_key(fn, name)] = directory.path
     except BaseException:
         shutil.rmtree(directory.path, ignore_errors=True)
         raise
@@ -270,7 +271,7 @@ def clauses_for_part(
     """
     grouped: dict[str, list[str]] = {}
     for dep in dependencies:
-        kind = _slurm_kind(dep, pack)
+        kind = slurm_kind(dep, pack)
         ids = grouped.setdefault(kind, [])
         if dep.kind == "singleton":
             continue
@@ -293,88 +294,6 @@ def clauses_for_part(
     return tuple((kind, tuple(dict.fromkeys(ids))) for kind, ids in grouped.items())
 
 
-def _slurm_kind(dep: Dependency, pack: int) -> str:
-    """The kind the scheduler gets for ``dep`` (see :func:`clauses_for_part`)."""
-    target = dep.target
-    if target is None:
-        return dep.kind
-    upstream_packed = target.submission.pack > 1
-    if dep.kind == "aftercorr" and (pack > 1 or upstream_packed):
-        return "afterany"
-    if dep.kind in ("afterok", "afternotok") and upstream_packed and not target.whole_array:
-        return "afterany"
-    return dep.kind
-
-
-def item_checks(dependencies: Sequence[Dependency], pack: int) -> list[tuple[str, str, str]]:
-    """What each item checks before it runs, for the dependencies the scheduler got as
-    ``afterany`` (:func:`clauses_for_part`): ``(kind, upstream index or "*", upstream job
-    directory)``."""
-    checks = []
-    for dep in dependencies:
-        target = dep.target
-        if target is None or _slurm_kind(dep, pack) == dep.kind:
-            continue
-        which = "*" if dep.kind == "aftercorr" else str(target.indices.start)
-        checks.append((dep.kind, which, str(target.submission.directory.path)))
-    return checks
-
-
-def _pack_size(
-    runtime: Runtime,
-    fn: Callable[..., Any],
-    name: str,
-    size: int,
-    asked: int | str | None,
-    resources: Resources,
-) -> int:
-    """Items per array task: as asked, or sized by ``pack="auto"``."""
-    if asked is None:
-        return 1
-    if isinstance(asked, int):
-        return min(asked, max(size, 1))
-    earlier = runtime.packed_maps.get(_function_key(fn, name))
-    measured = None if earlier is None else _seconds_per_item(JobDirectory(earlier))
-    return packing.auto_size(size, _cluster_cpus(runtime, resources), measured)
-
-
-def _seconds_per_item(directory: JobDirectory, sample: int = 32) -> float | None:
-    """The mean duration of the items of an earlier packed map that have ended (a sample
-    of ``sample`` of them), from their outcome files; ``None`` if none has."""
-    try:
-        done = sorted(directory.finished())[-sample:]
-    except OSError:
-        return None
-    seconds = []
-    for index in done:
-        try:
-            outcome = directory.read_outcome(index)
-        except Exception:  # an unreadable file is no measurement
-            continue
-        if outcome is not None and "seconds" in outcome:
-            seconds.append(float(outcome["seconds"]))
-    return sum(seconds) / len(seconds) if seconds else None
-
-
-def _cluster_cpus(runtime: Runtime, resources: Resources) -> int | None:
-    """How many tasks of ``resources`` the cluster runs at once, as far as its partition
-    limits tell (the first partition the request may go to); ``None``: not known."""
-    try:
-        found = runtime.backend.request_limits(resources)
-    except Exception:
-        found = None
-    if not found:
-        return os.cpu_count() if runtime.backend.kind == "local" else None
-    chosen = next((p for p in found if p.default), found[0])
-    if chosen.cpus_per_node is None:
-        return None
-    return max(1, chosen.cpus_per_node * chosen.nodes // max(1, resources.cpus_per_task or 1))
-
-
-def _function_key(fn: Callable[..., Any], name: str) -> str:
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', name)}"
-
-
 def _submit_parts(
     runtime: Runtime,
     directory: JobDirectory,
@@ -392,7 +311,7 @@ def _submit_parts(
     limit = (backend.max_array_size or size or 1) * pack  # items per part
     bounds = [(o, min(limit, size - o)) for o in range(0, size, limit)] if array else [(0, 1)]
     for dep in deps:
-        if _slurm_kind(dep, pack) != "aftercorr":
+        if slurm_kind(dep, pack) != "aftercorr":
             continue
         if len(dep.target.submission.parts) != len(bounds):
             raise DependencyError(
