@@ -212,3 +212,16 @@ def test_a_packed_map_split_over_max_array_size_keeps_whole_packs(tmp_path: Path
         assert array.get_results(timeout=60, return_exceptions=True)[19] == 190
     finally:
         cluster.close()
+
+
+@pytest.mark.backends("local")
+def test_a_pack_that_times_out_keeps_the_results_of_the_items_it_finished(
+    cluster: slurmscope.Cluster,
+) -> None:
+    slow = slurmscope.task(tasks.sleep).on(cluster).options(time="0:03")
+    array = slow.map([0.1, 10, 0.1], pack=3)  # item 1 outlives the pack's 3-second limit
+    results = array.get_results(timeout=60, return_exceptions=True)
+    assert results[0] == 0.1
+    for i in (1, 2):  # the one running when the limit came, and the one never started
+        assert isinstance(results[i], JobNotCompletedError) and "TIMEOUT" in str(results[i])
+    assert array.counts() == {"COMPLETED": 1, "TIMEOUT": 2}
