@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,27 @@ def test_a_pack_that_times_out_keeps_the_results_of_the_items_it_finished(
     for i in (1, 2):  # the one running when the limit came, and the one never started
         assert isinstance(results[i], JobNotCompletedError) and "TIMEOUT" in str(results[i])
     assert array.counts() == {"COMPLETED": 1, "TIMEOUT": 2}
+
+
+def _until(check: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.3)
+
+
+def test_in_a_running_pack_only_the_item_it_runs_is_running(
+    cluster: slurmscope.Cluster, tmp_path: Path
+) -> None:
+    first, rest = str(tmp_path / "first"), str(tmp_path / "rest")
+    gate = slurmscope.task(tasks.wait_for_file).on(cluster)
+    array = gate.map([first, rest, rest], pack=3)
+    _until(lambda: array.states[0] == "RUNNING", f"the pack did not start: {array.states}")
+    assert array.states == ["RUNNING", "PENDING", "PENDING"]
+    assert array[1].status.reason == "Packed"
+    assert array.progress() == {"done": 0, "running": 1, "pending": 2, "failed": 0}
+    Path(first).touch()
+    _until(lambda: array.states[:2] == ["COMPLETED", "RUNNING"], f"{array.states}")
+    assert array.counts() == {"COMPLETED": 1, "RUNNING": 1, "PENDING": 1}
+    Path(rest).touch()
+    assert array.get_results(timeout=90) == [first, rest, rest]
