@@ -195,7 +195,9 @@ def run(directory: str, index: int, pack: dict[str, Any] | None = None) -> int:
     return 0
 
 
-def run_pack(directory: str, offset: int) -> int:
+def run_pack(
+    directory: str, offset: int, task: int | None = None, setting: str | None = None
+) -> int:
     """Run the items of this array task: item ``offset + $SLURM_ARRAY_TASK_ID`` alone, or,
     in a packed map (``$SLURMSCOPE_PACK`` is ``"SIZE:ITEMS"``), items ``offset + SIZE*t``
     onwards, one after the other in this process with the function loaded once.
@@ -203,10 +205,14 @@ def run_pack(directory: str, offset: int) -> int:
     An item with an outcome already (a requeued pack) or cancelled on its own is skipped,
     so a requeued pack resumes at its first item without an outcome; each item checks its
     dependencies on single upstream items first (:func:`_check_item`). Exits 1 when any
-    item failed, so that the scheduler's accounting shows the pack FAILED.
+    item failed, so that the scheduler's accounting shows the pack FAILED. ``task`` and
+    ``setting`` default to the environment's (``slurmscope.testing.FakeBackend``, which
+    runs tasks in threads, passes its own).
     """
-    task = int(os.environ.get("SLURM_ARRAY_TASK_ID") or 0)
-    setting = os.environ.get("SLURMSCOPE_PACK")
+    if task is None:
+        task = int(os.environ.get("SLURM_ARRAY_TASK_ID") or 0)
+    if setting is None:
+        setting = os.environ.get("SLURMSCOPE_PACK")  # slurmscope.packing.ENVIRONMENT
     if not setting:
         checks = _item_checks(directory)  # an unpacked map may depend on packed items
         return run(directory, offset + task, {"checks": checks} if checks else None)

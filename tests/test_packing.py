@@ -18,6 +18,7 @@ import slurmscope
 from slurmscope.cli import main
 from slurmscope.errors import InvalidInputError, JobNotCompletedError, TaskFailedError
 from slurmscope.states import TaskState
+from slurmscope.testing import FakeBackend
 
 shout = slurmscope.task(tasks.shout)
 
@@ -250,3 +251,16 @@ def test_in_a_running_pack_only_the_item_it_runs_is_running(
     assert array.counts() == {"COMPLETED": 1, "RUNNING": 1, "PENDING": 1}
     Path(rest).touch()
     assert array.get_results(timeout=90) == [first, rest, rest]
+
+
+def test_packed_maps_on_the_in_process_fake_backend(tmp_path: Path) -> None:
+    with slurmscope.Cluster(FakeBackend(workers=2), root=tmp_path, set_as_default=False) as c:
+        array = fail_on.on(c).map(range(7), pack=3)
+        results = array.get_results(timeout=60, return_exceptions=True)
+        assert [results[i] for i in range(7) if i != 1] == [10 * i for i in range(7) if i != 1]
+        assert isinstance(results[1], TaskFailedError)
+        assert array.counts() == {"COMPLETED": 6, "FAILED": 1}
+        partner = identity.on(c).after(array, kind="aftercorr").map(range(7), pack=2)
+        paired = partner.get_results(timeout=60, return_exceptions=True)
+        assert [paired[i] for i in range(7) if i != 1] == [i for i in range(7) if i != 1]
+        assert "aftercorr on item 1" in str(paired[1])
