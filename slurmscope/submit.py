@@ -154,7 +154,10 @@ def submit(
     submission = Submission(directory, name, size, array, parts, kept)
     job_ids = [p.job_id for p in parts]
     items = size if array else None
-    _log_submit(runtime, name, job_ids, items, site, kept, str(directory.path), len(dropped))
+    packed = per_task if asked_pack is not None else None
+    _log_submit(
+        runtime, name, job_ids, items, site, kept, str(directory.path), len(dropped), packed
+    )
     runtime.poller.watch(submission)
     if array:
         return ArrayJob(submission, runtime)
@@ -170,9 +173,10 @@ def _log_submit(
     deps: Sequence[Dependency],
     directory: str | None,
     dropped: int,
+    pack: int | None = None,
 ) -> None:
     """The ``slurmscope.submit`` event: what was submitted, from where, with which
-    dependencies (each with its provenance)."""
+    dependencies (each with its provenance), and the items per array task if packed."""
     log.info(
         "slurmscope.submit",
         task=name,
@@ -184,6 +188,7 @@ def _log_submit(
         submitted_from=str(site),
         dependencies=[_event_dep(d) for d in deps],
         duplicates_dropped=dropped,
+        pack=pack,
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import tasks
 from conftest import add, fail_on, held, identity, job_dirs, recorded
+from structlog.testing import capture_logs
 
 import slurmscope
 from slurmscope.cli import main
@@ -61,7 +62,10 @@ def test_packed_results_keep_item_order_and_a_failing_item_its_own_error(
 def test_explain_and_the_manifest_say_the_pack_size(
     cluster: slurmscope.Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    array = add.on(cluster).map(range(5), pack=2)
+    with capture_logs() as events:
+        array = add.on(cluster).map(range(5), pack=2)
+    submitted = [e for e in events if e["event"] == "slurmscope.submit"]
+    assert len(submitted) == 1 and submitted[0]["pack"] == 2
     assert array.get_results(timeout=120) == [1, 2, 3, 4, 5]
     manifest = json.loads((array.directory / "manifest.json").read_text())
     assert manifest["pack"] == 2 and manifest["pack_asked"] == 2
