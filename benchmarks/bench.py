@@ -79,10 +79,12 @@ class Plan:
     worker_repeats: int
     results_n: int
     memory_n: int
+    small_n: int = 2000  # the many-small-tasks section: items of 10 ms CPU each
+    pack_sizes: tuple[int, ...] = (50, 250, 1000)  # slurmscope's explicit pack sizes tried
 
 
 FULL = Plan((100, 1000, 3000, 10000), 3, 200, 5, 3, 1000, 5, 60, 10000, 15, 10000, 100000)
-QUICK = Plan((10, 100), 1, 10, 1, 1, 20, 2, 10, 1000, 3, 200, 1000)
+QUICK = Plan((10, 100), 1, 10, 1, 1, 20, 2, 10, 1000, 3, 200, 1000, 40, (10,))
 
 SUBMIT_LIBS = (
     "floor",
@@ -96,6 +98,8 @@ SUBMIT_LIBS = (
 E2E_LIBS = ("floor", "slurmscope-sbatch", "submitit", "slurm-sdk")
 LOAD_LIBS = ("slurmscope-sbatch", "submitit")
 MEMORY_LIBS = ("slurmscope-sbatch", "submitit")
+#: The many-small-tasks section, unpacked (slurmscope's packed runs are added to these).
+SMALL_LIBS = ("floor", "slurmscope-sbatch", "submitit", "slurm-sdk")
 
 
 class Bench:
@@ -326,6 +330,15 @@ class Bench:
         for lib in MEMORY_LIBS:
             self.driver("memory", lib, n=self.plan.memory_n, timeout=1800)
 
+    def run_pack(self) -> None:
+        n = self.plan.small_n
+        print(f"8. {n} items of 10 ms CPU each, end to end (packing)", flush=True)
+        self.driver("small", "machine", n=n, timeout=1800)  # the machine alone, no Slurm
+        for pack in ("auto", *(str(p) for p in self.plan.pack_sizes)):
+            self.driver("small", "slurmscope-sbatch", n=n, pack=pack, timeout=1800)
+        for lib in SMALL_LIBS:
+            self.driver("small", lib, n=n, timeout=1800)
+
     def run(self) -> int:
         config = self.check_cluster()
         started = time.time()
@@ -339,6 +352,7 @@ class Bench:
             "e2e": self.run_e2e,
             "load": self.run_load,
             "memory": self.run_memory,
+            "pack": self.run_pack,
         }
         only = self.args.only.split(",") if self.args.only else list(sections)
         for name in only:
@@ -507,6 +521,25 @@ def summarize(results: dict[str, Any], plan: Plan) -> dict[str, Any]:
         rs = [r for r in runs(results, "memory", lib) if "growth_mib" in r]
         if rs:
             s["memory"][lib] = rs[-1]
+    s["small"] = {}
+    for r in results["runs"]:
+        if r["scenario"] != "small" or "e2e_s" not in r:
+            continue
+        pack = r["options"].get("pack")
+        label = r["library"] if pack is None else f"slurmscope pack={pack}"
+        if label == "slurmscope-sbatch":
+            label = "slurmscope unpacked"
+        if label == "machine":
+            label = "machine alone (no Slurm)"
+        if pack == "auto":
+            label += f" ({r.get('pack_size')})"
+        s["small"][label] = {
+            "e2e_s": r["e2e_s"],
+            "ideal_s": r["ideal_s"],
+            "cpus": r["cpus"],
+            "pack": pack,
+            "load_1min": r.get("load_1min"),
+        }
     s["targets"] = targets(s, plan)
     return s
 
@@ -586,6 +619,27 @@ def targets(s: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
             res["get_results_s"] < 1.0,
             f"{res['get_results_s']:.3f} s",
         )
+    small = s.get("small") or {}
+    packed = {k: v for k, v in small.items() if v["pack"] is not None}
+    # the peers: raw sbatch --array, submitit, slurm-sdk (slurmscope unpacked is shown too)
+    peers = {k: v for k, v in small.items() if v["pack"] is None and not k.startswith("machine")}
+    if packed:
+        best_label, best = min(packed.items(), key=lambda kv: kv[1]["e2e_s"])
+        r = best["e2e_s"] / best["ideal_s"]
+        add(
+            f"{plan.small_n} x 10 ms: packed within 1.5x of the ideal",
+            r <= 1.5,
+            f"{best_label}: {r:.2f}x ({best['e2e_s']:.1f} s vs {best['ideal_s']:.1f} s)",
+        )
+        auto = next((v for v in packed.values() if v["pack"] == "auto"), None)
+        if auto is not None:
+            r = auto["e2e_s"] / auto["ideal_s"]
+            add(
+                f"{plan.small_n} x 10 ms: pack=auto within 1.5x of the ideal", r <= 1.5, f"{r:.2f}x"
+            )
+        for label, v in peers.items():
+            r = v["e2e_s"] / best["e2e_s"]
+            add(f"{plan.small_n} x 10 ms: packed >= 5x faster than {label}", r >= 5, f"{r:.1f}x")
     mem = s["memory"]
     if "slurmscope-sbatch" in mem:
         g = mem["slurmscope-sbatch"]["growth_mib"]
@@ -743,6 +797,20 @@ def render_table(results: dict[str, Any], plan: Plan) -> str:
                 f"   {lib:19} +{v['growth_mib']:.1f} MiB (peak {v['peak_mib']:.0f} MiB); submit {fmt_s(v['submit_s'])}, wait+collect {fmt_s(v['wait_s'])}"
             )
         lines.append("")
+    small = s.get("small") or {}
+    if small:
+        some = next(iter(small.values()))
+        lines.append(
+            f"8. {plan.small_n} items of 10 ms CPU each, end to end; ideal = items x 10 ms / "
+            f"{some['cpus']} CPUs = {fmt_s(some['ideal_s'])}"
+        )
+        for label, v in small.items():
+            load = v.get("load_1min")
+            lines.append(
+                f"   {label:28} {fmt_s(v['e2e_s']):>9}  {fmt_x(v['e2e_s'] / v['ideal_s'])} the ideal"
+                + ("" if load is None else f"  (machine load average {load:.1f})")
+            )
+        lines.append("")
     lines.append("Targets")
     for t in s["targets"]:
         mark = {True: "met   ", False: "MISSED", None: "n/a   "}[t["met"]]
@@ -804,7 +872,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated sections: submit,scope,worker,results,e2e,load,memory",
+        help="comma-separated sections: submit,scope,worker,results,e2e,load,memory,pack",
     )
     parser.add_argument(
         "--tmp", default=None, help="directory for job directories (default: $TMPDIR)"

@@ -14,6 +14,7 @@ Scenarios:
   worker    (slurmscope) worker overhead above ``python -c pass``; item 0 against item N-1
   results   (slurmscope) ``get_results()`` of a finished N-item map
   memory    growth of the driver's peak RSS over submitting N items and waiting on them
+  small     N items of 10 ms CPU each, end to end (slurmscope with ``--pack SIZE|auto``)
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ SLURM_LIBRARIES = (
     "submitit",
     "slurm-sdk",
 )
-LIBRARIES = (*SLURM_LIBRARIES, "slurmscope-local")
+LIBRARIES = (*SLURM_LIBRARIES, "slurmscope-local", "machine")
 
 
 class Unavailable(Exception):
@@ -98,6 +99,11 @@ class Library:
         self.folder = workdir / self.name
         self.folder.mkdir(parents=True, exist_ok=True)
 
+    #: The task's function name in ``bench_tasks`` (``burn`` for the small-tasks scenario).
+    work = "echo"
+    #: slurmscope's ``pack=`` (``None``: unpacked).
+    pack: int | str | None = None
+
     def prepare(self, items: list[Any]) -> None:
         """Work done before the timed call (only the floor has any: its payload)."""
 
@@ -129,6 +135,9 @@ class Floor(Library):
 
     def prepare(self, items: list[Any]) -> None:
         (self.folder / "items.pkl").write_bytes(pickle.dumps(items, protocol=5))
+        if self.work != "echo":  # each task does the work (bench.py sets PYTHONPATH)
+            code = f"import bench_tasks; bench_tasks.{self.work}(0)"
+            self.script.write_text(f"#!/bin/sh\nexec {sys.executable} -c '{code}'\n")
 
     def map(self, items: list[Any], hold: bool = False) -> Any:
         logs = self.folder / "logs"
@@ -191,6 +200,11 @@ class Slurmscope(Library):
         self.held = self.cluster.task(bench_tasks.echo, extra=("--hold",))
 
     def map(self, items: list[Any], hold: bool = False) -> Any:
+        if self.work != "echo":
+            work = self.cluster.task(getattr(bench_tasks, self.work))
+            handle = work.map(items, pack=self.pack)
+            self.last_pack = handle.pack
+            return handle
         return (self.held if hold else self.task).map(items)
 
     def results(self, handle: Any) -> list[Any]:
@@ -240,7 +254,7 @@ class Submitit(Library):
     def map(self, items: list[Any], hold: bool = False) -> Any:
         extra = {"slurm_additional_parameters": {"hold": True}} if hold else {}
         self.executor.update_parameters(**extra)
-        return self.executor.map_array(bench_tasks.echo, items)
+        return self.executor.map_array(getattr(bench_tasks, self.work), items)
 
     def results(self, handle: Any) -> list[Any]:
         return [job.result() for job in handle]
@@ -260,6 +274,7 @@ class SlurmSdk(Library):
         except ImportError as exc:
             raise Unavailable("slurm-sdk is not installed (requirements-bench.txt)") from exc
         self.echo = bench_tasks_sdk.echo_sdk
+        self.sdk_tasks = bench_tasks_sdk
 
         # backend_type="local" runs sbatch/squeue/scontrol here (no SSH); packaging "none":
         # the job runs in this very environment (PATH, PYTHONPATH are exported).
@@ -271,6 +286,8 @@ class SlurmSdk(Library):
         if hold:
             raise Unavailable("slurm-sdk has no way to hold a map here")
         with self.cluster:
+            if self.work != "echo":
+                return getattr(self.sdk_tasks, f"{self.work}_sdk").map(items)
             return self.echo.map(items)
 
     def results(self, handle: Any) -> list[Any]:
@@ -279,6 +296,34 @@ class SlurmSdk(Library):
 
     def job_id(self, handle: Any) -> str:
         return str(handle._array_job_id).split("_")[0]
+
+
+class Machine(Library):
+    """No scheduler at all: one process per CPU of the cluster, each running its share of
+    the items in a loop. What the machine itself gives at the moment of the measurement
+    (on a shared machine, other work takes CPUs from the ideal too)."""
+
+    name = "machine"
+
+    def map(self, items: list[Any], hold: bool = False) -> Any:
+        cpus = int(slurm("sinfo", "-h", "-o", "%C").split("/")[-1])
+        code = "import sys, bench_tasks\n[bench_tasks.burn(i) for i in range(int(sys.argv[1]))]"
+        share = -(-len(items) // cpus)
+        return [
+            subprocess.Popen([sys.executable, "-c", code, str(share)], cwd=HERE)
+            for _ in range(cpus)
+        ], items
+
+    def results(self, handle: Any) -> list[Any]:
+        procs, items = handle
+        for proc in procs:
+            if proc.wait() != 0:
+                raise RuntimeError("a machine process failed")
+        return list(items)
+
+    def cancel(self, handle: Any) -> None:
+        for proc in handle[0]:
+            proc.kill()
 
 
 def make_library(name: str, workdir: Path) -> Library:
@@ -290,6 +335,7 @@ def make_library(name: str, workdir: Path) -> Library:
         "slurmscope-pyslurm": SlurmscopePyslurm,
         "submitit": Submitit,
         "slurm-sdk": SlurmSdk,
+        "machine": Machine,
     }
     return classes[name](workdir)
 
@@ -329,6 +375,21 @@ def scenario_e2e(lib: Library, n: int) -> dict[str, Any]:
         "files": files,
         "files_per_task": files / n,
     }
+
+
+def scenario_small(lib: Library, n: int) -> dict[str, Any]:
+    """``n`` items of 10 ms CPU each, end to end, and the ideal: the work divided by the
+    cluster's CPUs (``sinfo``)."""
+    lib.work = "burn"
+    result = scenario_e2e(lib, n)
+    # the machine's load average over the last minute, at the end: other work on a shared
+    # machine takes CPUs from the tasks, and the ideal assumes they have all of them
+    result["load_1min"] = os.getloadavg()[0]
+    cpus = int(slurm("sinfo", "-h", "-o", "%C").split("/")[-1])
+    result.update({"cpus": cpus, "ideal_s": n * 0.010 / cpus, "pack": lib.pack})
+    if getattr(lib, "last_pack", None) is not None:
+        result["pack_size"] = lib.last_pack  # type: ignore[attr-defined]
+    return result
 
 
 def scenario_memory(lib: Library, n: int) -> dict[str, Any]:
@@ -611,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "scenario",
-        choices=["submit", "e2e", "memory", "scope", "worker", "results", "fabricate"],
+        choices=["submit", "e2e", "memory", "scope", "worker", "results", "small", "fabricate"],
     )
     parser.add_argument("library", choices=[*LIBRARIES, "none"])
     parser.add_argument("--n", type=int, default=100)
@@ -619,6 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--spec", default=None)
+    parser.add_argument("--pack", default=None, help="slurmscope's map(pack=): SIZE or auto")
     args = parser.parse_args(argv)
     if args.scenario == "fabricate":
         write_results(json.loads(args.spec))
@@ -635,6 +697,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             setup_start = time.perf_counter()
             lib = make_library(args.library, workdir)
+            if args.pack is not None:
+                lib.pack = args.pack if args.pack == "auto" else int(args.pack)
             result["setup_s"] = time.perf_counter() - setup_start
             mark_start()
             scenario = {
@@ -642,6 +706,7 @@ def main(argv: list[str] | None = None) -> int:
                 "e2e": scenario_e2e,
                 "memory": scenario_memory,
                 "results": scenario_results,
+                "small": scenario_small,
             }[args.scenario]
             result.update(scenario(lib, args.n))
     except Unavailable as exc:

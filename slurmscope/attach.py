@@ -49,7 +49,9 @@ def attach(runtime: Runtime, job: str | int | os.PathLike[str]) -> Job[Any] | Ar
         manifest = directory.read_manifest()
     except FileNotFoundError as exc:
         raise JobNotFoundError(f"{directory.path} holds no manifest.json") from exc
-    parts = [Part(p["job_id"], p["offset"], p["count"]) for p in manifest["parts"]]
+    parts = [
+        Part(p["job_id"], p["offset"], p["count"], p.get("pack", 1)) for p in manifest["parts"]
+    ]
     deps = [Dependency.from_json(d) for d in manifest["dependencies"]]
     submission = Submission(
         directory, manifest["name"], manifest["size"], manifest["array"], parts, deps
@@ -72,10 +74,10 @@ def _task_index(submission: Submission, job_id: str, index: int) -> int:
             f"{job_id}_{index}. Give {job_id}."
         )
     part = next((p for p in submission.parts if p.job_id == job_id), None)
-    if part is None or not 0 <= index < part.count:
-        last = f"{job_id}_{part.count - 1}" if part is not None and part.count else "none"
+    if part is None or not 0 <= index < part.tasks:
+        last = f"{job_id}_{part.tasks - 1}" if part is not None and part.count else "none"
         raise JobNotFoundError(
             f"array {job_id} ({submission.name}) has no task {job_id}_{index}: its tasks are "
             f"{job_id}_0 to {last}."
         )
-    return part.offset + index
+    return part.offset + index * part.pack  # of a packed map: the pack's first item

@@ -51,7 +51,7 @@ def outcome_or_error(handle: Handle, index: int, each_file: bool = True) -> Any:
                 f"{sub.task_id(index)}` shows each dependency and how its job ended."
             )
     if not detail:
-        detail = _log_tail(log_paths(sub, index)[1])
+        detail = _log_tail(log_paths(sub, index)[1], index=index if sub.pack > 1 else None)
         how = exit_code_in_words(state.exit_code)
         if how is None and state.terminal:
             how = handle.runtime.backend.exit_status(sub.task_id(index))
@@ -63,17 +63,34 @@ def outcome_or_error(handle: Handle, index: int, each_file: bool = True) -> Any:
 
 
 def log_paths(sub: Submission, index: int) -> tuple[Path, Path]:
-    part, local = sub.locate(index)
-    stem = f"{part.job_id}_{local}" if sub.is_array else part.job_id
+    """The stdout and stderr files of the task that runs item ``index`` (of a packed map:
+    shared by its pack; :func:`item_log` takes the item's part)."""
+    part, task = sub.task_of(index)
+    stem = f"{part.job_id}_{task}" if sub.is_array else part.job_id
     logs = sub.directory.path / "logs"
     return logs / f"{stem}.out", logs / f"{stem}.err"
 
 
-def _log_tail(path: Path, lines: int = 8) -> str:
+def item_log(text: str, index: int) -> str:
+    """The part of a packed task's log that item ``index`` wrote: from the worker's marker
+    of that item to the next item's."""
+    marker = "slurmscope worker: item "
+    out: list[str] = []
+    inside = False
+    for line in text.splitlines(keepends=True):
+        if line.startswith(marker):
+            inside = line.startswith(f"{marker}{index} ")
+        if inside:
+            out.append(line)
+    return "".join(out)
+
+
+def _log_tail(path: Path, lines: int = 8, index: int | None = None) -> str:
     try:
-        text = path.read_text(errors="replace").strip()
+        text = path.read_text(errors="replace")
     except OSError:
         return ""
+    text = (item_log(text, index) if index is not None else text).strip()
     if not text:
         return ""
     tail = "\n".join("    " + line for line in text.splitlines()[-lines:])

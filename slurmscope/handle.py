@@ -121,6 +121,8 @@ class Handle:
     def explain(self) -> str:
         """Where each dependency of this job came from, one line each."""
         lines = [f"{self!r}"]
+        if self.submission.pack > 1:
+            lines.append(f"  packed: {self.submission.pack} items per Slurm array task")
         if not self.dependencies:
             lines.append("  (no dependencies)")
         for dep in self.dependencies:

@@ -35,9 +35,11 @@ from typing import TYPE_CHECKING, Any
 from . import payload_ended, payload_guard
 from .errors import UnsafeJobDirectoryError
 from .payload import (
+    CANCELLED,
     DRIVER,
     FUNCTION,
     INDEX,
+    ITEM_CHECKS,
     ITEMS,
     RESULTS,
     atomic_write,
@@ -104,6 +106,28 @@ class JobDirectory:
             offsets.byteswap()  # the index is little-endian
         write_new(self.path / INDEX, offsets.tobytes(), mode)
         return len(items)
+
+    def write_item_checks(self, checks: Iterable[tuple[str, str, str]]) -> None:
+        """What each item of a packed map checks before it runs: ``(kind, index or "*",
+        upstream job directory)`` (see :data:`slurmscope.payload.ITEM_CHECKS`)."""
+        lines = "".join(f"{kind}\t{index}\t{where}\n" for kind, index, where in checks)
+        if lines:
+            write_new(self.path / ITEM_CHECKS, lines.encode(), self._file_mode())
+
+    def _file_mode(self) -> int:
+        return payload_guard.file_mode(self.path.stat().st_mode)
+
+    # -- items of a packed map cancelled on their own --------------------------------------
+    def cancel_item(self, index: int) -> None:
+        """Mark item ``index`` cancelled: the worker of its pack skips it."""
+        folder = self.path / CANCELLED
+        if not folder.is_dir():
+            with contextlib.suppress(FileExistsError):
+                payload_guard.make_dir(str(folder), self.path.stat().st_mode & 0o750)
+        atomic_write(folder / str(index), b"")
+
+    def item_cancelled(self, index: int) -> bool:
+        return os.path.exists(self.path / CANCELLED / str(index))
 
     # -- results ---------------------------------------------------------------------------
     @property

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, TypeVar, overload
 
 from . import interrupt, reasons
-from .diagnosis import log_paths, outcome_or_error
+from .diagnosis import item_log, log_paths, outcome_or_error
 from .errors import JobCannotRunError, JobError
 from .handle import Handle
 from .runtime import Runtime
@@ -86,17 +86,48 @@ class Job(Handle, Generic[R]):
         return self.get_result(timeout)
 
     def cancel(self) -> None:
-        """Cancel this job (or this one task of its array). Its dependents end too."""
+        """Cancel this job (or this one task of its array). Its dependents end too.
+
+        An item of a packed map is cancelled on its own: its pack skips it if it has not
+        started (one that runs already runs to its end); the pack's task is cancelled once
+        each of its items is cancelled or ended."""
         sub = self.submission
-        part, local = sub.locate(self.index)
+        part, task = sub.task_of(self.index)
+        if part.pack > 1:
+            self._cancel_item()
+            return
         with self.runtime.poller.cond:
             sub.mark_cancelled(self.indices)
-        self.runtime.backend.cancel(part.job_id, local if sub.is_array else None)
+        self.runtime.backend.cancel(part.job_id, task if sub.is_array else None)
+        self.runtime.poller.poll_now()
+
+    def _cancel_item(self) -> None:
+        sub = self.submission
+        part, task = sub.task_of(self.index)
+        sub.directory.cancel_item(self.index)
+        with self.runtime.poller.cond:
+            sub.mark_cancelled(self.indices)
+        mates = sub.pack_items(self.index)
+        if all(i in sub.cancelled or sub.directory.outcome_ok(i) is not None for i in mates):
+            self.runtime.backend.cancel(part.job_id, task)
         self.runtime.poller.poll_now()
 
     def log_paths(self) -> tuple[Path, Path]:
-        """The stdout and stderr files of this task."""
+        """The stdout and stderr files of this task (of a packed map: of the Slurm task its
+        pack shares, where the worker marks where each item's output starts)."""
         return log_paths(self.submission, self.index)
+
+    def logs(self) -> tuple[str, str]:
+        """What this task wrote so far to stdout and stderr (``""`` where nothing); of an
+        item of a packed map, its own part of its pack's logs."""
+        texts = []
+        for path in self.log_paths():
+            try:
+                text = path.read_text(errors="replace")
+            except OSError:
+                text = ""
+            texts.append(item_log(text, self.index) if self.submission.pack > 1 else text)
+        return texts[0], texts[1]
 
     def __repr__(self) -> str:
         state = self.submission.states[self.index]
@@ -127,6 +158,11 @@ class ArrayJob(Handle, Generic[R]):
     @property
     def indices(self) -> range:
         return range(self.submission.size)
+
+    @property
+    def pack(self) -> int:
+        """Items per Slurm array task (1: one task per item); see ``map(pack=...)``."""
+        return self.submission.pack
 
     def __len__(self) -> int:
         """The number of items (tasks) of the map."""

@@ -152,11 +152,21 @@ class Rerun:
     succeeded: frozenset[int]
     earlier_parts: tuple[Part, ...]
 
-    def indices_in(self, offset: int, count: int) -> tuple[int, ...] | None:
-        """The indices (within the part) to run of items ``offset .. offset+count-1``:
-        ``None`` for all of them, ``()`` for none (then :meth:`earlier_part` holds them)."""
-        todo = tuple(i for i in range(count) if offset + i not in self.succeeded)
-        if len(todo) == count or (not todo and self.earlier_part(offset, count) is None):
+    def indices_in(self, offset: int, count: int, pack: int = 1) -> tuple[int, ...] | None:
+        """The array task indices (within the part) to run of items ``offset ..
+        offset+count-1``, ``pack`` items per task (a task runs again when any of its items
+        did not succeed; its worker skips those whose results were reused): ``None`` for
+        all of them, ``()`` for none (then :meth:`earlier_part` holds them)."""
+        tasks = -(-count // pack)
+        todo = tuple(
+            t
+            for t in range(tasks)
+            if any(
+                offset + i not in self.succeeded
+                for i in range(t * pack, min(count, (t + 1) * pack))
+            )
+        )
+        if len(todo) == tasks or (not todo and self.earlier_part(offset, count) is None):
             return None
         return todo
 

@@ -43,6 +43,13 @@ DRIVER = "driver.pkl"
 ITEMS = "items.bin"
 INDEX = "items.idx"
 RESULTS = "results"
+#: Items of a packed map cancelled on their own: an empty file per item, ``cancelled/<i>``;
+#: the worker skips them.
+CANCELLED = "cancelled"
+#: What each item of a packed map checks before it runs (docs/dependencies.md, Packed
+#: maps): one line per check, ``kind<TAB>index<TAB>upstream job directory``, where index
+#: ``*`` means "the item of the same index" (aftercorr).
+ITEM_CHECKS = "item_checks.tsv"
 
 #: One entry of ``items.idx``.
 _OFFSET = struct.Struct("<Q")

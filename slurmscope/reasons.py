@@ -38,6 +38,7 @@ ROUTINE = frozenset(
         "Reservation",
         "Licenses",
         "FedJobLock",
+        "Packed",  # slurmscope's: an item waiting for those before it in its array task
     }
 )
 

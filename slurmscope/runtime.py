@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -62,3 +62,6 @@ class Runtime:
     #: The run this cluster records its submissions in (a :class:`slurmscope.ledger.Run`),
     #: or ``None``.
     run: object | None = None
+    #: ``pack="auto"``'s measurements: function -> job directory of its latest packed map
+    #: (whose outcome files record how long each item ran).
+    packed_maps: dict[str, Path] = field(default_factory=dict)

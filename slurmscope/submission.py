@@ -25,6 +25,8 @@ _COMPLETED = TaskState("COMPLETED", "None")
 _FAILED = TaskState("FAILED", "NonZeroExitCode")
 _LOST = TaskState("LOST", "not known to the scheduler and no result was written")
 _CANCELLED = TaskState("CANCELLED", "cancelled through slurmscope")
+#: An item of a running pack waiting for the items before it in its task.
+_PACKED_BEHIND = TaskState("PENDING", "Packed")
 #: A task not seen ended in a look at the result files this recent (seconds) has not ended
 #: long ago: no need to read its file again (a job that ended since is still known to Slurm,
 #: which keeps ended jobs for MinJobAge, 300 s by default).
@@ -33,11 +35,18 @@ _LOOKED_RECENTLY = 10.0
 
 @dataclass(frozen=True)
 class Part:
-    """One scheduler job behind a submission: items ``offset .. offset+count-1``."""
+    """One scheduler job behind a submission: items ``offset .. offset+count-1``, ``pack``
+    of them per array task (task ``t`` runs items ``offset + pack*t`` onwards)."""
 
     job_id: str
     offset: int
     count: int
+    pack: int = 1
+
+    @property
+    def tasks(self) -> int:
+        """How many array tasks the part has."""
+        return -(-self.count // self.pack)
 
 
 class Submission:
@@ -186,9 +195,25 @@ class Submission:
                 return part, index - part.offset
         raise IndexError(index)
 
-    def task_id(self, index: int) -> str:
+    def task_of(self, index: int) -> tuple[Part, int]:
+        """The part holding item ``index``, and the array task (within it) that runs it."""
         part, local = self.locate(index)
-        return f"{part.job_id}_{local}" if self.is_array else part.job_id
+        return part, local // part.pack
+
+    @property
+    def pack(self) -> int:
+        """Items per array task (1: unpacked)."""
+        return self.parts[0].pack if self.parts else 1
+
+    def task_id(self, index: int) -> str:
+        part, task = self.task_of(index)
+        return f"{part.job_id}_{task}" if self.is_array else part.job_id
+
+    def pack_items(self, index: int) -> range:
+        """The items that share the array task of item ``index`` (itself alone, unpacked)."""
+        part, task = self.task_of(index)
+        first = part.offset + task * part.pack
+        return range(first, min(first + part.pack, part.offset + part.count))
 
     def update(self, answer: StateMap, lost_after: float) -> bool:
         """Apply a backend answer; returns True when anything changed. A job the scheduler
@@ -213,12 +238,15 @@ class Submission:
                 if self._missing_since.pop(part.job_id, None) is not None:
                     self.directory.forget_missing(part.job_id)  # it was a controller's blip
                 job_gone = False
+            behind: dict[int, int] = {}  # running task -> the item it runs now
             for local in range(part.count):
                 index = part.offset + local
                 old = self.states[index]
                 if old is not None and old.terminal:
                     continue
-                new = known.get(local) if known is not None else None
+                new = known.get(local // part.pack) if known is not None else None
+                if part.pack > 1 and new is not None:
+                    new = self._packed(part, local, new, behind)
                 seen = new is not None and new.terminal  # the scheduler says it ended
                 if new is None or new.state == "UNKNOWN":
                     if recorded is None:
@@ -248,6 +276,28 @@ class Submission:
                 if new.terminal:
                     self.remaining -= 1
         return self._note_requeues(requeues) or changed
+
+    def _packed(self, part: Part, local: int, task: TaskState, behind: dict[int, int]) -> TaskState:
+        """The state of item ``part.offset + local`` of a packed part whose task is in state
+        ``task``: its outcome file when written; else, in a running task, RUNNING for the
+        first item without an outcome and PENDING (reason ``Packed``) for those after it;
+        else the task's state (CANCELLED for an item cancelled on its own)."""
+        index = part.offset + local
+        if index in self.cancelled:
+            return _CANCELLED
+        if task.state != "RUNNING" and not task.terminal:
+            return task  # a pending pack: its items have no outcome yet (no file to read)
+        ok = self.directory.outcome_ok(index)
+        if ok is not None:
+            return _COMPLETED if ok else _FAILED
+        if self.directory.item_cancelled(index):  # by another process
+            return _CANCELLED
+        if task.state != "RUNNING":
+            return task
+        number = local // part.pack
+        if number not in behind:
+            behind[number] = index  # the items before it in its pack all have outcomes
+        return task if behind[number] == index else _PACKED_BEHIND
 
     def _note_requeues(self, requeues: dict[int, list[str]]) -> bool:
         """Requeues the job directory records that were not seen happen (a task that

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import checkpoint, ledger, scope
+from . import checkpoint, ledger, packing, scope
 from .callsite import CallSite
 from .checkpoint import DEFAULT_MAX_REQUEUES, DEFAULT_WARNING
 from .dependency import VIA_DATA_ARGUMENT, Dependency, DependencyClauses, Provenance, merge
@@ -27,6 +27,7 @@ from .job_directory import JobDirectory
 from .jobs import ArrayJob, Job
 from .log import log
 from .origin import driver_info
+from .packed_maps import function_key, item_checks, pack_size, slurm_kind
 from .pickling import (
     by_value,
     check_function_size,
@@ -54,11 +55,14 @@ def submit(
     max_concurrent: int | None,
     explicit: Sequence[Dependency],
     site: CallSite,
+    pack: int | str | None = None,
 ) -> Job[Any] | ArrayJob[Any]:
     """Submit ``fn`` once (``array=False``: ``calls`` is one ``(args, kwargs)``) or as an
-    array over ``calls`` (items), to the cluster of ``runtime``, and return its handle."""
+    array over ``calls`` (items), to the cluster of ``runtime``, and return its handle;
+    ``pack``: items per array task, or ``"auto"`` (:mod:`slurmscope.packing`)."""
     if runtime.closed:
         raise SubmissionError(f"{runtime.owner!r} is closed; create a new Cluster.")
+    asked_pack = packing.check(pack, len(calls), array)
     if max_concurrent is not None and (
         not isinstance(max_concurrent, int)
         or isinstance(max_concurrent, bool)
@@ -119,16 +123,33 @@ def submit(
     reused, planned = ledger.before_submit(runtime, fn, name, calls, array, kept)
     if reused is not None:
         return reused
+    per_task = pack_size(runtime, fn, name, size, asked_pack, resources)
     directory = JobDirectory.create(runtime.root, name, runtime.share_with_group)
     try:
         directory.write_payload(function_blob, item_blobs, driver_info(fn, by_value))
         rerun = ledger.reuse_results(planned, directory)  # a resumed array's tasks that succeeded
         manifest = _manifest(runtime, fn, name, size, array, resources, site, max_concurrent)
+        if asked_pack is not None:
+            manifest["pack"] = per_task
+            manifest["pack_asked"] = asked_pack
         deps_json = [d.json_text for d in kept]
         directory.write_manifest(manifest, dependencies=deps_json)
+        directory.write_item_checks(item_checks(active, per_task))
         parts = _submit_parts(
-            runtime, directory, name, size, array, active, resources, max_concurrent, rerun
+            runtime,
+            directory,
+            name,
+            size,
+            array,
+            active,
+            resources,
+            max_concurrent,
+            per_task,
+            packed=asked_pack is not None,
+            rerun=rerun,
         )
+        if asked_pack is not None:
+            runtime.packed_maps[function_key(fn, name)] = directory.path
     except BaseException:
         shutil.rmtree(directory.path, ignore_errors=True)
         raise
@@ -140,7 +161,10 @@ def submit(
     submission = Submission(directory, name, size, array, parts, kept)
     job_ids = [p.job_id for p in parts]
     items = size if array else None
-    _log_submit(runtime, name, job_ids, items, site, kept, str(directory.path), len(dropped))
+    packed = per_task if asked_pack is not None else None
+    _log_submit(
+        runtime, name, job_ids, items, site, kept, str(directory.path), len(dropped), packed
+    )
     runtime.poller.watch(submission)
     made: Job[Any] | ArrayJob[Any] = Job(submission, runtime)
     if array:
@@ -158,9 +182,10 @@ def _log_submit(
     deps: Sequence[Dependency],
     directory: str | None,
     dropped: int,
+    pack: int | None = None,
 ) -> None:
     """The ``slurmscope.submit`` event: what was submitted, from where, with which
-    dependencies (each with its provenance)."""
+    dependencies (each with its provenance), and the items per array task if packed."""
     log.info(
         "slurmscope.submit",
         task=name,
@@ -173,6 +198,7 @@ def _log_submit(
         from_job=site.job.to_json() if site.job else None,
         dependencies=[_event_dep(d) for d in deps],
         duplicates_dropped=dropped,
+        pack=pack,
     )
 
 
@@ -245,15 +271,23 @@ def _drop_satisfied(deps: list[Dependency], name: str) -> list[Dependency]:
     return active
 
 
-def clauses_for_part(dependencies: Sequence[Dependency], part: int) -> DependencyClauses:
-    """The dependency clauses of one part of a (possibly split) submission.
+def clauses_for_part(
+    dependencies: Sequence[Dependency], part: int, pack: int = 1
+) -> DependencyClauses:
+    """The dependency clauses of one part of a (possibly split) submission of ``pack``
+    items per array task.
 
     Each target knows its scheduler ids; an ``aftercorr`` on a split array depends part by
     part, since ``aftercorr`` pairs task ``i`` with task ``i`` of the same Slurm array.
+    Where a pack holds several items, the scheduler's tasks no longer stand for items:
+    ``aftercorr`` with a packed map on either side, and ``afterok``/``afternotok`` on one
+    item of a packed map, become ``afterany`` on the tasks holding the upstream items, and
+    each item checks its upstream item's outcome before it runs (:func:`item_checks`).
     """
     grouped: dict[str, list[str]] = {}
     for dep in dependencies:
-        ids = grouped.setdefault(dep.kind, [])
+        kind = slurm_kind(dep, pack)
+        ids = grouped.setdefault(kind, [])
         if dep.kind == "singleton":
             continue
         target = dep.target
@@ -264,7 +298,10 @@ def clauses_for_part(dependencies: Sequence[Dependency], part: int) -> Dependenc
             # satisfied, and the scheduler may have forgotten them.
             parts = tuple(p for p in parts if not _succeeded(sub, p.offset, p.count))
         if dep.kind == "aftercorr":
-            ids.append(parts[part].job_id)
+            if kind == "afterany":
+                ids.extend(p.job_id for p in parts)
+            else:
+                ids.append(parts[part].job_id)
         elif not target.whole_array:
             ids.append(target.target_id)
         elif dep.kind == "after":
@@ -272,10 +309,11 @@ def clauses_for_part(dependencies: Sequence[Dependency], part: int) -> Dependenc
             # the array was cancelled while pending, though "after" means "started or
             # cancelled"; it does release after:<array>_<i>.
             ids.extend(
-                f"{p.job_id}_{i}"
+                f"{p.job_id}_{t}"
                 for p in parts
-                for i in range(p.count)
-                if not _succeeded(sub, p.offset + i, 1)  # not a reused task (ledger.Rerun)
+                for t in range(p.tasks)
+                # not a task whose items an earlier attempt ran (ledger.Rerun)
+                if not _succeeded(sub, p.offset + t * p.pack, min(p.pack, p.count - t * p.pack))
             )
         else:
             ids.extend(p.job_id for p in parts)
@@ -301,13 +339,18 @@ def _submit_parts(
     deps: list[Dependency],
     resources: Resources,
     max_concurrent: int | None,
+    pack: int = 1,
+    *,
+    packed: bool = False,
     rerun: ledger.Rerun | None = None,
 ) -> list[Part]:
     backend = runtime.backend
-    limit = backend.max_array_size or size or 1
+    limit = (backend.max_array_size or size or 1) * pack  # items per part
     bounds = [(o, min(limit, size - o)) for o in range(0, size, limit)] if array else [(0, 1)]
     for dep in deps:
-        if dep.kind == "aftercorr" and len(dep.target.submission.parts) != len(bounds):
+        if slurm_kind(dep, pack) != "aftercorr":
+            continue
+        if len(dep.target.submission.parts) != len(bounds):
             raise DependencyError(
                 f"aftercorr on {dep.target_id}: its parts do not line up with this map's "
                 "(the two arrays were split at different MaxArraySize)."
@@ -316,7 +359,7 @@ def _submit_parts(
     parts: list[Part] = []
     try:
         for number, (offset, count) in enumerate(bounds):
-            only = None if rerun is None else rerun.indices_in(offset, count)
+            only = None if rerun is None else rerun.indices_in(offset, count, pack)
             kept = rerun.earlier_part(offset, count) if rerun and only == () else None
             if kept is not None:  # every task of it succeeded in the earlier array
                 parts.append(kept)
@@ -336,11 +379,12 @@ def _submit_parts(
                 stdout=str(logs / ("%A_%a.out" if array else "%j.out")),
                 stderr=str(logs / ("%A_%a.err" if array else "%j.err")),
                 resources=resources,
-                array=ArraySpec(count, max_concurrent, only) if array else None,
-                dependencies=clauses_for_part(deps, number),
-                environment=_environment(directory, resources, backend.kind),
+                array=ArraySpec(-(-count // pack), max_concurrent, only) if array else None,
+                dependencies=clauses_for_part(deps, number, pack),
+                environment=_environment(directory, resources, backend.kind)
+                | ({packing.ENVIRONMENT: f"{pack}:{size}"} if packed else {}),
             )
-            parts.append(Part(backend.submit(spec), offset, count))
+            parts.append(Part(backend.submit(spec), offset, count, pack))
     except BaseException:
         for part in parts:
             try:

@@ -15,6 +15,7 @@ from .dependency_requests import dependencies_of
 from .errors import InvalidInputError
 from .handle import Handle
 from .jobs import ArrayJob, Job
+from .packing import check as check_pack
 from .spec import Resources
 from .submit import submit
 
@@ -39,6 +40,7 @@ class Task(Generic[P, R]):
         cluster: Target | None = None,
         after: tuple[Dependency, ...] = (),
         name: str | None = None,
+        pack: int | str | None = None,
     ) -> None:
         if not callable(fn):
             raise InvalidInputError(f"@task needs a function, not {type(fn).__name__}.")
@@ -46,6 +48,8 @@ class Task(Generic[P, R]):
         self.resources = resources
         self.cluster = cluster
         self._after = after
+        #: Items per array task of this task's maps (``task.options(pack=...)``).
+        self.pack = pack
         named = type(fn).__name__ if callable(getattr(fn, "checkpoint", None)) else "task"
         self.name = name or getattr(fn, "__name__", None) or named
         functools.update_wrapper(self, fn)
@@ -56,6 +60,7 @@ class Task(Generic[P, R]):
         resources: Resources | None = None,
         cluster: Target | None = None,
         after: tuple[Dependency, ...] | None = None,
+        pack: int | str | None = None,
     ) -> Task[P, R]:
         return Task(
             self.fn,
@@ -63,6 +68,7 @@ class Task(Generic[P, R]):
             cluster=self.cluster if cluster is None else cluster,
             after=self._after if after is None else after,
             name=self.name,
+            pack=self.pack if pack is None else pack,
         )
 
     def __repr__(self) -> str:
@@ -76,9 +82,18 @@ class Task(Generic[P, R]):
         deps = dependencies_of(target.runtime.owner, jobs, kind, provenance)
         return self._copy(after=self._after + deps, cluster=self.cluster or target)
 
-    def options(self, *, after: Iterable[Any] | None = None, **overrides: Any) -> Task[P, R]:
-        """A variant with other resources (``time=``, ``mem=``...) and/or ``after=[jobs]``."""
-        variant = self._copy(resources=self.resources.updated(overrides))
+    def options(
+        self,
+        *,
+        after: Iterable[Any] | None = None,
+        pack: int | str | None = None,
+        **overrides: Any,
+    ) -> Task[P, R]:
+        """A variant with other resources (``time=``, ``mem=``...), ``after=[jobs]``, and/or
+        ``pack=`` (items per array task of its maps, or ``"auto"``: docs/packing.md)."""
+        if pack is not None:
+            check_pack(pack, 2, True)
+        variant = self._copy(resources=self.resources.updated(overrides), pack=pack)
         if after is not None:
             target = self._target()
             deps = _explicit(target, after, caller_site())
@@ -93,6 +108,8 @@ class Task(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Submit one job now and return its handle."""
         target = self._target()
+        if self.pack is not None:
+            check_pack(self.pack, 1, False)
         handle = self._submit(target, [(args, kwargs)], False, None, self._after, caller_site())
         assert isinstance(handle, Job)
         return handle
@@ -102,12 +119,18 @@ class Task(Generic[P, R]):
         items: Iterable[Any],
         max_concurrent: int | None = None,
         after: Iterable[Any] | None = None,
+        pack: int | str | None = None,
     ) -> ArrayJob[R]:
         """Submit one array job now, a task per item, and return its handle.
 
         ``max_concurrent`` caps how many tasks run at once (Slurm's ``--array=...%k``);
         ``after`` lists jobs this array depends on (``depend(job, kind)`` for other kinds).
+        ``pack`` runs several items per array task: a number of items per task, or
+        ``"auto"`` (sized from measured item durations); every item keeps its own result,
+        error, state and dependencies (docs/packing.md).
         """
+        pack = self.pack if pack is None else pack
+        check_pack(pack, 2, True)
         target = self._target()  # once: a default cluster made meanwhile changes nothing
         site = caller_site()
         if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
@@ -118,7 +141,7 @@ class Task(Generic[P, R]):
         explicit = self._after
         if after is not None:
             explicit = explicit + _explicit(target, after, site)
-        handle = self._submit(target, list(items), True, max_concurrent, explicit, site)
+        handle = self._submit(target, list(items), True, max_concurrent, explicit, site, pack)
         assert isinstance(handle, ArrayJob)
         return handle
 
@@ -130,6 +153,7 @@ class Task(Generic[P, R]):
         max_concurrent: int | None,
         explicit: tuple[Dependency, ...],
         site: CallSite,
+        pack: int | str | None = None,
     ) -> Job[R] | ArrayJob[R]:
         return submit(
             target.runtime,
@@ -141,6 +165,7 @@ class Task(Generic[P, R]):
             max_concurrent=max_concurrent,
             explicit=explicit,
             site=site,
+            pack=pack,
         )
 
     def _target(self) -> Target:

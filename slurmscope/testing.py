@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from . import worker
+from . import packing, worker
 from .backends.base import Backend
 from .capture import captured
 from .dependency import never_satisfied, render
@@ -378,7 +378,8 @@ class FakeBackend(Backend):
         )
         try:
             with captured(out, err):
-                code = worker.run(directory, offset + index)
+                setting = job.spec.environment.get(packing.ENVIRONMENT, "")
+                code = worker.run_pack(directory, offset, index, setting)
         except OSError:  # the log files could not be opened: the job could not start
             code = 1
         with self._cond:

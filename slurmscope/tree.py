@@ -62,6 +62,7 @@ def node(
         "directory": str(directory.path),
         "size": manifest["size"],
         "array": manifest["array"],
+        "pack": manifest.get("pack"),
         "summary": text,
         "counts": counts,
         "failed": failed,

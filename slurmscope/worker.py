@@ -25,10 +25,13 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import time
 
-from .checkpoint import begin, end, one_task_per_process
+from .checkpoint import begin, end, one_task_per_process, recorded_requeues
 from .origin import load_error, restore_files, use_driver_path
 from .payload import (
+    CANCELLED,
+    ITEM_CHECKS,
     ResultRef,
     UpstreamFailedError,
     atomic_write,
@@ -122,20 +125,38 @@ def _write_error(directory: str, index: int, exc: BaseException) -> None:
         )
 
 
-def run(directory: str, index: int) -> int:
-    print(f"slurmscope worker: task {index} of {directory} on {os.uname().nodename}", flush=True)
-    _private_logs(directory)
+def run(directory: str, index: int, pack: dict[str, Any] | None = None) -> int:
+    """Run task ``index``; ``pack``: the state its pack shares (the function loaded once,
+    the dependency checks of each item), given by :func:`run_pack`."""
+    packed = bool(pack and pack.get("packed"))
+    if not packed:
+        print(
+            f"slurmscope worker: task {index} of {directory} on {os.uname().nodename}",
+            flush=True,
+        )
+        _private_logs(directory)
+    else:  # the marker that tells which item's output follows (slurmscope logs)
+        print(f"slurmscope worker: item {index} of {directory}", flush=True)
+        print(f"slurmscope worker: item {index} of {directory}", file=sys.stderr, flush=True)
     if os.path.exists(result_file(directory, index)):  # a requeue after the outcome: done
         print("slurmscope worker: the task's outcome is already written", flush=True)
         return 0
+    started = time.monotonic() if packed else 0.0
     try:
-        driver = read_driver(directory)
-        use_driver_path(driver)  # the modules the driver saw, before anything is unpickled
-        try:
-            function = loads(read_function(directory))
-        except (ImportError, AttributeError) as exc:
-            raise load_error("the task's function", exc, driver) from exc
-        restore_files(function, driver)
+        driver = read_driver(directory) if pack is None or "driver" not in pack else pack["driver"]
+        if pack is None or "function" not in pack:
+            use_driver_path(driver)  # the modules the driver saw, before anything is unpickled
+            try:
+                function = loads(read_function(directory))
+            except (ImportError, AttributeError) as exc:
+                raise load_error("the task's function", exc, driver) from exc
+            restore_files(function, driver)
+            if pack is not None and not callable(getattr(function, "checkpoint", None)):
+                pack["function"], pack["driver"] = function, driver  # state-free: shared
+        else:
+            function = pack["function"]
+        if pack is not None:
+            _check_item(pack["checks"], index)
         try:
             args, kwargs = loads(read_item(directory, index))
         except (ImportError, AttributeError) as exc:
@@ -152,8 +173,11 @@ def run(directory: str, index: int) -> int:
         traceback.print_exc()
         _write_error(directory, index, exc)
         return 1
+    outcome: dict[str, Any] = {"ok": True, "value": value}
+    if packed:  # what pack="auto" sizes later packs from
+        outcome["seconds"] = time.monotonic() - started
     try:
-        write_outcome(directory, index, {"ok": True, "value": value})
+        write_outcome(directory, index, outcome)
     except Exception as exc:
         try:
             import cloudpickle  # values such as lambdas need it
@@ -171,6 +195,91 @@ def run(directory: str, index: int) -> int:
     return 0
 
 
+def run_pack(
+    directory: str, offset: int, task: int | None = None, setting: str | None = None
+) -> int:
+    """Run the items of this array task: item ``offset + $SLURM_ARRAY_TASK_ID`` alone, or,
+    in a packed map (``$SLURMSCOPE_PACK`` is ``"SIZE:ITEMS"``), items ``offset + SIZE*t``
+    onwards, one after the other in this process with the function loaded once.
+
+    An item with an outcome already (a requeued pack) or cancelled on its own is skipped,
+    so a requeued pack resumes at its first item without an outcome; each item checks its
+    dependencies on single upstream items first (:func:`_check_item`). Exits 1 when any
+    item failed, so that the scheduler's accounting shows the pack FAILED. ``task`` and
+    ``setting`` default to the environment's (``slurmscope.testing.FakeBackend``, which
+    runs tasks in threads, passes its own).
+    """
+    if task is None:
+        task = int(os.environ.get("SLURM_ARRAY_TASK_ID") or 0)
+    if setting is None:
+        setting = os.environ.get("SLURMSCOPE_PACK")  # slurmscope.packing.ENVIRONMENT
+    if not setting:
+        checks = _item_checks(directory)  # an unpacked map may depend on packed items
+        return run(directory, offset + task, {"checks": checks} if checks else None)
+    size, _, items = setting.partition(":")
+    first = offset + task * int(size)
+    last = min(first + int(size), int(items))
+    print(
+        f"slurmscope worker: items {first} to {last - 1} of {directory} on {os.uname().nodename}",
+        flush=True,
+    )
+    _private_logs(directory)
+    pack: dict[str, Any] = {"checks": _item_checks(directory), "packed": True}
+    restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    failed = False
+    for index in range(first, last):
+        if os.path.exists(os.path.join(directory, CANCELLED, str(index))):
+            print(f"slurmscope worker: item {index} was cancelled", flush=True)
+            continue
+        if restarts:
+            # Requeues are counted per item: the restarts no other item of the pack
+            # recorded are this item's (recorded by it, or not recorded by anyone).
+            others = sum(
+                len(v)
+                for i, v in recorded_requeues(directory).items()
+                if first <= i < last and i != index
+            )
+            os.environ["SLURM_RESTART_COUNT"] = str(max(0, restarts - others))
+        failed |= run(directory, index, pack) != 0
+    return 1 if failed else 0
+
+
+def _item_checks(directory: str) -> list[tuple[str, str, str]]:
+    """The dependencies on single items each item checks (see ``payload.ITEM_CHECKS``)."""
+    try:
+        with open(os.path.join(directory, ITEM_CHECKS)) as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        return []
+    checks = []
+    for line in text.splitlines():
+        kind, index, upstream = line.split("\t", 2)
+        checks.append((kind, index, upstream))
+    return checks
+
+
+def _check_item(checks: list[tuple[str, str, str]], index: int) -> None:
+    """Raise :class:`UpstreamFailedError` when a dependency of item ``index`` on one
+    upstream item can never be satisfied: the scheduler waited for the upstream item's
+    whole task (``afterany``), each item decides here from the upstream item's outcome."""
+    for kind, which, upstream in checks:
+        at = index if which == "*" else int(which)
+        outcome = read_outcome(upstream, at)
+        ok = None if outcome is None else bool(outcome["ok"])
+        if kind in ("afterok", "aftercorr") and ok is not True:
+            why = why_no_value(upstream, at, outcome)
+            raise UpstreamFailedError(
+                f"{kind} on item {at} of {upstream} can never be satisfied: {why}; this "
+                "item was not run"
+            )
+        if kind == "afternotok" and ok is not False:
+            state = "succeeded" if ok else "never ran"
+            raise UpstreamFailedError(
+                f"afternotok on item {at} of {upstream} can never be satisfied: it {state}; "
+                "this item was not run"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or len(argv) > 2:
@@ -178,8 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     offset = int(argv[1]) if len(argv) == 2 else 0
     one_task_per_process()
-    index = offset + int(os.environ.get("SLURM_ARRAY_TASK_ID") or 0)
-    return run(argv[0], index)
+    return run_pack(argv[0], offset)
 
 
 if __name__ == "__main__":

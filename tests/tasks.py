@@ -4,6 +4,7 @@ unpickles them by reference, as it would in a user's package."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 
@@ -257,3 +258,10 @@ def submitted_from_here() -> dict[str, object]:
     inner = slurmscope.task(add)(1, 2)
     found: dict[str, object] = json.loads((inner.directory / "manifest.json").read_text())
     return found["submitted_from"]  # type: ignore[return-value]
+
+
+def shout(x: object) -> object:
+    """Prints a line naming ``x`` to stdout and to stderr, and returns ``x``."""
+    print(f"item says {x}")
+    print(f"item warns {x}", file=sys.stderr)
+    return x

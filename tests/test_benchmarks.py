@@ -27,6 +27,7 @@ SECTIONS = (
     "5. Worker",
     "6. get_results()",
     "7. Driver peak RSS",
+    "items of 10 ms CPU each",
     "Targets",
 )
 

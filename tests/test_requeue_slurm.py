@@ -220,3 +220,45 @@ def test_node_failure_resumes_from_the_last_saved_state(own_cluster: str, tmp_pa
     assert (done, requeues) == (40, 1) and 0 < last_run < 40  # resumed, not from zero
     assert counting.requeues == {0: ["node failure"]}
     cluster.close()
+
+
+PACKED = """
+import json, sys
+import slurmscope, tasks
+
+kind, root = sys.argv[1], sys.argv[2]
+cluster = slurmscope.Cluster(kind, root=root)
+limit = dict(time="1", checkpoint_warning=10, max_requeues=6)
+# one pack of three items: 5 s, then 60 s, then 5 s of work, under a 1-minute limit
+array = cluster.task(tasks.count_to, **limit).map([(5, 1.0), (60, 1.0), (5, 1.0)], pack=3)
+out = {
+    "results": array.get_results(timeout=280),
+    "requeues": array.requeues,
+    "requeued": array.requeued,
+    "job_ids": [array[i].job_id for i in range(3)],
+    "log": "".join(p.read_text() for p in (array.directory / "logs").glob("*.out")),
+}
+print("RESULT " + json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("kind", ["sbatch", "pyslurm"])
+def test_a_requeued_pack_resumes_at_its_first_item_without_an_outcome(
+    own_cluster: str, tmp_path: Path, kind: str
+) -> None:
+    if kind == "pyslurm" and pyslurm_support.real_pyslurm() is not None:
+        pytest.skip("the real pyslurm does not import here")
+    env = dict(os.environ, SLURM_CONF=own_cluster, PYTHONPATH=str(TESTS))
+    args = [sys.executable, "-c", PACKED, kind, str(tmp_path)]
+    out = driver_result(args, env=env, timeout=300)
+    (first, second, third) = out["results"]
+    assert len(set(out["job_ids"])) == 1  # one Slurm task holds the three items
+    assert first == [5, 0, 5]  # ran once, in the first run: not run again after a requeue
+    done, requeues, last_run = second
+    assert done == 60 and requeues >= 1 and last_run < 60  # resumed from its checkpoint
+    assert third[0] == 5
+    # each item counts its own requeues, all of them the time limit
+    counted = {str(i): ["time limit"] * r[1] for i, r in enumerate(out["results"]) if r[1]}
+    assert out["requeues"] == counted and "1" in counted
+    assert str(out["log"]).count("time limit near") == sum(r[1] for r in out["results"])
+    assert str(out["log"]).count("slurmscope worker: item 0 of") == 1 + requeues + third[1]

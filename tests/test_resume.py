@@ -447,12 +447,12 @@ def test_run_ids_are_checked_before_anything(tmp_path: Path) -> None:
 
 
 def test_a_ledger_cut_short_is_read_up_to_its_last_whole_line(tmp_path: Path) -> None:
-    ledger = tmp_path / "ledger.jsonl"
+    path = tmp_path / "ledger.jsonl"
     whole = {"key": "k", "directory": "/d", "occurrence": 0}
-    ledger.write_text(json.dumps(whole) + "\n" + '{"key": "k2", "direc')
-    os.chmod(ledger, 0o600)
+    path.write_text(json.dumps(whole) + "\n" + '{"key": "k2", "direc')
+    os.chmod(path, 0o600)
     os.chmod(tmp_path, 0o700)
-    assert ledger.read_ledger(ledger) == [whole]
+    assert ledger.read_ledger(path) == [whole]
 
 
 def test_what_a_function_digest_sees() -> None:

@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     origin = driven.origin_line(root, directory.read_manifest())
     if origin:
         print(origin)
+    if tree.get("pack"):
+        print(f"  packed: {tree['pack']} items per Slurm array task ({tree['size']} items)")
     lines: list[str] = []
     _render(tree, 0, lines)
     print("\n".join(lines) if lines else "  (no dependencies)")

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from .. import ArrayJob
+from ..diagnosis import item_log
 from ..states import TaskState
 from . import handles
 from .errors import CliError
@@ -37,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
             text: str | None = path.read_text(errors="replace")
         except OSError:
             text = None
+        if text is not None and job.submission.pack > 1:  # the item's part of its pack's log
+            text = item_log(text, job.index)
         found_logs[suffix] = {"path": str(path), "text": text}
     if args.json:
         about = {"job_id": job.job_id, "index": job.index, "state": state, "reason": reason}
