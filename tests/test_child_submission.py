@@ -65,6 +65,7 @@ PARENT_JOB = {
     "SBATCH_TIMELIMIT": "10",
     "SLURMSCOPE_JOB_DIR": "/home/me/.slurmscope/jobs/parent-1",
     "SLURMSCOPE_CHECKPOINT": "3:sbatch",
+    "SLURMSCOPE_PACK": "4:10",
     "SLURMSCOPE_BACKEND": "sbatch",
     "OMP_NUM_THREADS": "2",
 }
@@ -81,7 +82,7 @@ def test_inside_a_job_what_describes_the_job_is_left_out() -> None:
         for name in PARENT_JOB
         if name.startswith(("SLURM_", "SLURMD_", "SBATCH_"))
         and name not in ("SLURM_CONF", "SLURM_TIME_FORMAT")
-    } | {"SLURMSCOPE_JOB_DIR", "SLURMSCOPE_CHECKPOINT"}
+    } | {"SLURMSCOPE_JOB_DIR", "SLURMSCOPE_CHECKPOINT", "SLURMSCOPE_PACK"}
     assert "SLURM_MEM_PER_CPU" in gone and "SBATCH_TIMELIMIT" in gone
     # what does not describe the job stays
     assert child == {

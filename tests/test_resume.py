@@ -89,7 +89,7 @@ def three(y):
     return y + 1
 
 
-a = one.map([1, 2, 3])
+a = one.map([1, 2, 3], pack=int(os.environ["PACK"]) if os.environ.get("PACK") else None)
 if os.environ.get("RELEASE_ONE"):
     os.unlink(os.path.join(folder, "hold-one"))
 restarted = int(os.environ.get("SLURM_RESTART_COUNT") or 0)  # a requeued driver job
@@ -276,8 +276,16 @@ def test_a_failed_task_is_resubmitted(pipeline: Pipeline) -> None:
 
 
 @pytest.mark.slow
-def test_an_array_with_a_failed_task_runs_only_that_task_again(pipeline: Pipeline) -> None:
+@pytest.mark.parametrize("pack", [None, 2], ids=["unpacked", "packed"])
+def test_an_array_with_a_failed_task_runs_only_that_task_again(
+    pipeline: Pipeline, pack: int | None
+) -> None:
+    """Only the failed item runs again; packed two items per task, only the task holding
+    it (task 0: items 0 and 1), and of its items only the failed one (the other's result is
+    reused)."""
     p = pipeline
+    if pack:
+        p.env["PACK"] = str(pack)
     (p.folder / "fail-one-2").touch()
     first = p.run()
     assert first["result"].startswith("error: ") and first["ones"] == [2, "TaskFailedError", 4]
@@ -298,7 +306,7 @@ def test_an_array_with_a_failed_task_runs_only_that_task_again(pipeline: Pipelin
             text=True,
             check=True,
         ).stdout.split()
-        assert tasks == [f"{out['ids']['one']}_1"], tasks
+        assert tasks == [f"{out['ids']['one']}_{0 if pack else 1}"], tasks
     again = p.run(resume=True)  # the array made of reused and rerun tasks is reused whole
     assert again["ids"] == out["ids"] and again["ones"] == [2, 3, 4]
     assert {d for d, _ in decisions(again).values()} == {"reused"}

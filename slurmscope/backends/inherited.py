@@ -42,8 +42,9 @@ from collections.abc import Mapping
 SLURM_PREFIXES = ("SLURM_", "SLURMD_", "SBATCH_", "SALLOC_", "SRUN_")
 
 #: slurmscope's variables that describe the task they are set in (``submit._environment``):
-#: each submission sets its own.
-TASK_VARIABLES = ("SLURMSCOPE_JOB_DIR", "SLURMSCOPE_CHECKPOINT")
+#: each submission sets its own (a packed parent's ``SLURMSCOPE_PACK`` would make an
+#: unpacked child's worker run the wrong items).
+TASK_VARIABLES = ("SLURMSCOPE_JOB_DIR", "SLURMSCOPE_CHECKPOINT", "SLURMSCOPE_PACK")
 
 #: Slurm variables a submission inside a job keeps, and why: none describes the job.
 KEPT: Mapping[str, str] = {
