@@ -55,6 +55,7 @@ _EXPORTS = {
     "JobNotCompletedError": "slurmscope.errors",
     "JobNotFoundError": "slurmscope.errors",
     "UnsatisfiableRequestError": "slurmscope.errors",
+    "ClusterFullError": "slurmscope.errors",
     "JobCannotRunError": "slurmscope.errors",
     "GraphvizNotFoundError": "slurmscope.errors",
     "UnsafeJobDirectoryError": "slurmscope.errors",
@@ -74,6 +75,7 @@ __all__ = [
     "CallSite",
     "Checkpointable",
     "Cluster",
+    "ClusterFullError",
     "Dependency",
     "DependencyError",
     "DependencyRequest",
@@ -141,6 +143,7 @@ if TYPE_CHECKING:
     from .errors import (
         ArrayAlreadySubmittedError,
         BackendUnavailableError,
+        ClusterFullError,
         DependencyError,
         GraphvizNotFoundError,
         InvalidInputError,

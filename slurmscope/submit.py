@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import checkpoint, scope
+from .backends.submit_many import submit_all
 from .callsite import CallSite
 from .checkpoint import DEFAULT_MAX_REQUEUES, DEFAULT_WARNING
 from .dependency import VIA_DATA_ARGUMENT, Dependency, DependencyClauses, Provenance, merge
@@ -68,6 +69,10 @@ def submit(
         )
     size = len(calls)
     limit = runtime.max_item_bytes
+    if size:  # MaxJobCount: refused before anything is pickled, written or submitted
+        per_array = runtime.backend.max_array_size or size
+        arrays = -(-size // per_array) if array else 1
+        runtime.backend.refuse_too_many(name, size if array else 1, arrays)
     # 1. Every dependency, in merge order: scopes outermost first, then explicit ones.
     gathered: list[Dependency] = []
     for frame in scope.frames_of(runtime.owner):
@@ -283,18 +288,18 @@ def _submit_parts(
                 "(the two arrays were split at different MaxArraySize)."
             )
     logs = directory.path / "logs"
-    parts: list[Part] = []
-    try:
-        for number, (offset, count) in enumerate(bounds):
-            command: tuple[str, ...] = (
-                sys.executable,
-                "-m",
-                "slurmscope.worker",
-                str(directory.path),
-            )
-            if offset:
-                command += (str(offset),)
-            spec = JobSpec(
+    specs: list[JobSpec] = []
+    for number, (offset, count) in enumerate(bounds):
+        command: tuple[str, ...] = (
+            sys.executable,
+            "-m",
+            "slurmscope.worker",
+            str(directory.path),
+        )
+        if offset:
+            command += (str(offset),)
+        specs.append(
+            JobSpec(
                 name=resources.job_name or name,
                 command=command,
                 workdir=os.getcwd(),
@@ -305,14 +310,10 @@ def _submit_parts(
                 dependencies=clauses_for_part(deps, number),
                 environment=_environment(directory, resources, backend.kind),
             )
-            parts.append(Part(backend.submit(spec), offset, count))
-    except BaseException:
-        for part in parts:
-            try:
-                backend.cancel(part.job_id)
-            except Exception as exc:  # pragma: no cover - best effort
-                log.warning("slurmscope.cancel.failed", job_id=part.job_id, error=str(exc))
-        raise
+        )
+    # In order, or several at once where the backend gains by it; all or none.
+    job_ids = submit_all(backend, specs)
+    parts = [Part(job_id, o, c) for job_id, (o, c) in zip(job_ids, bounds, strict=True)]
     return parts
 
 

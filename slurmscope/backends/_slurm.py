@@ -146,6 +146,54 @@ def expand_array_range(text: str) -> list[int]:
     return out
 
 
+def tasks_per_array(max_array_size: int, scheduler_parameters: Mapping[str, object]) -> int:
+    """How many tasks one array may hold: ``MaxArraySize``, or ``max_array_tasks`` of
+    ``SchedulerParameters`` where that is smaller (slurmctld refuses an array of more tasks
+    than either allows, ``_valid_array_inx``)."""
+    value = scheduler_parameters.get("max_array_tasks")
+    try:
+        tasks = int(str(value))
+    except ValueError:
+        return max_array_size
+    return min(max_array_size, tasks) if tasks > 0 else max_array_size
+
+
+def scheduler_parameters(text: str) -> dict[str, str]:
+    """``SchedulerParameters`` as ``scontrol show config`` prints it, as a dict."""
+    out = {}
+    for item in text.split(","):
+        key, _, value = item.strip().partition("=")
+        if key:
+            out[key] = value
+    return out
+
+
+#: What a controller that holds ``MaxJobCount`` jobs answers a submission with: EAGAIN
+#: ("Resource temporarily unavailable"; sbatch itself retries it for two minutes, saying
+#: "temporarily unable to accept job") or, since 23.02, "MaxJobCount limit reached".
+FULL_ERRNOS = frozenset({EAGAIN, ESLURM_ERROR_ON_DESC_TO_RECORD_COPY})
+FULL_MESSAGES = (
+    "Resource temporarily unavailable",
+    "temporarily unable to accept job",
+    "job queue full",
+    "MaxJobCount",
+)
+
+
+def count_array_range(text: str) -> int:
+    """How many task indices a range as Slurm prints it holds (``0-3,7,9-10%2`` -> 7), without
+    listing them: a pending array of 1,000,000 tasks is one line."""
+    text = text.strip().split("%")[0].strip("[]").removesuffix("...")
+    total = 0
+    for piece in text.split(","):
+        span, _, step = piece.partition(":")
+        lo, _, hi = span.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()) or (step and not step.isdigit()):
+            continue
+        total += len(range(int(lo), int(hi or lo) + 1, int(step or 1) or 1))
+    return total
+
+
 def slurm_conf_problem(slurm_conf: str | None = None) -> str | None:
     """Why the slurm.conf that Slurm's commands (and libslurm) would read cannot be read:
     ``slurm_conf`` if given, else ``$SLURM_CONF``; ``None`` when it can, or when neither is
