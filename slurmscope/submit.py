@@ -24,7 +24,7 @@ from .dependency import VIA_DATA_ARGUMENT, Dependency, DependencyClauses, Proven
 from .dependency import never_satisfied as never_satisfied_by
 from .errors import DependencyError, InvalidInputError, SubmissionError
 from .handle import Handle
-from .job_directory import JobDirectory
+from .job_directory import JobDirectory, PackedItems
 from .jobs import ArrayJob, Job
 from .log import log
 from .origin import driver_info
@@ -81,13 +81,15 @@ def submit(
     # 2. Pickle the payload; handles inside arguments become data dependencies.
     function_blob = pickle_function(fn, name)
     check_function_size(fn, name, function_blob, limit)
-    item_blobs = pickle_scalars(calls) if array else None
-    if item_blobs is not None:  # plain scalars: no handles inside, one fast pass
-        if item_blobs and max(map(len, item_blobs)) > limit:
-            index = next(i for i, b in enumerate(item_blobs) if len(b) > limit)
-            refuse_too_big(name, index, len(item_blobs[index]), array, limit)
+    packed = pickle_scalars(calls) if array else None
+    item_blobs: PackedItems | list[bytes]
+    if packed is not None:  # plain scalars: no handles inside, one fast pass
+        if packed.largest > limit:
+            index = packed.first_over(limit)
+            refuse_too_big(name, index, packed.size(index), array, limit)
+        item_blobs = packed
     else:
-        item_blobs = []
+        item_blobs = blobs = []
         for index, call in enumerate(calls):
             found: list[tuple[Handle, str]] = []
             args, kwargs = split_call(call, array)
@@ -100,7 +102,7 @@ def submit(
             blob = pickle_item(args, kwargs, index if array else None)
             if len(blob) > limit:
                 refuse_too_big(name, index, len(blob), array, limit)
-            item_blobs.append(blob)
+            blobs.append(blob)
     # 3. Merge, check, and drop what is already satisfied.
     kept, dropped = merge(gathered)
     for dup in dropped:
