@@ -9,8 +9,9 @@ poller's condition (:attr:`slurmscope.poller.Poller.cond`), by the poller and by
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from . import reasons
@@ -19,7 +20,7 @@ from .dependency import Dependency
 from .errors import JobCannotRunError
 from .job_directory import JobDirectory
 from .log import log
-from .states import TERMINAL_STATES, StateMap, TaskState
+from .states import TERMINAL_STATES, StateMap, TaskState, TaskStates
 
 _COMPLETED = TaskState("COMPLETED", "None")
 _FAILED = TaskState("FAILED", "NonZeroExitCode")
@@ -213,7 +214,9 @@ class Submission:
                 if self._missing_since.pop(part.job_id, None) is not None:
                     self.directory.forget_missing(part.job_id)  # it was a controller's blip
                 job_gone = False
-            for local in range(part.count):
+            bulk_changed, rest = self._bulk(known, part)
+            changed |= bulk_changed
+            for local in rest:
                 index = part.offset + local
                 old = self.states[index]
                 if old is not None and old.terminal:
@@ -248,6 +251,53 @@ class Submission:
                 if new.terminal:
                     self.remaining -= 1
         return self._note_requeues(requeues) or changed
+
+    def _bulk(
+        self, known: Mapping[int, TaskState] | None, part: Part
+    ) -> tuple[bool, Iterable[int]]:
+        """Apply the spans of tasks an answer gives as one state (an array's pending tasks)
+        at once where every task of the span had that state already, or none yet; returns
+        whether anything changed and the indices within ``part`` left to look at one by one.
+        Told in C (``list.count`` by identity: backends answer interned states,
+        :func:`~slurmscope.states.task_state`), so that a poll of a million pending tasks
+        does not visit each."""
+        if not isinstance(known, TaskStates) or not known.spans:
+            return False, range(part.count)
+        changed = False
+        done: list[tuple[int, int]] = []
+        states = self.states
+        for span, state in known.spans:
+            if (
+                span.step != 1
+                or span.start < 0
+                or span.stop > part.count
+                or state.terminal
+                or state.state == "UNKNOWN"
+                or any(i in span for i in known.single)  # a task told apart wins
+            ):
+                continue
+            low, high = part.offset + span.start, part.offset + span.stop
+            current = states[low:high]
+            if current.count(state) == len(span):
+                done.append((span.start, span.stop))
+            elif current.count(None) == len(span):  # first seen: nothing to compare
+                states[low:high] = [state] * len(span)
+                changed = True
+                if state.state == "PENDING" and not reasons.is_routine(state.reason):
+                    self._note_reason(part.job_id, low, state)
+                if state.never_runs:
+                    self.stuck.update(i for i in range(low, high) if i not in self.cancelled)
+                done.append((span.start, span.stop))
+        if not done:
+            return changed, range(part.count)
+        gaps: list[range] = []
+        at = 0
+        for start, stop in sorted(done):
+            if start > at:
+                gaps.append(range(at, start))
+            at = max(at, stop)
+        gaps.append(range(at, part.count))
+        return changed, itertools.chain.from_iterable(gaps)
 
     def _note_requeues(self, requeues: dict[int, list[str]]) -> bool:
         """Requeues the job directory records that were not seen happen (a task that

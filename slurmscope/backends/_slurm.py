@@ -131,19 +131,7 @@ def expand_array_range(text: str) -> list[int]:
     brackets are allowed (``[1-3]``). A range cut short with ``...`` (``SLURM_BITSTR_LEN``)
     gives the indices before the cut: the last, incomplete piece is dropped.
     """
-    text = text.strip().split("%")[0].strip("[]")
-    truncated = text.endswith("...")
-    pieces = text.removesuffix("...").split(",")
-    if truncated:
-        pieces = pieces[:-1]
-    out: list[int] = []
-    for piece in pieces:
-        span, _, step = piece.partition(":")
-        lo, _, hi = span.partition("-")
-        if not lo.isdigit() or (hi and not hi.isdigit()) or (step and not step.isdigit()):
-            continue
-        out.extend(range(int(lo), int(hi or lo) + 1, int(step or 1) or 1))
-    return out
+    return [i for span in array_range_spans(text) for i in span]
 
 
 def tasks_per_array(max_array_size: int, scheduler_parameters: Mapping[str, object]) -> int:
@@ -180,18 +168,28 @@ FULL_MESSAGES = (
 )
 
 
-def count_array_range(text: str) -> int:
-    """How many task indices a range as Slurm prints it holds (``0-3,7,9-10%2`` -> 7), without
-    listing them: a pending array of 1,000,000 tasks is one line."""
-    text = text.strip().split("%")[0].strip("[]").removesuffix("...")
-    total = 0
-    for piece in text.split(","):
+def array_range_spans(text: str) -> list[range]:
+    """The task indices of a range as Slurm prints it, as spans, without listing them
+    (``0-3,7,9-10%2`` -> [range(0, 4), range(7, 8), range(9, 11)]): a pending array of
+    1,000,000 tasks is one span. A range cut short with ``...`` loses its last piece."""
+    text = text.strip().split("%")[0].strip("[]")
+    truncated = text.endswith("...")
+    pieces = text.removesuffix("...").split(",")
+    if truncated:
+        pieces = pieces[:-1]
+    spans = []
+    for piece in pieces:
         span, _, step = piece.partition(":")
         lo, _, hi = span.partition("-")
         if not lo.isdigit() or (hi and not hi.isdigit()) or (step and not step.isdigit()):
             continue
-        total += len(range(int(lo), int(hi or lo) + 1, int(step or 1) or 1))
-    return total
+        spans.append(range(int(lo), int(hi or lo) + 1, int(step or 1) or 1))
+    return spans
+
+
+def count_array_range(text: str) -> int:
+    """How many task indices a range as Slurm prints it holds (``0-3,7,9-10%2`` -> 7)."""
+    return sum(map(len, array_range_spans(text)))
 
 
 def slurm_conf_problem(slurm_conf: str | None = None) -> str | None:

@@ -67,7 +67,7 @@ from .. import limits
 from ..errors import BackendUnavailableError, ClusterFullError, SchedulerError, SubmissionError
 from ..log import log
 from ..spec import JobSpec, Resources
-from ..states import TERMINAL_STATES, StateMap, TaskState
+from ..states import TERMINAL_STATES, StateMap, TaskStates
 from ._slurm import (
     ALREADY_ENDED_ERRNOS,
     ESLURM_DEPENDENCY,
@@ -258,12 +258,12 @@ class PyslurmBackend(Backend):
         except self._pyslurm.RPCError as exc:
             raise self._error("pyslurm.Jobs.load() failed", exc, SchedulerError) from exc
         wanted = set(job_ids)
-        answer: dict[str, dict[int, TaskState]] = {}
-        for job_id, indices, state in records:
+        answer: dict[str, TaskStates] = {}
+        for job_id, spans, state in records:
             if job_id in wanted:
-                tasks = answer.setdefault(job_id, {})
-                for index in indices:
-                    tasks[index] = state
+                tasks = answer.setdefault(job_id, TaskStates())
+                for span in spans:
+                    tasks.add(span, state)
         return answer
 
     def cancel(self, job_id: str, index: int | None = None) -> None:

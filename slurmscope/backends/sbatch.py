@@ -23,13 +23,20 @@ from ..dependency import render
 from ..errors import BackendUnavailableError, ClusterFullError, SchedulerError, SubmissionError
 from ..log import log
 from ..spec import JobSpec, Resources
-from ..states import TERMINAL_STATES, StateMap, TaskState, exit_code_in_words
+from ..states import (
+    TERMINAL_STATES,
+    StateMap,
+    TaskState,
+    TaskStates,
+    exit_code_in_words,
+    task_state,
+)
 from ._slurm import (
     FULL_MESSAGES,
     FULL_RANGES,
+    array_range_spans,
     check_scancel,
     count_array_range,
-    expand_array_range,
     is_transient,
     local_node_names,
     partial_output,
@@ -246,7 +253,8 @@ class SbatchBackend(Backend):
             [
                 "squeue",
                 "--noheader",
-                "--array",
+                # No --array: an array's pending tasks come as one line, 12_[5-999999], not
+                # as a line each (a million lines for a map of a million pending tasks).
                 "--states=all",
                 # Each field ends with "|" and has no width: nothing padded, nothing cut.
                 "--Format=JobArrayID:|,State:|,Reason:|,exit_code:",
@@ -260,9 +268,9 @@ class SbatchBackend(Backend):
             if "Invalid job id" in proc.stderr:  # every one of them is forgotten
                 return {}
             raise SchedulerError(f"squeue failed: {proc.stderr.strip()}")
-        answer: dict[str, dict[int, TaskState]] = {}
-        # One TaskState per (state, reason, exit code), shared: a map of 100,000 pending
-        # tasks is 100,000 lines, and the poller keeps every task's state.
+        answer: dict[str, TaskStates] = {}
+        # One TaskState per (state, reason, exit code), shared: the poller keeps every
+        # task's state.
         shared: dict[tuple[str, str, str], TaskState] = {}
         for line in proc.stdout.splitlines():
             fields = line.strip().split("|")
@@ -273,7 +281,7 @@ class SbatchBackend(Backend):
             state = state.split()[0].rstrip("+")
             task = shared.get((state, reason, status))
             if task is None:
-                task = shared[state, reason, status] = TaskState(
+                task = shared[state, reason, status] = task_state(
                     state,
                     reason,
                     wait_status_exit_code(status) if state in TERMINAL_STATES else None,
@@ -281,14 +289,14 @@ class SbatchBackend(Backend):
             job_id, _, index = ident.partition("_")
             if job_id not in wanted:
                 continue
-            tasks = answer.setdefault(job_id, {})
+            tasks = answer.setdefault(job_id, TaskStates())
             if not index:
-                tasks[0] = task
+                tasks.add(range(1), task)
             elif (m := _RANGE.match(ident)) is not None:
-                for i in expand_array_range(m.group(2)):
-                    tasks[i] = task
+                for span in array_range_spans(m.group(2)):
+                    tasks.add(span, task)
             else:
-                tasks[int(index)] = task
+                tasks.add(range(int(index), int(index) + 1), task)
         return answer
 
     def cancel(self, job_id: str, index: int | None = None) -> None:
