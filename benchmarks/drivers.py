@@ -403,14 +403,15 @@ def write_results(spec: dict[str, Any]) -> None:
                 utils.cloudpickle_dump(("success", item), tmp)
 
 
-def scenario_scale(lib: Library, n: int, window: float) -> dict[str, Any]:
+def scenario_scale(lib: Library, n: int, window: float, outcomes: bool) -> dict[str, Any]:
     """A map of ``n`` integers on a cluster with the default MaxArraySize (1001: ``n`` /
     1001 parts): submit time and the driver's peak-RSS growth; the scheduler queries the
     driver's poller makes in ``window`` seconds while every task is pending (the backend's
     own count of its ``squeue`` runs or ``Jobs.load()`` RPCs); then ``wait()`` and
     ``get_results()`` over ``n`` outcome files written by a helper process that imitates
     the workers (``payload.write_outcome``, as each task writes its own): ``n`` real tasks
-    would take this 2-CPU cluster hours. The array is held, and cancelled by bench.py."""
+    would take this 2-CPU cluster hours (``outcomes``: else not; it reads only files, the
+    same on every backend). The array is held, and cancelled by bench.py."""
     if not isinstance(lib, Slurmscope):
         raise Unavailable("the scale scenario measures slurmscope only")
     warm = lib.map(list(range(2)))
@@ -428,6 +429,19 @@ def scenario_scale(lib: Library, n: int, window: float) -> dict[str, Any]:
     time.sleep(window)
     queries = sum(backend.calls.get(k, 0) - calls.get(k, 0) for k in ("squeue", "load"))
     polled_growth = (vm_hwm_kib() - baseline) / 1024
+    out = {
+        "n": n,
+        "parts": len(handle.job_ids),
+        "submit_s": submit_s,
+        "submit_cpu_s": submit_cpu_s,
+        "submit_growth_mib": submit_growth,
+        "window_s": window,
+        "queries": queries,
+        "polled_growth_mib": polled_growth,
+        "growth_mib": polled_growth,
+    }
+    if not outcomes:
+        return out
     code = (
         "import sys\n"
         "from slurmscope.payload import write_outcome\n"
@@ -445,20 +459,13 @@ def scenario_scale(lib: Library, n: int, window: float) -> dict[str, Any]:
     get_results_s = time.perf_counter() - started
     if results != items:
         raise RuntimeError("wrong results")
-    return {
-        "n": n,
-        "parts": len(handle.job_ids),
-        "submit_s": submit_s,
-        "submit_cpu_s": submit_cpu_s,
-        "submit_growth_mib": submit_growth,
-        "window_s": window,
-        "queries": queries,
-        "polled_growth_mib": polled_growth,
-        "outcomes_written_s": write_s,
-        "wait_s": wait_s,
-        "get_results_s": get_results_s,
-        "growth_mib": (vm_hwm_kib() - baseline) / 1024,
-    }
+    out.update(
+        outcomes_written_s=write_s,
+        wait_s=wait_s,
+        get_results_s=get_results_s,
+        growth_mib=(vm_hwm_kib() - baseline) / 1024,
+    )
+    return out
 
 
 # -- slurmscope-only scenarios -------------------------------------------------------------
@@ -678,6 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--window", type=float, default=20.0)
+    parser.add_argument("--outcomes", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--spec", default=None)
     args = parser.parse_args(argv)
@@ -699,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
             result["setup_s"] = time.perf_counter() - setup_start
             mark_start()
             if args.scenario == "scale":
-                result.update(scenario_scale(lib, args.n, args.window))
+                result.update(scenario_scale(lib, args.n, args.window, bool(args.outcomes)))
             else:
                 scenario = {
                     "submit": scenario_submit,
