@@ -909,7 +909,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated sections: submit,scope,worker,results,e2e,load,memory",
+        help="comma-separated sections: submit,scope,worker,results,e2e,load,memory,scale",
     )
     parser.add_argument(
         "--tmp", default=None, help="directory for job directories (default: $TMPDIR)"

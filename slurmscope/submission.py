@@ -9,6 +9,7 @@ poller's condition (:attr:`slurmscope.poller.Poller.cond`), by the poller and by
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -58,6 +59,7 @@ class Submission:
         self.size = size
         self.is_array = is_array
         self.parts = tuple(parts)
+        self._offsets = [part.offset for part in self.parts]  # ascending: items in order
         self.dependencies = tuple(dependencies)
         self.states: list[TaskState | None] = [None] * size
         self.remaining = size
@@ -181,9 +183,12 @@ class Submission:
             )
 
     def locate(self, index: int) -> tuple[Part, int]:
-        """The part holding global item ``index``, and the index within that part."""
-        for part in self.parts:
-            if part.offset <= index < part.offset + part.count:
+        """The part holding global item ``index``, and the index within that part (a
+        binary search: a map of a million items has a thousand parts)."""
+        number = bisect.bisect_right(self._offsets, index) - 1
+        if number >= 0:
+            part = self.parts[number]
+            if index < part.offset + part.count:
                 return part, index - part.offset
         raise IndexError(index)
 
