@@ -236,6 +236,10 @@ class JobDirectory:
         """Link ``by-id/<cluster_name>/<job_id>`` under ``root`` to this directory (private
         folders, as the job directories; not in a folder someone else could write into,
         where :meth:`find` would refuse the link anyway)."""
+        self.register_ids(root, cluster_name, [job_id])
+
+    def register_ids(self, root: Path, cluster_name: str, job_ids: Sequence[str]) -> None:
+        """:meth:`register_id` for every part of a map: the folders made and checked once."""
         folder = root / BY_ID / cluster_name
         mode = payload_guard.dir_mode(bool(self.path.stat().st_mode & 0o050))
         for path in (folder.parent, folder):
@@ -243,10 +247,11 @@ class JobDirectory:
                 payload_guard.make_dir(str(path), mode)
             if payload_guard.problem(path.lstat(), directory=True) is not None:
                 return
-        link = folder / job_id
-        tmp = folder / f".{job_id}.{os.urandom(4).hex()}"
-        os.symlink(os.path.relpath(self.path, folder), tmp)
-        os.replace(tmp, link)
+        target = os.path.relpath(self.path, folder)
+        for job_id in job_ids:
+            tmp = folder / f".{job_id}.{os.urandom(4).hex()}"
+            os.symlink(target, tmp)
+            os.replace(tmp, folder / job_id)
 
     @staticmethod
     def find(root: Path, cluster_name: str, job_id: str) -> JobDirectory | None:

@@ -136,8 +136,7 @@ def submit(
     manifest["parts"] = [p.__dict__ for p in parts]
     manifest["state"] = "submitted"
     directory.write_manifest(manifest, dependencies=deps_json)
-    for part in parts:
-        directory.register_id(runtime.root, runtime.name, part.job_id)
+    directory.register_ids(runtime.root, runtime.name, [part.job_id for part in parts])
     submission = Submission(directory, name, size, array, parts, kept)
     job_ids = [p.job_id for p in parts]
     items = size if array else None
