@@ -27,7 +27,7 @@ import os
 import sys
 import time
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -155,12 +155,17 @@ class JobDirectory:
 
     def finished(self) -> list[int]:
         """Indices of the tasks whose outcome file exists: one directory listing."""
-        indices = []
-        for name in os.listdir(self.path / RESULTS):
-            stem, _, ext = name.partition(".")  # "12.pkl"; temporary files start with "."
-            if ext == "pkl" and stem.isdigit():
-                indices.append(int(stem))
-        return indices
+        return list(self.iter_finished())
+
+    def iter_finished(self) -> Iterator[int]:
+        """:meth:`finished` one index at a time, the listing read as it goes (a million
+        result files are not a million names in memory at once). ``OSError`` at the first
+        ``next()`` when the directory cannot be listed."""
+        with os.scandir(self.path / RESULTS) as entries:
+            for entry in entries:
+                stem, _, ext = entry.name.partition(".")  # "12.pkl"; temporary: ".12.pkl..."
+                if ext == "pkl" and stem.isdigit():
+                    yield int(stem)
 
     def outcome_ok(self, index: int) -> bool | None:
         """Whether task ``index`` succeeded, from its outcome file (``None``: no file yet).

@@ -352,13 +352,17 @@ class Submission:
         applies the answer.
         """
         started = time.monotonic()
-        try:
-            indices = self.directory.finished()
-        except OSError:  # not there (yet), or the filesystem hiccuped: the scheduler tells
-            return {}
         found: dict[int, bool] = {}
+        try:
+            self._read_outcomes(found)
+        except OSError:  # not there (yet), or the filesystem hiccuped: the scheduler tells
+            return found
+        self.looked_at = started
+        return found
+
+    def _read_outcomes(self, found: dict[int, bool]) -> None:
         states = self.states
-        for index in indices:
+        for index in self.directory.iter_finished():
             if not 0 <= index < self.size:
                 continue
             old = states[index]
@@ -367,8 +371,6 @@ class Submission:
             ok = self.directory.outcome_ok(index)
             if ok is not None:
                 found[index] = ok
-        self.looked_at = started
-        return found
 
     def looked_recently(self) -> bool:
         """Whether the states in memory reflect the result files of moments ago."""
