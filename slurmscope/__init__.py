@@ -38,6 +38,8 @@ _EXPORTS = {
     "Dependency": "slurmscope.dependency",
     "Provenance": "slurmscope.dependency",
     "CallSite": "slurmscope.callsite",
+    "EnclosingJob": "slurmscope.callsite",
+    "enclosing_job": "slurmscope.callsite",
     "KINDS": "slurmscope.dependency",
     "carry_scope": "slurmscope.scope",
     "Resources": "slurmscope.spec",
@@ -59,6 +61,7 @@ _EXPORTS = {
     "JobCannotRunError": "slurmscope.errors",
     "GraphvizNotFoundError": "slurmscope.errors",
     "UnsafeJobDirectoryError": "slurmscope.errors",
+    "RunExistsError": "slurmscope.errors",
     "Graph": "slurmscope.graph",
     "Checkpointable": "slurmscope.checkpoint",
     "Resume": "slurmscope.checkpoint",
@@ -79,6 +82,7 @@ __all__ = [
     "Dependency",
     "DependencyError",
     "DependencyRequest",
+    "EnclosingJob",
     "Graph",
     "Handle",
     "GraphvizNotFoundError",
@@ -93,6 +97,7 @@ __all__ = [
     "RequeueLimitError",
     "Resume",
     "Resources",
+    "RunExistsError",
     "SlurmscopeError",
     "SchedulerError",
     "SubmissionError",
@@ -105,6 +110,7 @@ __all__ = [
     "configure_logging",
     "default_cluster",
     "depend",
+    "enclosing_job",
     "load_checkpoint",
     "requeue_count",
     "save_checkpoint",
@@ -129,7 +135,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .callsite import CallSite
+    from .callsite import CallSite, EnclosingJob, enclosing_job
     from .checkpoint import (
         Checkpointable,
         RequeueLimitError,
@@ -151,6 +157,7 @@ if TYPE_CHECKING:
         JobError,
         JobNotCompletedError,
         JobNotFoundError,
+        RunExistsError,
         SchedulerError,
         SlurmscopeError,
         SubmissionError,

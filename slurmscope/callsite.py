@@ -1,4 +1,5 @@
-"""Where in the user's code something happened: the first frame outside slurmscope."""
+"""Where in the user's code something happened: the first frame outside slurmscope, and the
+job (and slurmscope task) the process runs in, when it runs inside one."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
+
+from . import running_task
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -33,16 +37,84 @@ def _internal(filename: str) -> bool:
 
 
 @dataclass(frozen=True)
+class EnclosingJob:
+    """The job a process runs in: the Slurm job (or local backend job) whose variables its
+    environment holds, and the slurmscope task the current thread runs, when it runs one.
+
+    ``job_id`` is the job as Slurm shows it: ``"12_3"`` for task 3 of array job 12, else
+    ``$SLURM_JOB_ID`` (``None`` for a task run inside the driver's own process, as
+    :class:`slurmscope.testing.FakeBackend` runs them). ``task`` is the slurmscope task's
+    index in its map (``job[task]``; it differs from the array index where a large map was
+    split into several arrays) and ``directory`` its job directory; both ``None`` outside
+    a slurmscope task (a driver script run as a job, an ``sbatch`` script, ``salloc``).
+    """
+
+    job_id: str | None
+    task: int | None = None
+    directory: str | None = None
+
+    def __str__(self) -> str:
+        if self.job_id is None:
+            return f"task {self.task} of {self.directory}"
+        return f"job {self.job_id}" + ("" if self.task is None else f" task {self.task}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "task": self.task, "directory": self.directory}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> EnclosingJob | None:
+        if not data:
+            return None
+        return cls(data.get("job_id"), data.get("task"), data.get("directory"))
+
+
+def enclosing_job(environ: Mapping[str, str] | None = None) -> EnclosingJob | None:
+    """The job this process runs in (see :class:`EnclosingJob`), ``None`` outside any job:
+    from ``SLURM_JOB_ID``, ``SLURM_ARRAY_JOB_ID`` and ``SLURM_ARRAY_TASK_ID`` (which Slurm
+    and the local backend give every job and ``salloc`` its shell), and the slurmscope task
+    the worker runs in this thread. ``environ`` defaults to the process's environment."""
+    env = os.environ if environ is None else environ
+    job_id = env.get("SLURM_JOB_ID") or None
+    array_job, array_task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
+    if job_id and array_job and array_task:
+        job_id = f"{array_job}_{array_task}"
+    task = running_task.current()
+    if task is None:
+        return EnclosingJob(job_id) if job_id else None
+    return EnclosingJob(job_id, task[1], task[0])
+
+
+@dataclass(frozen=True)
 class CallSite:
-    """Where in the user's code something happened."""
+    """Where in the user's code something happened, and inside which job (``job``:
+    ``None`` in a driver that runs outside any job)."""
 
     file: str
     line: int
     function: str
     thread: str
+    job: EnclosingJob | None = None
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line} in {self.function}() [thread {self.thread}]"
+        where = f"{self.file}:{self.line} in {self.function}() [thread {self.thread}]"
+        return where if self.job is None else f"{where} in {self.job}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The site as plain values (``job`` is left out outside a job)."""
+        data: dict[str, Any] = {
+            "file": self.file,
+            "line": self.line,
+            "function": self.function,
+            "thread": self.thread,
+        }
+        if self.job is not None:
+            data["job"] = self.job.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CallSite:
+        job = EnclosingJob.from_json(data.get("job"))
+        return cls(data["file"], data["line"], data["function"], data["thread"], job)
 
 
 def user_frame() -> FrameType | None:
@@ -78,16 +150,18 @@ def with_statement_key() -> Any:
 
 
 def caller_site() -> CallSite:
-    """The first frame outside slurmscope (and contextlib) on the current stack; for a call
+    """The first frame outside slurmscope (and contextlib) on the current stack, and the job
+    the process runs in (:func:`enclosing_job`); for a call
     that a coroutine handed to a worker thread (``await asyncio.to_thread(task.map, ...)``,
     ``loop.run_in_executor``), which has no user frame of its own, the coroutine's ``await``."""
     frame = user_frame()
     thread = threading.current_thread().name
+    job = enclosing_job()
     if frame is None:
         frame = _awaiting_frame()
     if frame is None:
-        return CallSite("<unknown>", 0, "<unknown>", thread)
-    return CallSite(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name, thread)
+        return CallSite("<unknown>", 0, "<unknown>", thread, job)
+    return CallSite(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name, thread, job)
 
 
 def _awaiting_frame() -> FrameType | None:

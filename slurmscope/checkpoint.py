@@ -18,22 +18,19 @@ Where they live, per task ``i`` of a job directory::
                                after one Slurm made: a preemption or a node failure)
     checkpoints/<i>.terminated the task was sent SIGTERM (preempted, or cancelled)
 
-The worker imports this module in every task: standard library only, and only ``os`` and
-``contextvars`` at import (``signal`` and ``subprocess`` are imported by tasks that checkpoint).
+The worker imports this module in every task: standard library only, and only ``os`` (and
+``contextvars``, through :mod:`slurmscope.running_task`, which says which task this thread
+runs) at import (``signal`` and ``subprocess`` are imported by tasks that checkpoint).
 """
 
 from __future__ import annotations
 
 import os
 
-try:  # the C module ``contextvars`` re-exports, without its Python wrapper
-    from _contextvars import ContextVar
-except ImportError:  # pragma: no cover - not CPython
-    from contextvars import ContextVar
-
 from .errors import UnsafeJobDirectoryError
 from .payload import atomic_write, dumps, loads, write_outcome
 from .payload_guard import make_dir, problem, read_file, refuse
+from .running_task import current, enter, leave
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -54,13 +51,6 @@ TIME_LIMIT = "time limit"
 PREEMPTION = "preemption"
 NODE_FAILURE = "node failure"
 
-#: (job directory, index) of the task this thread runs: a context variable, so that tasks
-#: run in threads of one process (``slurmscope.testing.FakeBackend``) keep theirs apart.
-_task: ContextVar[tuple[str, int] | None] = ContextVar("slurmscope_task", default=None)
-#: The task the worker process runs (for threads the task starts, which do not inherit the
-#: context variable): set only where the process runs one task (``python -m
-#: slurmscope.worker``, :func:`one_task_per_process`), never where tasks share a process.
-_process_task: tuple[str, int] | None = None
 _one_task_per_process = False
 
 
@@ -99,7 +89,7 @@ class RequeueLimitError(RuntimeError):
 
 
 def _path(suffix: str) -> str:
-    task = _task.get() or _process_task
+    task = current()
     if task is None:
         raise RuntimeError(
             "load_checkpoint()/save_checkpoint() work inside a slurmscope task only: call "
@@ -209,10 +199,7 @@ def begin(directory: str, index: int, function: Any, args: Any, kwargs: Any) -> 
     """Called by the worker before it runs a task: makes the task's checkpoint reachable,
     and where checkpointing is on, catches the scheduler's signals and fails a task past
     its requeue limit. Returns what to run: ``(fn, args, kwargs)``."""
-    global _process_task
-    _task.set((directory, index))
-    if _one_task_per_process:
-        _process_task = (directory, index)
+    enter(directory, index, _one_task_per_process)
     if os.environ.get("SLURM_RESTART_COUNT", "0") != "0":
         _note_restart()
     if callable(getattr(function, "checkpoint", None)):
@@ -270,9 +257,7 @@ def _catch_signals(limit: int, backend: str, function: Any, args: Any, kwargs: A
 def end() -> None:
     """Called by the worker once the task's function has returned or raised: a signal
     from now on must not requeue a task whose outcome is being written."""
-    global _process_task
-    _process_task = None
-    _task.set(None)  # this thread runs no task any more (FakeBackend runs several in turn)
+    leave()  # this thread runs no task any more (FakeBackend runs several in turn)
     if os.environ.get(ENVIRONMENT):
         import signal
 
@@ -337,7 +322,7 @@ def _requeue(backend: str) -> None:
 
 def _fail(exc: BaseException) -> None:
     """End the task with ``exc`` as its outcome."""
-    directory, index = _task.get() or (".", 0)
+    directory, index = current() or (".", 0)
     write_outcome(
         directory,
         index,

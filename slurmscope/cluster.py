@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, overload
 
-from . import default, scope
+from . import default, ledger, scope
 from .attach import attach
 from .backend_choice import check_options, choose_backend
 from .backends.base import Backend
@@ -62,6 +62,13 @@ class Cluster:
       unpickled (by this driver, ``attach``, the command line or the worker) unless the file
       and its job directory are yours and writable by no one else (docs/reliability.md,
       "Security"); ``UnsafeJobDirectoryError`` says which path failed and what to do.
+    - ``run`` (default ``$SLURMSCOPE_RUN``): a run id (``[A-Za-z0-9._-]``): every
+      submission made here is recorded in that run's ledger, ``ROOT/runs/<id>/ledger.jsonl``.
+      A run that already has a ledger is refused (``RunExistsError``) unless it is resumed.
+    - ``resume`` (default ``$SLURMSCOPE_RESUME``, and True in a driver job that Slurm
+      requeued): resume the run: each submission that matches one of the earlier attempt
+      (same task code, arguments and dependencies, in program order) reattaches to its job
+      when that job succeeded or has not ended; the rest are submitted (docs/pipelines.md).
     - ``cancel_on_interrupt`` (default False): when Ctrl-C interrupts a ``wait()``,
       ``get_result()`` or ``get_results()``, cancel every job of this cluster still queued
       or running. Without it they are listed on stderr, with how to reattach and cancel.
@@ -98,9 +105,12 @@ class Cluster:
             raise InvalidInputError(
                 f"cancel_on_interrupt must be True or False, not {cancel_on_interrupt!r}."
             )
+        run_id, resume = ledger.requested(options.pop("run", None), options.pop("resume", None))
         check_options(backend, options)  # before the root or a backend is created
         make_root(root_dir, share_with_group)
         check_writers(root_dir, "", share_with_group, allow_writable)
+        if run_id is not None:
+            ledger.refuse_existing(root_dir, run_id, resume)  # before a backend is made
         chosen_backend, why = choose_backend(backend, root_dir, options)
         check_writers(root_dir, chosen_backend.cluster_name, share_with_group, allow_writable)
         if shared_root_check:
@@ -119,6 +129,8 @@ class Cluster:
             max_item_bytes=max_item_bytes,
             share_with_group=share_with_group,
         )
+        if run_id is not None:
+            self.runtime.run = ledger.open_run(root_dir, run_id, resume, share_with_group)
         # Slurm's tools are here, yet the embedded scheduler was chosen: say so where it shows
         # (a typo in SLURM_CONF on a login node would otherwise run everything locally).
         fell_back = (
@@ -149,6 +161,11 @@ class Cluster:
     def backend(self) -> Backend:
         """The backend this cluster submits through."""
         return self.runtime.backend
+
+    @property
+    def run(self) -> str | None:
+        """The id of the run this cluster records its submissions in, or ``None``."""
+        return ledger.run_id(self.runtime)
 
     @property
     def name(self) -> str:
@@ -240,6 +257,8 @@ class Cluster:
 
     def close(self) -> None:
         """Stop using this cluster. The local backend cancels what it still runs."""
+        if not self.runtime.closed and isinstance(self.runtime.run, ledger.Run):
+            ledger.release(self.runtime.run)
         self.runtime.closed = True
         self.backend.close()
         default.forget(self)

@@ -78,20 +78,13 @@ class Provenance:
         return f"{what}{tail} at {self.site}"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "via": self.via,
-            "file": self.site.file,
-            "line": self.site.line,
-            "function": self.site.function,
-            "thread": self.site.thread,
-            "depth": self.depth,
-            "detail": self.detail,
-        }
+        """The provenance as plain values: ``via``, the site's fields (with ``job`` where
+        it was given inside a job), ``depth`` and ``detail``."""
+        return {"via": self.via, **self.site.to_json(), "depth": self.depth, "detail": self.detail}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Provenance:
-        site = CallSite(data["file"], data["line"], data["function"], data["thread"])
-        return cls(data["via"], site, data.get("depth"), data.get("detail"))
+        return cls(data["via"], CallSite.from_json(data), data.get("depth"), data.get("detail"))
 
 
 @dataclass(frozen=True)

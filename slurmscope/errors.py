@@ -11,6 +11,10 @@ class InvalidInputError(SlurmscopeError, ValueError):
     """Bad input caught before anything was submitted; nothing was left behind."""
 
 
+class RunExistsError(InvalidInputError):
+    """``Cluster(run=NAME)`` for a run that already has a ledger, without ``resume=True``."""
+
+
 class DependencyError(InvalidInputError):
     """A dependency cannot be expressed or can never be satisfied."""
 

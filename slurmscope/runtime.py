@@ -59,3 +59,6 @@ class Runtime:
     share_with_group: bool = False
     #: Set by ``Cluster.close()``: nothing more is submitted.
     closed: bool = False
+    #: The run this cluster records its submissions in (a :class:`slurmscope.ledger.Run`),
+    #: or ``None``.
+    run: object | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -174,14 +174,36 @@ class Resources:
 
 @dataclass(frozen=True)
 class ArraySpec:
-    """Array indices ``0 .. size-1``, at most ``throttle`` running at once."""
+    """Array indices ``0 .. size-1``, at most ``throttle`` running at once; with ``only``,
+    just those indices (ascending, each below ``size``: the tasks of an earlier array that
+    a resumed run submits again, see :mod:`slurmscope.ledger`)."""
 
     size: int
     throttle: int | None = None
+    only: tuple[int, ...] | None = None
+
+    @property
+    def indices(self) -> Sequence[int]:
+        """The task indices this array has."""
+        return range(self.size) if self.only is None else self.only
 
     def render(self) -> str:
-        text = f"0-{self.size - 1}"
+        text = f"0-{self.size - 1}" if self.only is None else _ranges(self.only)
         return f"{text}%{self.throttle}" if self.throttle else text
+
+
+def _ranges(indices: Sequence[int]) -> str:
+    """``(0, 1, 2, 5, 7, 8)`` -> ``"0-2,5,7-8"`` (Slurm's ``--array`` list)."""
+    runs: list[str] = []
+    start = prev = indices[0]
+    for i in [*indices[1:], None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        runs.append(str(start) if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    return ",".join(runs)
 
 
 @dataclass(frozen=True)

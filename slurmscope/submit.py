@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import checkpoint, scope
+from . import checkpoint, ledger, scope
 from .backends.submit_many import submit_all
 from .callsite import CallSite
 from .checkpoint import DEFAULT_MAX_REQUEUES, DEFAULT_WARNING
@@ -38,6 +38,7 @@ from .pickling import (
     refuse_too_big,
     split_call,
 )
+from .runs import driver_fields
 from .runtime import Runtime
 from .spec import ArraySpec, JobSpec, Resources, time_to_seconds
 from .submission import Part, Submission
@@ -121,14 +122,19 @@ def submit(
     resources = checkpointing(fn, runtime.defaults.updated(resources.to_json()))
     if array and size == 0:  # nothing to run: no job directory, no scheduler call
         return _empty_map(runtime, name, kept, site)
+    # A run being resumed reattaches to what its earlier attempt submitted (slurmscope.ledger).
+    reused, planned = ledger.before_submit(runtime, fn, name, calls, array, kept)
+    if reused is not None:
+        return reused
     directory = JobDirectory.create(runtime.root, name, runtime.share_with_group)
     try:
         directory.write_payload(function_blob, item_blobs, driver_info(fn, by_value))
+        rerun = ledger.reuse_results(planned, directory)  # a resumed array's tasks that succeeded
         manifest = _manifest(runtime, fn, name, size, array, resources, site, max_concurrent)
         deps_json = [d.json_text for d in kept]
         directory.write_manifest(manifest, dependencies=deps_json)
         parts = _submit_parts(
-            runtime, directory, name, size, array, active, resources, max_concurrent
+            runtime, directory, name, size, array, active, resources, max_concurrent, rerun
         )
     except BaseException:
         shutil.rmtree(directory.path, ignore_errors=True)
@@ -142,9 +148,11 @@ def submit(
     items = size if array else None
     _log_submit(runtime, name, job_ids, items, site, kept, str(directory.path), len(dropped))
     runtime.poller.watch(submission)
+    made: Job[Any] | ArrayJob[Any] = Job(submission, runtime)
     if array:
-        return ArrayJob(submission, runtime)
-    return Job(submission, runtime)
+        made = ArrayJob(submission, runtime)
+    ledger.after_submit(runtime, planned, made)  # the run's ledger line
+    return made
 
 
 def _log_submit(
@@ -168,6 +176,7 @@ def _log_submit(
         cluster=runtime.name,
         directory=directory,
         submitted_from=str(site),
+        from_job=site.job.to_json() if site.job else None,
         dependencies=[_event_dep(d) for d in deps],
         duplicates_dropped=dropped,
     )
@@ -255,6 +264,11 @@ def clauses_for_part(dependencies: Sequence[Dependency], part: int) -> Dependenc
             continue
         target = dep.target
         parts = target.submission.parts
+        sub = target.submission
+        if dep.kind in ("afterok", "afterany", "after") and target.whole_array:
+            # Parts known to have succeeded (an earlier array's, reused by a resumed run):
+            # satisfied, and the scheduler may have forgotten them.
+            parts = tuple(p for p in parts if not _succeeded(sub, p.offset, p.count))
         if dep.kind == "aftercorr":
             ids.append(parts[part].job_id)
         elif not target.whole_array:
@@ -263,10 +277,25 @@ def clauses_for_part(dependencies: Sequence[Dependency], part: int) -> Dependenc
             # A whole array, task by task: Slurm (22.05) never releases after:<array> once
             # the array was cancelled while pending, though "after" means "started or
             # cancelled"; it does release after:<array>_<i>.
-            ids.extend(f"{p.job_id}_{i}" for p in parts for i in range(p.count))
+            ids.extend(
+                f"{p.job_id}_{i}"
+                for p in parts
+                for i in range(p.count)
+                if not _succeeded(sub, p.offset + i, 1)  # not a reused task (ledger.Rerun)
+            )
         else:
             ids.extend(p.job_id for p in parts)
-    return tuple((kind, tuple(dict.fromkeys(ids))) for kind, ids in grouped.items())
+    return tuple(
+        (kind, tuple(dict.fromkeys(ids)))
+        for kind, ids in grouped.items()
+        if ids or kind == "singleton"
+    )
+
+
+def _succeeded(submission: Submission, offset: int, count: int) -> bool:
+    """Whether tasks ``offset .. offset+count-1`` are known to have succeeded."""
+    states = submission.states[offset : offset + count]
+    return all(s is not None and s.succeeded for s in states)
 
 
 def _submit_parts(
@@ -278,6 +307,7 @@ def _submit_parts(
     deps: list[Dependency],
     resources: Resources,
     max_concurrent: int | None,
+    rerun: ledger.Rerun | None = None,
 ) -> list[Part]:
     backend = runtime.backend
     limit = backend.max_array_size or size or 1
@@ -289,8 +319,14 @@ def _submit_parts(
                 "(the two arrays were split at different MaxArraySize)."
             )
     logs = directory.path / "logs"
+    parts: list[Part | None] = []
     specs: list[JobSpec] = []
     for number, (offset, count) in enumerate(bounds):
+        only = None if rerun is None else rerun.indices_in(offset, count)
+        kept = rerun.earlier_part(offset, count) if rerun and only == () else None
+        if kept is not None:  # every task of it succeeded in the earlier array
+            parts.append(kept)
+            continue
         command: tuple[str, ...] = (
             sys.executable,
             "-m",
@@ -307,15 +343,19 @@ def _submit_parts(
                 stdout=str(logs / ("%A_%a.out" if array else "%j.out")),
                 stderr=str(logs / ("%A_%a.err" if array else "%j.err")),
                 resources=resources,
-                array=ArraySpec(count, max_concurrent) if array else None,
+                array=ArraySpec(count, max_concurrent, only) if array else None,
                 dependencies=clauses_for_part(deps, number),
                 environment=_environment(directory, resources, backend.kind),
             )
         )
-    # In order, or several at once where the backend gains by it; all or none.
-    job_ids = submit_all(backend, specs)
-    parts = [Part(job_id, o, c) for job_id, (o, c) in zip(job_ids, bounds, strict=True)]
-    return parts
+        parts.append(None)  # submitted below, in this place
+    # In order, or several at once where the backend gains by it; all or none (a part kept
+    # from an earlier run is not this submission's to cancel).
+    job_ids = iter(submit_all(backend, specs))
+    return [
+        part if part is not None else Part(next(job_ids), offset, count)
+        for part, (offset, count) in zip(parts, bounds, strict=True)
+    ]
 
 
 def checkpointing(fn: Callable[..., Any], resources: Resources) -> Resources:
@@ -333,6 +373,7 @@ def checkpointing(fn: Callable[..., Any], resources: Resources) -> Resources:
 
 def _environment(directory: JobDirectory, resources: Resources, backend: str) -> dict[str, str]:
     env = {"SLURMSCOPE_JOB_DIR": str(directory.path)}
+    env.update(ledger.TASK_ENVIRONMENT)  # a task is not its driver's run
     if resources.checkpoint_warning is not None:
         limit = DEFAULT_MAX_REQUEUES if resources.max_requeues is None else resources.max_requeues
         env[checkpoint.ENVIRONMENT] = f"{limit}:{backend}"
@@ -361,16 +402,11 @@ def _manifest(
         "parts": [],
         "backend": runtime.backend.kind,
         "cluster": runtime.name,
+        "run": ledger.run_id(runtime),
         "resources": resources.to_json(),
-        "submitted_from": {
-            "file": site.file,
-            "line": site.line,
-            "function": site.function,
-            "thread": site.thread,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-        },
+        "submitted_from": {**site.to_json(), "host": socket.gethostname(), "pid": os.getpid()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **driver_fields(),  # the driver job (`slurmscope run`) this comes from, if any
     }
 
 
@@ -386,4 +422,5 @@ def _event_dep(dep: Dependency) -> dict[str, Any]:
         "depth": p.depth,
         "thread": p.site.thread,
         "detail": p.detail,
+        "job": p.site.job.to_json() if p.site.job else None,
     }

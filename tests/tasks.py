@@ -191,3 +191,69 @@ class FailingCheckpoint:
             except Exception:  # noqa: BLE001, S110
                 pass
         return "finished"
+
+
+#: The prefixes of the variables :func:`slurm_view` shows.
+SLURM_PREFIXES = ("SLURM_", "SLURMD_", "SBATCH_", "SALLOC_", "SRUN_", "SLURMSCOPE_")
+
+
+def slurm_view(run_srun: bool = False) -> dict[str, object]:
+    """What a job sees of Slurm: its Slurm and slurmscope variables and, with ``run_srun``,
+    what an ``srun`` step inside it sees (exit code, error output, Slurm variables)."""
+    import subprocess
+
+    view: dict[str, object] = {
+        "env": {k: v for k, v in os.environ.items() if k.startswith(SLURM_PREFIXES)}
+    }
+    if run_srun:
+        proc = subprocess.run(
+            ["srun", "--ntasks=1", "env"], capture_output=True, text=True, timeout=120
+        )
+        lines = [line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line]
+        view["srun"] = {
+            "returncode": proc.returncode,
+            "stderr": proc.stderr[-2000:],
+            "env": {k: v for k, v in lines if k.startswith(SLURM_PREFIXES)},
+        }
+    return view
+
+
+def submit_children(
+    kind: str, root: str, resources: dict[str, object], run_srun: bool = False
+) -> dict[str, object]:
+    """A task that submits more work from inside its job, as a driver does: a child
+    (:func:`slurm_view`) with ``resources`` of its own, then an ``add`` inside a ``with
+    cluster.dependencies(child)`` block. It waits for both, and returns what it saw itself,
+    their ids, directories and results."""
+    import slurmscope
+
+    cluster = slurmscope.Cluster(kind, root=root, set_as_default=False)
+    try:
+        child = cluster.task(slurm_view, **resources)(run_srun)  # type: ignore[arg-type]
+        with cluster.dependencies(child):
+            after = cluster.task(add)(1, 2)
+        recorded = cluster.backend.recorded_dependencies(after.job_id)
+        return {
+            "recorded": recorded,
+            "parent_env": slurm_view()["env"],
+            "child": child.job_id,
+            "child_dir": str(child.directory),
+            "after": after.job_id,
+            "after_dir": str(after.directory),
+            "seen": child.get_result(timeout=240),
+            "after_result": after.get_result(timeout=240),
+        }
+    finally:
+        cluster.close()
+
+
+def submitted_from_here() -> dict[str, object]:
+    """Submits ``add(1, 2)`` to the default cluster from inside this task; returns where its
+    manifest says it was submitted from."""
+    import json
+
+    import slurmscope
+
+    inner = slurmscope.task(add)(1, 2)
+    found: dict[str, object] = json.loads((inner.directory / "manifest.json").read_text())
+    return found["submitted_from"]  # type: ignore[return-value]

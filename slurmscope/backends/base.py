@@ -34,6 +34,9 @@ class Backend(ABC):
     #: Seconds a job must stay unknown to the scheduler, with no result written, before
     #: it is called LOST (a restarting controller may answer with nothing for a while).
     lost_after: float = 60.0
+    #: Whether ``submit`` takes an array of some indices only (``ArraySpec.only``): a
+    #: resumed run then submits again only the tasks of an array that did not succeed.
+    sparse_arrays: bool = False
 
     @abstractmethod
     def submit(self, spec: JobSpec) -> str:

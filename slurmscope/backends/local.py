@@ -23,6 +23,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ class LocalBackend(Backend):
     """Runs jobs as subprocesses of this process, scheduled like Slurm would."""
 
     kind = "local"
+    sparse_arrays = True
     cluster_name = "local"
     poll_interval = (0.02, 0.5)
     lost_after = 0.0
@@ -80,6 +82,7 @@ class LocalBackend(Backend):
         self._closed = False
         self._thread: threading.Thread | None = None
         atexit.register(self._drain_at_exit)
+        _live.add(self)
 
     # -- the seam ----------------------------------------------------------------------------
     @property
@@ -122,7 +125,7 @@ class LocalBackend(Backend):
                 # One node of self.cpus CPUs: Slurm (22.05) accepts such a request, made
                 # through extra=[...] flags, and keeps it pending with this reason.
                 job.never_reason = "PartitionConfig"
-            job.tasks = {i: LocalTask(i) for i in range(size)}
+            job.tasks = {i: LocalTask(i) for i in (spec.array.indices if spec.array else (0,))}
             self._jobs[job_id] = job
             self._order.append(job)
             self._ensure_thread()
@@ -306,6 +309,17 @@ class LocalBackend(Backend):
                 left = [job for job in self._order if not job.ended()]
             _say(f"cancelling local job(s) still queued or running: {_ids(left)}")
         self.close()
+
+
+#: The local schedulers of this process that may still run jobs.
+_live: weakref.WeakSet[LocalBackend] = weakref.WeakSet()
+
+
+def close_all() -> None:
+    """Cancel everything the local schedulers of this process still run, and stop them: a
+    local driver job (``slurmscope run``) being cancelled takes its jobs with it."""
+    for backend in list(_live):
+        backend.close()
 
 
 def _say(text: str) -> None:

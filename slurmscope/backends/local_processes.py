@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from ..checkpoint import REQUEUE_EXIT
 from ..log import log
+from .inherited import child_environment
 from .local_jobs import LocalJob, LocalTask
 
 #: Seconds between SIGTERM and SIGKILL, as Slurm's ``KillWait`` default.
@@ -22,9 +23,12 @@ KILL_WAIT = 2.0
 
 def start(job: LocalJob, task: LocalTask, variables: Mapping[str, str]) -> None:
     """Start ``task`` of ``job`` with ``variables`` (the cluster's) in its environment:
-    RUNNING once its process runs, FAILED where it cannot be started."""
+    RUNNING once its process runs, FAILED where it cannot be started. Its environment is
+    the scheduler's process's (inside a job, without what describes that job, as on Slurm:
+    :func:`~slurmscope.backends.inherited.child_environment`), the spec's, then Slurm's
+    variables of the task."""
     spec = job.spec
-    env = dict(os.environ)
+    env = child_environment(os.environ)
     env.update(spec.environment)
     env.update(
         {

@@ -87,6 +87,7 @@ from ._slurm import (
 )
 from .base import Backend
 from .pyslurm_description import description_fields
+from .pyslurm_environment import given_environment_only
 from .pyslurm_import import bad_conf, mismatch, probe
 from .pyslurm_records import JobRecord, dependency_text, job_records, load_limits
 from .pyslurm_thread import RPCThread
@@ -134,6 +135,7 @@ class PyslurmBackend(Backend):
     """Talks to Slurm through pyslurm's C bindings, on one dedicated thread."""
 
     kind = "pyslurm"
+    sparse_arrays = True
     poll_interval = (0.25, 5.0)
     #: Seconds one ``scancel`` (of one array task) may take.
     scancel_timeout = 60.0
@@ -233,7 +235,8 @@ class PyslurmBackend(Backend):
             # A new description every attempt, and dependencies as a string: pyslurm
             # modifies a dependency dict in place.
             try:
-                job_id: int = pyslurm.JobSubmitDescription(**fields).submit()
+                with given_environment_only(pyslurm.JobSubmitDescription):
+                    job_id: int = pyslurm.JobSubmitDescription(**fields).submit()
             except pyslurm.RPCError as exc:
                 if exc.errno in FULL_ERRNOS:  # retried unless the controller is full
                     problem = limits.job_count_refusal(tasks, self._capacity())

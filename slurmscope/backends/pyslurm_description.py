@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from ..dependency import render
 from ..errors import SubmissionError
 from ..spec import JobSpec
+from .inherited import child_environment
 from .pyslurm_environment import RLIMITS, submit_environment
 from .pyslurm_import import FALLBACK
 from .slurm_request import EXTRA_FLAGS, batch_script, requested, requeueable
@@ -21,18 +22,38 @@ _USER_BITSTR_LEN = os.environ.get("SLURM_BITSTR_LEN")
 def job_environment(
     spec: JobSpec, rlimits: Sequence[str] = RLIMITS, hydra_bootstrap: bool = True
 ) -> dict[str, str]:
-    """The environment a job gets from ``sbatch --export=ALL``: the submitting process's,
-    the variables sbatch adds (:func:`~slurmscope.backends.pyslurm_environment.submit_environment`),
-    then the spec's own."""
-    env = dict(os.environ)
+    """The environment a job gets from ``sbatch --export=ALL``: the submitting process's
+    (inside a job, without what describes that job:
+    :func:`~slurmscope.backends.inherited.child_environment`), the variables sbatch adds
+    (:func:`~slurmscope.backends.pyslurm_environment.submit_environment`), then the spec's
+    own."""
+    env = child_environment(os.environ)
     # SLURM_BITSTR_LEN is set around each load on the RPC thread (load_jobs): a copy taken
     # meanwhile must not hand it to the job. The user's own value is kept.
     if _USER_BITSTR_LEN is None:
         env.pop("SLURM_BITSTR_LEN", None)
     else:
         env["SLURM_BITSTR_LEN"] = _USER_BITSTR_LEN
-    added = submit_environment(rlimits, gpus=spec.resources.gpus, hydra_bootstrap=hydra_bootstrap)
+    r = spec.resources
+    added = submit_environment(
+        rlimits,
+        gpus=r.gpus,
+        cpus_per_task=r.cpus_per_task,
+        ntasks=_ntasks(r.extra),
+        hydra_bootstrap=hydra_bootstrap,
+        environ=env,
+    )
     return {**env, **added, **spec.environment}
+
+
+def _ntasks(extra: Sequence[str]) -> int | None:
+    """The ``--ntasks`` (``-n``) of an ``extra=[...]`` list, the last one given."""
+    found = None
+    for flag in extra:
+        name, _, value = flag.partition("=")
+        if name in ("--ntasks", "-n") and value.strip().isdigit():
+            found = int(value)
+    return found
 
 
 def description_fields(

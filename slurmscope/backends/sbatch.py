@@ -46,6 +46,7 @@ from ._slurm import (
     tasks_per_array,
 )
 from .base import Backend
+from .inherited import child_environment
 from .sbatch_output import (
     configuration,
     key_values,
@@ -132,6 +133,7 @@ class SbatchBackend(Backend):
     """Talks to Slurm through its command-line tools."""
 
     kind = "sbatch"
+    sparse_arrays = True
     #: Result files are looked at often (cheap); every squeue costs slurmctld three RPCs
     #: and a process here, so it is asked only when the files have been quiet for a while.
     poll_interval = (0.25, 2.0)
@@ -229,8 +231,9 @@ class SbatchBackend(Backend):
         self.refuse_impossible(spec)
         args = sbatch_arguments(spec)
         # The environment as it is now (sbatch --export=ALL sends the current one), not as
-        # it was when the backend was made.
-        env = _environment(self.slurm_conf)
+        # it was when the backend was made; inside a job, without what describes that job
+        # (sbatch would apply it to this one, and pass it on).
+        env = child_environment(_environment(self.slurm_conf))
         env.update(spec.environment)
         out = self._run(
             args,

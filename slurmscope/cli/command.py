@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 
 from ..errors import SlurmscopeError
-from . import cancel, clean, explain, graph, handles, logs, migrate, parser, status
+from . import cancel, clean, explain, graph, handles, logs, migrate, parser, run, runs, status
 from .errors import CliError, fail
 
 #: Each verb's ``run(args) -> exit status``.
@@ -21,6 +21,8 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "cancel": cancel.run,
     "clean": clean.run,
     "migrate": migrate.run,
+    "run": run.run,
+    "runs": runs.run,
 }
 
 

@@ -7,10 +7,11 @@ import argparse
 import json
 from typing import Any
 
+from ..callsite import CallSite
 from ..dependency import Provenance
 from ..handle import requeue_lines
 from ..tree import trees
-from . import handles
+from . import driven, handles
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,15 +20,14 @@ def run(args: argparse.Namespace) -> int:
     job = handles.checked_handle(root, directory, asked)  # a task it does not have: an error
     tree = trees([(directory, asked)], handles.rows_of(root))[0]
     if args.json:
-        print(json.dumps(tree))
+        print(json.dumps(tree | {"driver_job": directory.read_manifest().get("driver_job")}))
         return 0
-    sub = tree["submitted_from"]
+    site = CallSite.from_json(tree["submitted_from"])  # with the job it came from, if any
     what = f"task {asked}" if "_" in asked else f"job {', '.join(tree['job_ids'])}"
-    print(
-        f"{tree['name']} ({what}): {tree['summary']}\n"
-        f"  submitted at {sub['file']}:{sub['line']} in {sub['function']}() "
-        f"[thread {sub['thread']}]"
-    )
+    print(f"{tree['name']} ({what}): {tree['summary']}\n  submitted at {site}")
+    origin = driven.origin_line(root, directory.read_manifest())
+    if origin:
+        print(origin)
     lines: list[str] = []
     _render(tree, 0, lines)
     print("\n".join(lines) if lines else "  (no dependencies)")

@@ -22,7 +22,7 @@ def build() -> Parser:
     parser = Parser(
         prog="slurmscope",
         description="Inspect slurmscope jobs: status, dependency provenance, logs; cancel; clean "
-        "up; migrate slurm-sdk code.",
+        "up; run a pipeline script as a driver job; migrate slurm-sdk code.",
     )
     parser.add_argument(
         "--root", help="job directory root (default $SLURMSCOPE_ROOT, else ~/.slurmscope/jobs)"
@@ -59,6 +59,38 @@ def build() -> Parser:
     p.add_argument("index", nargs="?", type=int, help="item index within the job (default 0)")
     p = sub.add_parser("cancel", help="cancel a job, an array, or one task (id_index)")
     p.add_argument("job", help="job id, id_index, or job directory")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="a driver job (slurmscope run): also everything it submitted that has not ended",
+    )
+    p = sub.add_parser(
+        "run",
+        help="submit a pipeline script as a driver job; its submissions go to the same "
+        "cluster and root",
+    )
+    p.add_argument("--backend", help="auto (default), local, sbatch or pyslurm")
+    p.add_argument("--time", help="the driver job's time limit (Slurm's syntax)")
+    p.add_argument("--mem", help="the driver job's memory (4G, 500M)")
+    p.add_argument("--cpus-per-task", type=int, help="the driver job's CPUs")
+    p.add_argument("--gpus", type=int, help="the driver job's GPUs")
+    p.add_argument("--partition")
+    p.add_argument("--account")
+    p.add_argument("--qos")
+    p.add_argument(
+        "--extra", action="append", metavar="FLAG", help="another sbatch flag (repeatable)"
+    )
+    p.add_argument(
+        "--requeue", action="store_true", help="let Slurm requeue the driver (node failure)"
+    )
+    p.add_argument("--run-id", help="the run's id (default: SCRIPT-DATE-TIME-XXXX)")
+    p.add_argument("--resume", metavar="RUN", help="a new driver job for the run RUN")
+    p.add_argument("script", nargs="?", help="the pipeline script (python SCRIPT ARGS...)")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments")
+    p = sub.add_parser("runs", help="the runs of `slurmscope run`, with their driver jobs")
+    p.add_argument("run", nargs="?", help="one run: the tree of each of its driver jobs")
+    p.add_argument("--last", type=int, default=20, help="how many runs to list")
+    p.add_argument("--all", action="store_true", help="with RUN: every task of each stage")
     p = sub.add_parser("clean", help="remove job directories older than an age")
     p.add_argument("--older-than", default="7d", help="age: 30m, 12h, 7d, 2w (default 7d)")
     p.add_argument("--dry-run", action="store_true")

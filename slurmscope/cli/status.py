@@ -13,7 +13,7 @@ from typing import Any
 from ..handle import requeue_lines
 from ..job_directory import MANIFEST, JobDirectory
 from ..tree import summary
-from . import handles
+from . import driven, handles
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,10 +25,15 @@ def run(args: argparse.Namespace) -> int:
     job = handles.checked_handle(root, directory, asked)
     rows = handles.rows(job)
     requeues = job.requeues
+    drove = driven.tree(root, manifest, rows, args.all) if driven.is_driver(manifest) else None
+    origin = driven.origin_line(root, manifest)
     if args.json:
         print(
             json.dumps(
                 {
+                    "driver_job": manifest.get("driver_job"),
+                    "run": manifest.get("run"),
+                    **({"driver_of": drove[1]} if drove else {}),
                     "name": manifest["name"],
                     "job_ids": [p["job_id"] for p in manifest["parts"]],
                     "directory": str(directory.path),
@@ -46,8 +51,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"  directory: {directory.path}")
     print(f"  logs:      {directory.path / 'logs'}  (slurmscope logs JOBID [INDEX])")
     print(f"  tasks:     {len(rows)}  ({summary(rows)})")
+    if origin:
+        print(origin)
     for line in requeue_lines(requeues):
         print(line)
+    if drove:  # a driver job: the tree of what it submitted, with their tasks
+        print("\n".join(drove[0]))
+        return 0
     shown = rows if args.all else [r for r in rows if r[2] != "COMPLETED"][:50]
     if shown:
         print(f"  {'INDEX':>6}  {'JOBID':<14} {'STATE':<11} REASON")

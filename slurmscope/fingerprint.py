@@ -1,0 +1,260 @@
+"""What makes two submissions the same, as digests that compare across processes: the
+function (its code, not its name), the arguments, and the dependency shape.
+
+Used by :mod:`slurmscope.ledger` to match a resumed run's submissions against the earlier
+run's. Every digest is a hex string; equal digests mean "the same", different ones "changed".
+
+- **Function**: the bytecode of the function and of everything it defines inside (nested
+  functions, lambdas, comprehensions), its constants, names, defaults and closure values,
+  and, followed by name, the functions, classes and values of its own module (or of any
+  module shipped by value, such as ``__main__``) that it refers to. Line numbers and file
+  names are left out: moving a function, or editing another one it does not use, changes
+  nothing. Functions of other (installed) modules count by their qualified name only.
+- **Arguments**: every argument (or every item of a map) walked as data: scalars by type
+  and exact ``repr``, lists, tuples and dicts in order, sets sorted, job handles by the job
+  directory they name, anything else by its pickle.
+- **Dependencies**: each merged dependency's kind and target, the target named by its job
+  directory (so a target that was resubmitted is a changed dependency) or, for a job id
+  given as text, by that id.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import cloudpickle
+
+from .dependency import Dependency
+from .handle import Handle
+from .pickling import by_value
+
+_SCALARS = (int, float, str, bytes, bool, type(None), complex)
+#: How deep the walk into nested data and referenced functions goes (deeper: by pickle).
+_MAX_DEPTH = 40
+
+
+def _tag(h: Any, text: str) -> None:
+    data = text.encode("utf-8", "surrogatepass")
+    h.update(len(data).to_bytes(8, "little"))
+    h.update(data)
+
+
+# -- functions --------------------------------------------------------------------------------
+def function_digest(fn: Callable[..., Any]) -> str:
+    """The digest of what ``fn`` does (see the module's notes)."""
+    h = hashlib.sha256()
+    _feed_callable(h, fn, set(), getattr(fn, "__module__", None), 0)
+    return h.hexdigest()
+
+
+def _feed_callable(h: Any, obj: Any, seen: set[int], home: str | None, depth: int) -> None:
+    if id(obj) in seen:
+        _tag(h, f"again:{getattr(obj, '__qualname__', type(obj).__name__)}")
+        return
+    seen.add(id(obj))
+    if isinstance(obj, types.FunctionType):
+        _tag(h, f"function:{obj.__qualname__}")
+        _feed_code(h, obj.__code__, obj.__globals__, seen, home, depth)
+        _tag(h, "defaults")
+        _feed_value(h, obj.__defaults__, seen, home, depth + 1)
+        _feed_value(h, obj.__kwdefaults__, seen, home, depth + 1)
+        for cell in obj.__closure__ or ():
+            try:
+                contents = cell.cell_contents
+            except ValueError:  # an empty cell
+                _tag(h, "empty cell")
+                continue
+            _feed_reference(h, contents, seen, home, depth + 1)
+    elif isinstance(obj, types.MethodType):
+        _tag(h, "method")
+        _feed_callable(h, obj.__func__, seen, home, depth + 1)
+        _feed_value(h, obj.__self__, seen, home, depth + 1)
+    elif isinstance(obj, functools.partial):
+        _tag(h, "partial")
+        _feed_reference(h, obj.func, seen, home, depth + 1)
+        _feed_value(h, obj.args, seen, home, depth + 1)
+        _feed_value(h, obj.keywords, seen, home, depth + 1)
+    elif isinstance(obj, type):
+        _tag(h, f"class:{obj.__module__}.{obj.__qualname__}")
+        for base in obj.__bases__:
+            _feed_reference(h, base, seen, home, depth + 1)
+        for name, member in sorted(vars(obj).items()):
+            if isinstance(member, (staticmethod, classmethod)):
+                member = member.__func__
+            if isinstance(member, property):
+                member = member.fget
+            if isinstance(member, (types.FunctionType, type)):
+                _tag(h, f"member:{name}")
+                _feed_callable(h, member, seen, home, depth + 1)
+    else:  # a callable object: its class's code and its own state
+        _tag(h, "instance")
+        _feed_callable(h, type(obj), seen, home, depth + 1)
+        _feed_value(h, obj, seen, home, depth + 1, walk_objects=False)
+
+
+def _feed_code(
+    h: Any,
+    code: types.CodeType,
+    namespace: dict[str, Any],
+    seen: set[int],
+    home: str | None,
+    depth: int,
+) -> None:
+    _tag(h, "code")
+    h.update(code.co_code)
+    _tag(
+        h,
+        repr(
+            (
+                code.co_argcount,
+                code.co_posonlyargcount,
+                code.co_kwonlyargcount,
+                code.co_flags,
+                code.co_names,
+                code.co_varnames,
+                code.co_freevars,
+                code.co_cellvars,
+            )
+        ),
+    )
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _feed_code(h, const, namespace, seen, home, depth + 1)
+        else:
+            _feed_value(h, const, seen, home, depth + 1)
+    for name in code.co_names:  # globals it reads (and attribute names: harmless extras)
+        if name in namespace:
+            _tag(h, f"global:{name}")
+            _feed_reference(h, namespace[name], seen, home, depth + 1)
+
+
+def _feed_reference(h: Any, value: Any, seen: set[int], home: str | None, depth: int) -> None:
+    """Something a function refers to: followed into when it is the user's own code."""
+    if isinstance(value, types.ModuleType):
+        _tag(h, f"module:{value.__name__}")
+        return
+    if isinstance(value, (types.FunctionType, type, functools.partial, types.MethodType)):
+        module = getattr(value, "__module__", None)
+        if depth < _MAX_DEPTH and (module == home or by_value(value)):
+            _feed_callable(h, value, seen, home, depth)
+        else:
+            _tag(h, f"ref:{module}.{getattr(value, '__qualname__', repr(value))}")
+        return
+    if isinstance(value, types.BuiltinFunctionType):
+        _tag(h, f"builtin:{getattr(value, '__module__', '')}.{value.__qualname__}")
+        return
+    if type(value).__module__.split(".")[0] == "slurmscope":
+        # a Task, a Cluster, a handle: named by its kind (its state is not the code)
+        _tag(h, f"slurmscope:{type(value).__qualname__}:{getattr(value, 'name', '')}")
+        return
+    _feed_value(h, value, seen, home, depth)
+
+
+# -- data ------------------------------------------------------------------------------------
+def _feed_value(
+    h: Any,
+    value: Any,
+    seen: set[int] | None,
+    home: str | None,
+    depth: int,
+    *,
+    walk_objects: bool = True,
+) -> None:
+    kind = type(value)
+    if kind in _SCALARS:
+        _tag(h, f"{kind.__name__}:{value!r}")
+        return
+    if isinstance(value, Handle):
+        what = "all" if value.whole_array else str(value.indices.start)
+        _tag(h, f"job:{value.directory}:{what}")
+        return
+    if depth < _MAX_DEPTH and walk_objects:
+        if kind in (list, tuple):
+            _tag(h, f"{kind.__name__}:{len(value)}")
+            for v in value:
+                _feed_value(h, v, seen, home, depth + 1)
+            return
+        if kind is dict:
+            _tag(h, f"dict:{len(value)}")
+            for k, v in value.items():
+                _feed_value(h, k, seen, home, depth + 1)
+                _feed_value(h, v, seen, home, depth + 1)
+            return
+        if kind in (set, frozenset):
+            parts = sorted(value_digest(v) for v in value)
+            _tag(h, f"{kind.__name__}:{','.join(parts)}")
+            return
+        if seen is not None and isinstance(value, (types.FunctionType, type)):
+            _feed_reference(h, value, seen, home, depth)
+            return
+    try:
+        blob = cloudpickle.dumps(value, protocol=5)
+    except Exception:  # noqa: BLE001 - not picklable: its type is all that is known
+        _tag(h, f"unpicklable:{kind.__module__}.{kind.__qualname__}")
+        return
+    _tag(h, f"pickle:{kind.__module__}.{kind.__qualname__}")
+    h.update(hashlib.sha256(blob).digest())
+
+
+def value_digest(value: Any) -> str:
+    """The digest of ``value`` walked as data (see the module's notes)."""
+    h = hashlib.sha256()
+    _feed_value(h, value, None, None, 0)
+    return h.hexdigest()
+
+
+def arguments_digest(calls: Sequence[Any], array: bool) -> str:
+    """The digest of a submission's arguments: ``calls`` is ``[(args, kwargs)]`` for one
+    call, the items for a map. Plain scalar items (the common large map) go by one fast
+    pass over their pickles."""
+    h = hashlib.sha256()
+    _tag(h, f"array:{array}:{len(calls)}")
+    if _plain(calls):
+        # Scalars in lists, tuples and dicts only: their repr is exact and the same in every
+        # process (one C call for the whole map, where walking it item by item costs ~10x).
+        _tag(h, "plain")
+        h.update(repr(calls).encode("utf-8", "surrogatepass"))
+        return h.hexdigest()
+    for call in calls:
+        _feed_value(h, call, None, None, 0)
+    return h.hexdigest()
+
+
+_CONTAINERS = (list, tuple, dict)
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` holds nothing but the exact scalar types in lists, tuples and
+    dicts (no sets, whose order varies between processes; no subclasses, no handles)."""
+    stack = [value]
+    scalars = _SCALARS
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind in scalars:
+            continue
+        if kind is dict:
+            stack.extend(item)
+            stack.extend(item.values())
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        else:
+            return False
+    return True
+
+
+def dependencies_digest(dependencies: Sequence[Dependency]) -> str:
+    """The digest of the dependency shape: each dependency's kind and target, in order."""
+    h = hashlib.sha256()
+    for dep in dependencies:
+        target = dep.target
+        if target is None:
+            _tag(h, f"{dep.kind}:{dep.target_id}")
+        else:
+            what = "all" if target.whole_array else str(target.indices.start)
+            _tag(h, f"{dep.kind}:{target.directory}:{what}")
+    return h.hexdigest()

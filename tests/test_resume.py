@@ -1,0 +1,520 @@
+"""Resume (issue 14, part 3): a run's ledger, and a resumed run matched against it.
+
+The pipeline tests run a three-stage driver script in a process of its own, on local and on
+the real Slurm 25.11 cluster (sbatch and pyslurm), and count what was submitted from the
+scheduler (``squeue`` by job name) and what ran from files the tasks write, never from
+slurmscope's own ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import driver_result
+
+import slurmscope
+from slurmscope import ledger
+from slurmscope.fingerprint import arguments_digest, function_digest, value_digest
+
+PIPELINE = r"""
+import json, os, sys, time
+import structlog
+import slurmscope
+
+backend, root, tag, folder = sys.argv[1:5]
+events = []
+
+
+def keep(logger, method, event_dict):
+    if event_dict["event"].startswith("slurmscope.resume."):
+        events.append([event_dict["event"], event_dict["task"], event_dict["reason"]])
+    raise structlog.DropEvent
+
+
+structlog.configure(processors=[keep])
+cluster = slurmscope.Cluster(backend, root=root)  # the run and resume come from the environment
+
+
+def note(stage, value):
+    with open(os.path.join(folder, "ran-" + stage), "a") as fh:
+        fh.write(f"{value}\n")
+
+
+def gate(name):
+    deadline = time.time() + 180
+    while os.path.exists(os.path.join(folder, name)) and time.time() < deadline:
+        time.sleep(0.2)
+
+
+@slurmscope.task(job_name=tag + "-one")
+def one(x):
+    gate("hold-one")
+    note("one", x)
+    if os.path.exists(os.path.join(folder, f"fail-one-{x}")):
+        raise RuntimeError(f"one({x}) was told to fail")
+    return x + 1
+
+
+if os.environ.get("VARIANT") == "changed":
+
+    @slurmscope.task(job_name=tag + "-two")
+    def two(xs, k):
+        note("two", k)
+        return 1000 + sum(xs) * k
+
+else:
+
+    @slurmscope.task(job_name=tag + "-two")
+    def two(xs, k):
+        note("two", k)
+        if os.path.exists(os.path.join(folder, "fail-two")):
+            raise RuntimeError("two was told to fail")
+        gate("hold-two")
+        return sum(xs) * k
+
+
+@slurmscope.task(job_name=tag + "-three")
+def three(y):
+    note("three", y)
+    return y + 1
+
+
+a = one.map([1, 2, 3])
+if os.environ.get("RELEASE_ONE"):
+    os.unlink(os.path.join(folder, "hold-one"))
+restarted = int(os.environ.get("SLURM_RESTART_COUNT") or 0)  # a requeued driver job
+if os.environ.get("STOP_AFTER_ONE") and not restarted:
+    if backend == "local":
+        a.wait()  # the embedded scheduler dies with its driver: let stage one end first
+    print("STAGE-ONE", a.job_id, flush=True)
+    time.sleep(600)  # killed here
+b = two(a, int(os.environ.get("K", "1")))
+if os.environ.get("CANCEL_TWO"):
+    while b.state == "PENDING":
+        time.sleep(0.2)
+    b.cancel()
+c = three(b)
+try:
+    result = c.get_result(timeout=240)
+except slurmscope.JobError as exc:
+    result = "error: " + type(exc).__name__
+ids = {"one": a.job_id, "two": b.job_id, "three": c.job_id}
+ones = a.get_results(return_exceptions=True)
+ones = [x if isinstance(x, int) else type(x).__name__ for x in ones]
+print("RESULT " + json.dumps({"result": result, "ids": ids, "events": events, "ones": ones}))
+cluster.close()
+"""
+
+
+class Pipeline:
+    """The pipeline script of one test, its run, and what the scheduler and tasks saw."""
+
+    def __init__(self, backend: str, env: dict[str, str], tmp_path: Path) -> None:
+        self.backend = backend
+        self.tag = f"rs{uuid.uuid4().hex[:8]}"
+        self.folder = tmp_path / "marks"
+        self.folder.mkdir()
+        self.script = tmp_path / "pipeline.py"
+        self.script.write_text(PIPELINE)
+        self.root = tmp_path / "jobs"
+        self.env = {**env, ledger.ENV_RUN: self.tag}
+        self.env.pop(ledger.ENV_RESUME, None)
+
+    @property
+    def args(self) -> list[str]:
+        return [sys.executable, str(self.script), self.backend, str(self.root), self.tag]
+
+    def run(self, resume: bool = False, **env: str) -> dict[str, Any]:
+        full = {**self.env, **env}
+        if resume:
+            full[ledger.ENV_RESUME] = "1"
+        return driver_result([*self.args, str(self.folder)], env=full, timeout=400)
+
+    def ran(self, stage: str) -> list[str]:
+        """What the tasks of ``stage`` ran with, one line per execution."""
+        path = self.folder / f"ran-{stage}"
+        return path.read_text().split() if path.exists() else []
+
+    def assert_submitted(self, one: int, two: int, three: int) -> None:
+        """How many scheduler jobs (arrays count once) each stage had, from the scheduler:
+        ``squeue`` by job name on Slurm (it keeps ended jobs for MinJobAge, 300 s); on local
+        the embedded scheduler's own record of every job it was given (``job-<id>.json``
+        under ``ROOT/.local``, names not kept: the total)."""
+        if self.backend == "local":
+            jobs = list((self.root / ".local").glob("job-*.json"))
+            assert len(jobs) == one + two + three, sorted(j.name for j in jobs)
+            return
+        assert [self.submitted(s) for s in ("one", "two", "three")] == [one, two, three]
+
+    def submitted(self, stage: str) -> int:
+        """How many Slurm jobs carry the name of ``stage`` (``squeue``)."""
+        out = subprocess.run(
+            ["squeue", "-h", "-t", "all", f"--name={self.tag}-{stage}", "-o", "%i"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return len({line.split("_")[0] for line in out.split()})
+
+
+def decisions(out: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """task -> (reused/resubmitted, reason) from the resumed driver's events."""
+    found = {task: (event.rsplit(".", 1)[1], reason) for event, task, reason in out["events"]}
+    assert found, out
+    return found
+
+
+@pytest.fixture
+def pipeline(backend: str, driver_env: dict[str, str], tmp_path: Path) -> Pipeline:
+    return Pipeline(backend, driver_env, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_killed_driver_resumed_submits_stage_one_once(pipeline: Pipeline) -> None:
+    p = pipeline
+    if p.backend != "local":
+        (p.folder / "hold-one").touch()  # stage one is still running when the run resumes
+    proc = subprocess.Popen(
+        [*p.args, str(p.folder)],
+        env={**p.env, "STOP_AFTER_ONE": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("STAGE-ONE "), (line, proc.stderr and proc.stderr.read())
+        first_id = line.split()[1]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+    out = p.run(resume=True, RELEASE_ONE="1" if p.backend != "local" else "")
+    assert out["result"] == (2 + 3 + 4) + 1
+    assert out["ids"]["one"] == first_id
+    found = decisions(out)
+    assert found["one"][0] == "reused"
+    if p.backend != "local":  # reattached to a job that was still running or pending
+        assert found["one"][1] == "unchanged, earlier job not ended", found
+    p.assert_submitted(1, 1, 1)
+    assert found["two"] == ("resubmitted", ledger.NOT_IN_EARLIER)
+    assert found["three"] == ("resubmitted", ledger.NOT_IN_EARLIER)
+    assert sorted(p.ran("one")) == ["1", "2", "3"]  # each item ran once
+    assert p.ran("two") == ["1"] and p.ran("three") == ["9"]
+
+
+@pytest.mark.slow
+def test_a_changed_function_resubmits_its_stage_and_what_depends_on_it(
+    pipeline: Pipeline,
+) -> None:
+    p = pipeline
+    first = p.run()
+    assert first["result"] == 10 and first["events"] == []
+    changed = p.run(resume=True, VARIANT="changed")
+    assert changed["result"] == 1000 + 9 + 1
+    assert decisions(changed) == {
+        "one": ("reused", "unchanged, earlier job succeeded"),
+        "two": ("resubmitted", ledger.FUNCTION_CHANGED),
+        "three": ("resubmitted", ledger.DEPENDENCY_CHANGED),
+    }
+    assert changed["ids"]["one"] == first["ids"]["one"]
+    assert changed["ids"]["two"] != first["ids"]["two"]
+    # resumed once more with the same change: the latest submissions are reused
+    again = p.run(resume=True, VARIANT="changed")
+    assert again["ids"] == changed["ids"] and again["result"] == changed["result"]
+    assert {d for d, _ in decisions(again).values()} == {"reused"}
+    p.assert_submitted(1, 2, 2)
+    assert sorted(p.ran("one")) == ["1", "2", "3"]
+    assert len(p.ran("two")) == 2 and len(p.ran("three")) == 2
+
+
+@pytest.mark.slow
+def test_changed_arguments_resubmit_their_stage_and_what_depends_on_it(
+    pipeline: Pipeline,
+) -> None:
+    p = pipeline
+    assert p.run()["result"] == 10
+    out = p.run(resume=True, K="2")
+    assert out["result"] == 19
+    assert decisions(out) == {
+        "one": ("reused", "unchanged, earlier job succeeded"),
+        "two": ("resubmitted", ledger.ARGUMENTS_CHANGED),
+        "three": ("resubmitted", ledger.DEPENDENCY_CHANGED),
+    }
+    p.assert_submitted(1, 2, 2)
+    assert p.ran("two") == ["1", "2"] and len(p.ran("one")) == 3
+
+
+@pytest.mark.slow
+def test_a_failed_task_is_resubmitted(pipeline: Pipeline) -> None:
+    p = pipeline
+    (p.folder / "fail-two").touch()
+    first = p.run()
+    assert first["result"].startswith("error: "), first
+    assert p.ran("three") == []  # cancelled by the scheduler: its dependency failed
+    (p.folder / "fail-two").unlink()
+    out = p.run(resume=True)
+    assert out["result"] == 10
+    assert decisions(out) == {
+        "one": ("reused", "unchanged, earlier job succeeded"),
+        "two": ("resubmitted", ledger.EARLIER_FAILED),
+        "three": ("resubmitted", ledger.DEPENDENCY_CHANGED),
+    }
+    p.assert_submitted(1, 2, 2)
+    assert len(p.ran("one")) == 3 and len(p.ran("two")) == 2 and p.ran("three") == ["9"]
+
+
+@pytest.mark.slow
+def test_an_array_with_a_failed_task_runs_only_that_task_again(pipeline: Pipeline) -> None:
+    p = pipeline
+    (p.folder / "fail-one-2").touch()
+    first = p.run()
+    assert first["result"].startswith("error: ") and first["ones"] == [2, "TaskFailedError", 4]
+    (p.folder / "fail-one-2").unlink()
+    out = p.run(resume=True)
+    assert out["result"] == 10 and out["ones"] == [2, 3, 4]
+    assert decisions(out) == {
+        "one": ("resubmitted", ledger.EARLIER_FAILED),
+        "two": ("resubmitted", ledger.DEPENDENCY_CHANGED),
+        "three": ("resubmitted", ledger.DEPENDENCY_CHANGED),
+    }
+    assert sorted(p.ran("one")) == ["1", "2", "2", "3"]  # only the failed item ran again
+    p.assert_submitted(2, 2, 2)
+    if p.backend != "local":  # the second array has one task, the failed item's
+        tasks = subprocess.run(
+            ["squeue", "-h", "-r", "-t", "all", "-j", out["ids"]["one"], "-o", "%i"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert tasks == [f"{out['ids']['one']}_1"], tasks
+    again = p.run(resume=True)  # the array made of reused and rerun tasks is reused whole
+    assert again["ids"] == out["ids"] and again["ones"] == [2, 3, 4]
+    assert {d for d, _ in decisions(again).values()} == {"reused"}
+
+
+@pytest.mark.slow
+def test_a_cancelled_task_is_resubmitted(pipeline: Pipeline) -> None:
+    p = pipeline
+    (p.folder / "hold-two").touch()  # two runs until the driver cancels it
+    first = p.run(CANCEL_TWO="1")
+    assert first["result"].startswith("error: "), first
+    (p.folder / "hold-two").unlink()
+    out = p.run(resume=True)
+    assert out["result"] == 10
+    assert decisions(out) == {
+        "one": ("reused", "unchanged, earlier job succeeded"),
+        "two": ("resubmitted", ledger.EARLIER_CANCELLED),
+        "three": ("resubmitted", ledger.DEPENDENCY_CHANGED),
+    }
+    p.assert_submitted(1, 2, 2)
+    assert p.ran("three") == ["9"]
+
+
+@pytest.mark.slow
+@pytest.mark.backends("sbatch")
+def test_a_driver_job_that_slurm_requeues_resumes_its_run(pipeline: Pipeline) -> None:
+    """The driver as a Slurm job (``--requeue``), requeued after stage one was submitted:
+    it runs again with ``SLURM_RESTART_COUNT=1`` and resumes its run by itself. Slurm's
+    default requeue delay (120 s on the shared test cluster) makes this test slow."""
+    p = pipeline
+    out_file = p.folder / "driver.out"
+    command = " ".join([*p.args, str(p.folder)])
+    env = {**p.env, "STOP_AFTER_ONE": "1"}
+    driver = (
+        subprocess.run(
+            [
+                "sbatch",
+                "--parsable",
+                "--requeue",
+                "--open-mode=append",
+                f"--job-name={p.tag}-driver",
+                f"--output={out_file}",
+                "--export=ALL",
+                f"--wrap={command}",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .split(";")[0]
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while "STAGE-ONE" not in (out_file.read_text() if out_file.exists() else ""):
+            assert time.monotonic() < deadline, "the driver job did not submit stage one"
+            time.sleep(0.5)
+        subprocess.run(["scontrol", "requeue", driver], check=True)
+        deadline = time.monotonic() + 400
+        while "RESULT " not in out_file.read_text():
+            assert time.monotonic() < deadline, out_file.read_text()[-3000:]
+            time.sleep(2)
+    finally:
+        subprocess.run(["scancel", driver], check=False)
+    text = out_file.read_text()
+    out = json.loads(next(x for x in text.splitlines() if x.startswith("RESULT "))[7:])
+    assert out["result"] == 10
+    first_id = next(x for x in text.splitlines() if x.startswith("STAGE-ONE ")).split()[1]
+    assert out["ids"]["one"] == first_id
+    assert decisions(out)["one"][0] == "reused"
+    p.assert_submitted(1, 1, 1)
+    assert sorted(p.ran("one")) == ["1", "2", "3"]
+
+
+# -- in one process, on local ------------------------------------------------------------------
+def _double(x: int) -> int:
+    return 2 * x
+
+
+def test_resume_in_python_with_threads_and_handles(tmp_path: Path) -> None:
+    """Cluster(run=, resume=True): the nth of identical submissions matches the nth of the
+    earlier run; submissions from threads match whatever order the threads ran in; a
+    reused handle is a handle like any other (dependencies, results, explain); the
+    ledger says what each attempt did."""
+    root = tmp_path / "jobs"
+    double = slurmscope.task(_double)
+    add = slurmscope.task(_add)
+
+    def pipeline(cluster: slurmscope.Cluster) -> tuple[list[Any], dict[int, Any], Any]:
+        arrays = [double.on(cluster).map([1, 2, 3]) for _ in range(3)]  # one key, thrice
+        with ThreadPoolExecutor(4) as pool:
+            futures = {i: pool.submit(double.on(cluster).map, [i]) for i in range(4)}
+            threaded = {i: f.result() for i, f in futures.items()}
+        total = add.on(cluster)(arrays[0], arrays[2])
+        return arrays, threaded, total
+
+    first_cluster = slurmscope.Cluster("local", root=root, run="py", set_as_default=False)
+    assert first_cluster.run == "py"
+    arrays, threaded, total = pipeline(first_cluster)
+    assert total.get_result(timeout=60) == [2, 4, 6, 2, 4, 6]
+    for array in [*arrays, *threaded.values()]:  # closing cancels what still runs
+        array.wait(timeout=60)
+    first_cluster.close()
+    with pytest.raises(slurmscope.RunExistsError, match="resume=True"):
+        slurmscope.Cluster("local", root=root, run="py", set_as_default=False)
+    again = slurmscope.Cluster("local", root=root, run="py", resume=True, set_as_default=False)
+    # another cluster of the same driver records in the same run (no RunExistsError)
+    beside = slurmscope.Cluster("local", root=root, run="py", set_as_default=False)
+    assert beside.run == "py"
+    beside.close()
+    arrays2, threaded2, total2 = pipeline(again)
+    assert len({a.job_id for a in arrays}) == 3
+    assert [a.job_id for a in arrays2] == [a.job_id for a in arrays]
+    assert {i: a.job_id for i, a in threaded2.items()} == {i: a.job_id for i, a in threaded.items()}
+    assert total2.job_id == total.job_id
+    assert total2.get_result() == [2, 4, 6, 2, 4, 6]
+    assert threaded2[3].get_results() == [6]
+    assert "job passed as argument" in total2.explain()
+    # a reused handle takes dependents like a fresh one
+    follow = add.on(again)(arrays2[1], 1)
+    assert follow.get_result(timeout=60) == [2, 4, 6, 1]
+    manifest = json.loads((Path(follow.directory) / "manifest.json").read_text())
+    assert manifest["run"] == "py"
+    again.close()
+    text = (root / "runs" / "py" / "ledger.jsonl").read_text()
+    lines = [json.loads(x) for x in text.split("\n") if x]
+    assert [(e["attempt"], e["decision"]) for e in lines] == [(1, "new")] * 8 + [
+        (2, "reused")
+    ] * 8 + [(2, "resubmitted")]
+    assert [e["occurrence"] for e in lines[:3]] == [0, 1, 2]
+    assert lines[-1]["reason"] == ledger.NOT_IN_EARLIER
+
+
+def _add(a: Any, b: Any) -> Any:
+    return (a + b) if not isinstance(a, list) else a + ([b] if isinstance(b, int) else b)
+
+
+def test_run_ids_are_checked_before_anything(tmp_path: Path) -> None:
+    for bad in ("a/b", "..", "", "x y", "é"):
+        with pytest.raises(slurmscope.InvalidInputError, match="run id"):
+            slurmscope.Cluster("local", root=tmp_path / "j", run=bad, set_as_default=False)
+    assert not (tmp_path / "j" / "runs").exists()
+    with pytest.raises(slurmscope.InvalidInputError, match="needs a run"):
+        slurmscope.Cluster("local", root=tmp_path / "j", resume=True, set_as_default=False)
+
+
+def test_a_ledger_cut_short_is_read_up_to_its_last_whole_line(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.jsonl"
+    whole = {"key": "k", "directory": "/d", "occurrence": 0}
+    ledger.write_text(json.dumps(whole) + "\n" + '{"key": "k2", "direc')
+    os.chmod(ledger, 0o600)
+    os.chmod(tmp_path, 0o700)
+    assert ledger.read_ledger(ledger) == [whole]
+
+
+def test_what_a_function_digest_sees() -> None:
+    # code that moved (other line numbers) is the same code
+    source = "def f(x):\n    return helper(x)\n\ndef helper(x):\n    return x * 2\n"
+    a: dict[str, Any] = {"__name__": "m"}
+    b: dict[str, Any] = {"__name__": "m"}
+    c: dict[str, Any] = {"__name__": "m"}
+    exec(compile(source, "a.py", "exec"), a)
+    exec(compile("\n\n\n" + source, "b.py", "exec"), b)
+    exec(compile(source.replace("x * 2", "x * 3"), "c.py", "exec"), c)
+    assert function_digest(a["f"]) == function_digest(b["f"])
+    assert function_digest(a["f"]) != function_digest(c["f"])  # a helper it calls changed
+    d: dict[str, Any] = {"__name__": "m"}
+    exec(compile(source.replace("return helper(x)", "return helper(x + 0)"), "d.py", "exec"), d)
+    assert function_digest(a["f"]) != function_digest(d["f"])  # its own code changed
+    e: dict[str, Any] = {"__name__": "m", "SCALE": 2}
+    k: dict[str, Any] = {"__name__": "m", "SCALE": 3}
+    for namespace in (e, k):
+        exec(compile("def f(x):\n    return x * SCALE\n", "e.py", "exec"), namespace)
+    assert function_digest(e["f"]) != function_digest(k["f"])  # a global it reads changed
+
+
+def test_argument_digests_do_not_depend_on_the_process() -> None:
+    code = (
+        "from slurmscope.fingerprint import value_digest, arguments_digest;"
+        "print(value_digest({'a', 'b', 'c', frozenset({'x', 'y'})}),"
+        " arguments_digest([((1, 'a', {'k': 2.5}), {})], False))"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(outs) == 1 and outs.pop().strip()
+    assert value_digest([1, 2]) != value_digest([2, 1])
+    assert arguments_digest([1, 2], True) != arguments_digest([1, 2], False)
+
+
+def test_the_environment_says_which_run_and_whether_to_resume(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in (ledger.ENV_RUN, ledger.ENV_RESUME, "SLURM_RESTART_COUNT"):
+        monkeypatch.delenv(name, raising=False)
+    assert ledger.requested(None, None) == (None, False)
+    assert ledger.requested("a", None) == ("a", False)
+    monkeypatch.setenv(ledger.ENV_RUN, "nightly")
+    assert ledger.requested(None, None) == ("nightly", False)
+    assert ledger.requested("other", None) == ("other", False)  # the argument wins
+    monkeypatch.setenv(ledger.ENV_RESUME, "1")
+    assert ledger.requested(None, None) == ("nightly", True)
+    assert ledger.requested(None, False) == ("nightly", False)  # so does resume=False
+    monkeypatch.setenv(ledger.ENV_RESUME, "0")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # a driver job Slurm requeued
+    assert ledger.requested(None, None) == ("nightly", True)
+    monkeypatch.delenv(ledger.ENV_RUN)
+    assert ledger.requested(None, None) == (None, False)  # no run: nothing to resume
+    monkeypatch.setenv(ledger.ENV_RESUME, "maybe")
+    with pytest.raises(slurmscope.InvalidInputError, match="SLURMSCOPE_RESUME must be 1 or 0"):
+        ledger.requested("x", None)

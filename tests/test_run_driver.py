@@ -1,0 +1,418 @@
+"""``slurmscope run``: a pipeline script submitted as a driver job, on the real Slurm cluster
+(sbatch and pyslurm) and on the local backend (a detached process).
+
+Each test runs the command in a subprocess, as a user would, with the job root of the
+``cluster`` fixture; the test then looks at the scheduler through that cluster (and, on
+Slurm, ``scontrol``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import slurmscope
+from slurmscope.runs import read_run
+
+#: A three-stage pipeline: squares of 0..N-1 (an array), their total, a label of the total.
+PIPELINE = """
+import json, sys, time
+import slurmscope
+
+tag = sys.argv[2]
+
+@slurmscope.task(job_name=tag + "-one")
+def square(x, pause):
+    time.sleep(pause)
+    return x * x
+
+@slurmscope.task(job_name=tag + "-two")
+def total(xs):
+    return sum(xs)
+
+@slurmscope.task(job_name=tag + "-three")
+def label(t, tag):
+    return f"{tag}={t}"
+
+n, pause = int(sys.argv[1]), float(sys.argv[3])
+print("pipeline starting", n, tag, flush=True)
+first = square.map([(i, pause) for i in range(n)])
+print("stage one submitted", first.job_id, flush=True)
+second = total(first)
+third = label(second, tag)
+print("RESULT " + json.dumps({"label": third.get_result(timeout=300)}), flush=True)
+"""
+
+#: Stage one runs for minutes; stage two waits on it.
+SLOW = """
+import sys, time
+import slurmscope
+
+@slurmscope.task
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+
+one = nap(600)
+two = nap.after(one)(1)
+print("submitted", one.job_id, two.job_id, flush=True)
+two.get_result(timeout=900)
+"""
+
+
+def cli(root: Path, env: dict[str, str], *args: str, cwd: Path | None = None) -> Any:
+    """``slurmscope --root ROOT ARGS`` in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "slurmscope.cli", "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+
+
+def ok(proc: Any) -> str:
+    assert proc.returncode == 0, f"{proc.args}\n{proc.stdout}\n{proc.stderr}"
+    return str(proc.stdout)
+
+
+def start(
+    root: Path,
+    env: dict[str, str],
+    backend: str,
+    script: Path,
+    *args: str,
+    extra: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    out = ok(
+        cli(
+            root,
+            env,
+            "run",
+            "--json",
+            "--backend",
+            backend,
+            *extra,
+            script.name,
+            *args,
+            cwd=script.parent,
+        )
+    )
+    found: dict[str, Any] = json.loads(out)
+    assert found["driver_job"] and found["run"], out
+    return found
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 180.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def status(root: Path, env: dict[str, str], job: str) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(ok(cli(root, env, "--json", "status", job)))
+    return found
+
+
+def driver_ended(root: Path, env: dict[str, str], job: str) -> dict[str, Any] | None:
+    now = status(root, env, job)
+    states = [t["state"] for t in now["tasks"]]
+    ended = states and all(s in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT") for s in states)
+    return now if ended else None
+
+
+def scheduler_state(cluster: slurmscope.Cluster, backend: str, job_id: str) -> str:
+    """The state of ``job_id`` as the scheduler says it: ``scontrol`` on Slurm, the local
+    scheduler's record (through a handle) on local."""
+    if backend == "local":
+        job = cluster.attach(job_id)
+        job.refresh()
+        return str(job.task_rows()[0][2])
+    out = subprocess.run(
+        ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, check=True
+    ).stdout
+    match = re.search(r"JobState=(\S+)", out)
+    assert match, out
+    return match.group(1)
+
+
+def test_run_pipeline_as_driver_job(
+    cluster: slurmscope.Cluster, backend: str, driver_env: dict[str, str], tmp_path: Path
+) -> None:
+    root = cluster.root
+    script = tmp_path / "pipeline.py"
+    script.write_text(PIPELINE)
+    started = start(root, driver_env, backend, script, "4", "hello", "0", extra=("--requeue",))
+    driver, run_id = started["driver_job"], started["run"]
+    if backend != "local":  # --requeue: Slurm may requeue the driver job (node failure)
+        shown = subprocess.run(
+            ["scontrol", "show", "job", "-o", driver], capture_output=True, text=True, check=True
+        ).stdout
+        assert "Requeue=1" in shown, shown
+    done = wait_for("the driver job to end", lambda: driver_ended(root, driver_env, driver))
+    assert [t["state"] for t in done["tasks"]] == ["COMPLETED"], done
+
+    # The run's record, and the submissions it made: three, each naming the driver job.
+    record = read_run(root, run_id)
+    assert record is not None
+    assert record["script"] == "pipeline.py" and record["args"] == ["4", "hello", "0"]
+    assert record["cwd"] == str(tmp_path) and record["backend"] == backend
+    assert [d["job_id"] for d in record["drivers"]] == [driver]
+    stages = done["driver_of"]["submissions"]
+    assert [s["name"] for s in stages] == ["square", "total", "label"], stages
+    for stage in stages:
+        manifest = json.loads((Path(stage["directory"]) / "manifest.json").read_text())
+        assert manifest["driver_job"] == driver and manifest["run"] == run_id
+        assert manifest["backend"] == backend
+    # Their results, read through the scheduler the test holds.
+    square, total, label = (cluster.attach(Path(s["directory"])) for s in stages)
+    assert isinstance(square, slurmscope.ArrayJob)
+    assert square.get_results(timeout=60) == [0, 1, 4, 9]
+    assert total.get_result(timeout=60) == 14
+    assert label.get_result(timeout=60) == "hello=14"
+
+    # status: the tree driver -> stages -> tasks.
+    text = ok(cli(root, driver_env, "status", driver))
+    ids = [s["job_ids"][0] for s in stages]
+    tree = [
+        f"driver job {driver}  COMPLETED 1  (run {run_id})",
+        f"├── square  job {ids[0]}  COMPLETED 4",
+        f"│   ├── 0  {ids[0]}_0  COMPLETED",
+        f"│   └── 3  {ids[0]}_3  COMPLETED",
+        f"├── total  job {ids[1]}  COMPLETED 1",
+        f"│   └── 0  {ids[1]}  COMPLETED",
+        f"└── label  job {ids[2]}  COMPLETED 1",
+        f"    └── 0  {ids[2]}  COMPLETED",
+    ]
+    for shown in (text, ok(cli(root, driver_env, "runs", run_id))):  # runs RUN: the same tree
+        lines = shown.splitlines()
+        positions = [lines.index(line) for line in tree]  # ValueError: a line is missing
+        assert positions == sorted(positions), shown
+    # explain names the driver job as the origin of each submission.
+    for job_id in ids:
+        said = ok(cli(root, driver_env, "explain", job_id))
+        assert f"submitted by driver job {driver} of run {run_id}" in said, said
+    # logs: what the script printed.
+    logs = ok(cli(root, driver_env, "logs", driver))
+    assert "pipeline starting 4 hello" in logs and 'RESULT {"label": "hello=14"}' in logs, logs
+    # runs lists the run with its driver job.
+    runs = json.loads(ok(cli(root, driver_env, "--json", "runs")))
+    assert [(r["id"], [d["job_id"] for d in r["drivers"]]) for r in runs] == [(run_id, [driver])]
+    assert runs[0]["drivers"][0]["state"] == "COMPLETED 1"
+
+
+def test_cancel_all_stops_the_driver_and_what_it_submitted(
+    cluster: slurmscope.Cluster, backend: str, driver_env: dict[str, str], tmp_path: Path
+) -> None:
+    root = cluster.root
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW)
+    driver = start(root, driver_env, backend, script)["driver_job"]
+    stages = wait_for(
+        "two submissions",
+        lambda: len(s := status(root, driver_env, driver)["driver_of"]["submissions"]) == 2 and s,
+    )
+    one, two = (s["job_ids"][0] for s in stages)
+    if backend == "local":  # the driver's own scheduler runs them: their processes say
+        wait_for("stage one to run", lambda: _local_pid(root, one))
+        assert _local_pid(root, two) is None
+        assert scheduler_state(cluster, backend, two) == "UNKNOWN"  # not ended
+    else:
+        wait_for("stage one to run", lambda: scheduler_state(cluster, backend, one) == "RUNNING")
+        assert scheduler_state(cluster, backend, two) == "PENDING"
+    said = ok(cli(root, driver_env, "cancel", "--all", driver))
+    assert f"cancelled 3 job(s) of driver job {driver}" in said, said
+    for job_id in (driver, one, two):
+        wait_for(
+            f"job {job_id} cancelled",
+            lambda j=job_id: scheduler_state(cluster, backend, j) == "CANCELLED",
+            timeout=60,
+        )
+    if backend == "local":
+        assert not [j for j in (driver, one, two) if _local_pid(root, j)]
+    again = ok(cli(root, driver_env, "cancel", "--all", driver))
+    assert "had already ended" in again, again
+
+
+@pytest.mark.backends("local", "sbatch")
+def test_bad_input_is_refused_before_anything_is_submitted(
+    cluster: slurmscope.Cluster, backend: str, driver_env: dict[str, str], tmp_path: Path
+) -> None:
+    root = cluster.root
+    script = tmp_path / "pipeline.py"
+    script.write_text(PIPELINE)
+    cases = {
+        ("run", "--backend", backend, "missing.py"): "no script missing.py in",
+        ("run", "--backend", backend, str(tmp_path)): "(it is a directory)",
+        ("run", "--backend", backend, "--cpus-per-task", "999", "pipeline.py"): "cpus_per_task=999",
+        ("run", "--backend", backend, "--mem", "lots", "pipeline.py"): "invalid memory 'lots'",
+        ("run", "--backend", backend, "--run-id", "a/b", "pipeline.py"): "invalid run id 'a/b'",
+        ("run", "--resume", ".."): "invalid run id '..'",
+        ("run", "--resume", "never-ran"): "no run never-ran under",
+        ("run", "--backend", backend): "give the script to run",
+    }
+    for argv, message in cases.items():
+        proc = cli(root, driver_env, *argv, cwd=tmp_path)
+        assert proc.returncode != 0 and message in proc.stderr, (argv, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    left = [p.name for p in root.iterdir() if p.name not in (".local",)] if root.exists() else []
+    assert not [p for p in left if p not in ("by-id", "runs")], left
+    assert not list(root.glob("runs/*")), list(root.glob("runs/*"))
+    # A run id taken already: refused too, the run left as it was.
+    first = start(root, driver_env, backend, script, "1", "x", "0", extra=("--run-id", "taken"))
+    done = wait_for("the driver", lambda: driver_ended(root, driver_env, first["driver_job"]))
+    stage = done["driver_of"]["submissions"][0]["job_ids"][0]
+    proc = cli(root, driver_env, "cancel", "--all", stage)
+    assert proc.returncode == 1 and "is not a driver job" in proc.stderr, proc.stderr
+    before = (root / "runs" / "taken" / "run.json").read_text()
+    proc = cli(
+        root,
+        driver_env,
+        "run",
+        "--backend",
+        backend,
+        "--run-id",
+        "taken",
+        "pipeline.py",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1 and "run taken already exists" in proc.stderr, proc.stderr
+    assert (root / "runs" / "taken" / "run.json").read_text() == before
+
+
+#: A driver whose one stage submits a job of its own from inside its task.
+NESTED = """
+import slurmscope
+
+@slurmscope.task
+def child(x):
+    return x + 1
+
+@slurmscope.task
+def parent(x):
+    slurmscope.Cluster()  # in the task: the default cluster of its submissions
+    return child(x).get_result(timeout=60)
+
+print("RESULT", parent(41).get_result(timeout=120), flush=True)
+"""
+
+
+@pytest.mark.backends("local")
+def test_only_the_driver_s_own_submissions_name_it(
+    cluster: slurmscope.Cluster, backend: str, driver_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A job submitted from inside a stage of the run is that stage's, not the driver's.
+    (Local only: child submissions on Slurm are another change's, issue 14 part 2.)"""
+    root = cluster.root
+    script = tmp_path / "nested.py"
+    script.write_text(NESTED)
+    driver = start(root, driver_env, backend, script)["driver_job"]
+    done = wait_for("the driver job", lambda: driver_ended(root, driver_env, driver))
+    assert [t["state"] for t in done["tasks"]] == ["COMPLETED"], done
+    assert "RESULT 42" in ok(cli(root, driver_env, "logs", driver))
+    by_name = {
+        m["name"]: m for m in (json.loads(p.read_text()) for p in root.glob("*/manifest.json"))
+    }
+    assert sorted(by_name) == ["child", "driver:nested.py", "parent"], sorted(by_name)
+    assert by_name["parent"]["driver_job"] == driver
+    assert by_name["child"]["driver_job"] is None and by_name["child"]["run"] is None
+    assert by_name["driver:nested.py"]["driver_job"] is None
+    stages = done["driver_of"]["submissions"]
+    assert [s["name"] for s in stages] == ["parent"], stages
+
+
+def test_resume_after_the_driver_was_killed(
+    cluster: slurmscope.Cluster, backend: str, driver_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The issue's test: a run whose driver job is killed after stage one was submitted
+    finishes when resumed (`slurmscope run --resume RUN`), with stage one submitted once."""
+    root = cluster.root
+    script = tmp_path / "pipeline.py"
+    script.write_text(PIPELINE)
+    tag = f"rs{os.getpid()}x{time.time_ns() % 10**6}"
+    started = start(root, driver_env, backend, script, "3", tag, "8")
+    driver, run_id = started["driver_job"], started["run"]
+    wait_for(
+        "stage one",
+        lambda: status(root, driver_env, driver)["driver_of"]["submissions"],
+    )
+    if backend == "local":
+        # The embedded scheduler lives in the driver's process: what it has not finished
+        # when that process dies is lost with it (docs/pipelines.md), so stage one ends first.
+        one = status(root, driver_env, driver)["driver_of"]["submissions"][0]["job_ids"][0]
+        wait_for(
+            "stage one to end",
+            lambda: all(t["state"] == "COMPLETED" for t in status(root, driver_env, one)["tasks"]),
+        )
+        pid = wait_for("the driver's process", lambda: _local_pid(root, driver))
+        os.kill(pid, signal.SIGKILL)
+    else:
+        subprocess.run(["scancel", driver], check=True)
+    wait_for("the driver job to end", lambda: driver_ended(root, driver_env, driver))
+    resumed = json.loads(
+        ok(cli(root, driver_env, "run", "--json", "--resume", run_id, cwd=tmp_path))
+    )
+    assert resumed["run"] == run_id and resumed["driver_job"] != driver
+    done = wait_for(
+        "the resumed driver", lambda: driver_ended(root, driver_env, resumed["driver_job"]), 300
+    )
+    assert [t["state"] for t in done["tasks"]] == ["COMPLETED"], done
+    assert f'RESULT {{"label": "{tag}=5"}}' in ok(
+        cli(root, driver_env, "logs", resumed["driver_job"])
+    )
+    assert _submitted(backend, root, f"{tag}-one") == 1
+
+
+def _local_pid(root: Path, job_id: str) -> int | None:
+    """The process of the local job ``job_id`` of ``root`` (its worker), if it runs."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        here = f"SLURMSCOPE_JOB_DIR={root}{os.sep}".encode()
+        if (
+            b"slurmscope.worker" in cmdline
+            and f"SLURM_JOB_ID={job_id}".encode() in environ
+            and any(e.startswith(here) for e in environ)
+        ):
+            return int(entry.name)
+    return None
+
+
+def _submitted(backend: str, root: Path, name: str) -> int:
+    """How many jobs named ``name`` the scheduler got (Slurm: every job it still knows,
+    ended ones included; local: its records, through the job directories)."""
+    if backend == "local":
+        count = 0
+        for manifest in root.glob("*/manifest.json"):
+            data = json.loads(manifest.read_text())
+            count += data["resources"].get("job_name") == name and bool(data["parts"])
+        return count
+    out = subprocess.run(
+        ["squeue", "--states=all", "-h", "-n", name, "-o", "%F"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return len(set(out.split()))
