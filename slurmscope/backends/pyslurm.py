@@ -229,7 +229,7 @@ class PyslurmBackend(Backend):
                 fields["nodes"] = f"1-{most}"
         pyslurm = self._pyslurm
 
-        tasks = spec.array.size if spec.array else 1
+        tasks = len(spec.array.indices) if spec.array else 1
 
         def submit() -> int:
             # A new description every attempt, and dependencies as a string: pyslurm

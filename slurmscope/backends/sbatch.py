@@ -340,7 +340,7 @@ class SbatchBackend(Backend):
         :class:`ClusterFullError` if that is because it holds ``MaxJobCount`` jobs (trying
         again would only wait two more minutes per attempt)."""
         capacity = self.job_capacity(count=True)
-        tasks = spec.array.size if spec.array else 1
+        tasks = len(spec.array.indices) if spec.array else 1
         problem = None if capacity is None else limits.job_count_refusal(tasks, capacity)
         if problem:
             raise ClusterFullError(spec.name, problem, self.kind)
