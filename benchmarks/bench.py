@@ -81,10 +81,14 @@ class Plan:
     memory_n: int
     small_n: int = 2000  # the many-small-tasks section: items of 10 ms CPU each
     pack_sizes: tuple[int, ...] = (50, 250, 1000)  # slurmscope's explicit pack sizes tried
+    #: The scale section's map sizes, largest first (queries flat in N: compared), and the
+    #: seconds its poller is watched while every task is pending.
+    scale_sizes: tuple[int, ...] = (1_000_000, 10_000)
+    scale_window: float = 20.0
 
 
 FULL = Plan((100, 1000, 3000, 10000), 3, 200, 5, 3, 1000, 5, 60, 10000, 15, 10000, 100000)
-QUICK = Plan((10, 100), 1, 10, 1, 1, 20, 2, 10, 1000, 3, 200, 1000, 40, (10,))
+QUICK = Plan((10, 100), 1, 10, 1, 1, 20, 2, 10, 1000, 3, 200, 1000, 40, (10,), (3000, 300), 5.0)
 
 SUBMIT_LIBS = (
     "floor",
@@ -97,6 +101,7 @@ SUBMIT_LIBS = (
 )
 E2E_LIBS = ("floor", "slurmscope-sbatch", "submitit", "slurm-sdk")
 LOAD_LIBS = ("slurmscope-sbatch", "submitit")
+SCALE_LIBS = ("slurmscope-pyslurm", "slurmscope-sbatch")
 MEMORY_LIBS = ("slurmscope-sbatch", "submitit")
 #: The many-small-tasks section, unpacked (slurmscope's packed runs are added to these).
 SMALL_LIBS = ("floor", "slurmscope-sbatch", "submitit", "slurm-sdk")
@@ -173,14 +178,22 @@ class Bench:
             raise RuntimeError(f"{' '.join(args)}: {proc.stderr.strip()}")
         return proc.stdout
 
-    def drain(self, timeout: float = 120.0) -> None:
-        """Cancel every job of the benchmark cluster and wait until none runs or waits."""
+    def drain(self, timeout: float = 120.0, conf: str | None = None) -> None:
+        """Cancel every job of the benchmark cluster (or of the cluster of ``conf``) and wait
+        until none runs or waits."""
+        env = dict(self.env, SLURM_CONF=conf) if conf else self.env
         subprocess.run(
-            ["scancel", "--user", getpass.getuser()], env=self.env, capture_output=True, check=False
+            ["scancel", "--user", getpass.getuser()], env=env, capture_output=True, check=False
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            out = self.slurm("squeue", "--noheader", "--format=%i", "--states=PD,R,CG,CF,S")
+            out = subprocess.run(
+                ["squeue", "--noheader", "--format=%i", "--states=PD,R,CG,CF,S"],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
+            ).stdout
             if not out.strip():
                 return
             time.sleep(0.5)
@@ -194,6 +207,7 @@ class Bench:
         *,
         count_calls: bool = False,
         timeout: float = 1500.0,
+        conf: str | None = None,
         **options: Any,
     ) -> dict[str, Any]:
         if library in self.unavailable:
@@ -213,6 +227,8 @@ class Bench:
         for key, value in options.items():
             args += [f"--{key}", str(value)]
         env = dict(self.env)
+        if conf:  # another cluster of the benchmark's own (the scale section's)
+            env["SLURM_CONF"] = conf
         if library.endswith("-22.05"):
             compat = os.environ.get("SLURMSCOPE_BENCH_COMPAT_CONF")
             if not compat:
@@ -254,7 +270,7 @@ class Bench:
             result["calls"] = self.count_calls()
         if "unavailable" in result:
             self.unavailable[library] = result["unavailable"]
-        self.drain()
+        self.drain(conf=conf)
         self.results["runs"].append(result)
         shown = {k: v for k, v in result.items() if k not in ("options", "scenario", "library")}
         print(f"  {scenario:7} {library:19} {json.dumps(shown, default=str)[:160]}", flush=True)
@@ -339,6 +355,49 @@ class Bench:
         for lib in SMALL_LIBS:
             self.driver("small", lib, n=n, timeout=1800)
 
+    def run_scale(self) -> None:
+        conf = os.environ.get("SLURMSCOPE_BENCH_SCALE_CONF")
+        sizes = self.plan.scale_sizes
+        print(f"9. maps of {', '.join(map(str, sizes))} items at MaxArraySize 1001", flush=True)
+        if not conf:
+            for lib in SCALE_LIBS:
+                self.unavailable.setdefault(
+                    lib + ":scale", "no scale cluster (benchmarks/run starts one)"
+                )
+            return
+        for lib in SCALE_LIBS:
+            for n in sizes:
+                # get_results() reads only files, the same on every backend: measured once
+                outcomes = int(lib == SCALE_LIBS[0])
+                self.driver(
+                    "scale",
+                    lib,
+                    n=n,
+                    window=self.plan.scale_window,
+                    outcomes=outcomes,
+                    conf=conf,
+                    timeout=3600,
+                )
+                self.wait_purged(conf)
+
+    def wait_purged(self, conf: str, timeout: float = 300.0) -> None:
+        """Wait until the scale cluster has purged the cancelled arrays (they count against
+        MaxJobCount until MinJobAge after their end)."""
+        env = dict(self.env, SLURM_CONF=conf)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = subprocess.run(
+                ["squeue", "--noheader", "--states=all", "--format=%i"],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
+            ).stdout
+            if not out.strip():
+                return
+            time.sleep(2)
+        print("bench.py: warning: the scale cluster did not purge its jobs", file=sys.stderr)
+
     def run(self) -> int:
         config = self.check_cluster()
         started = time.time()
@@ -353,6 +412,7 @@ class Bench:
             "load": self.run_load,
             "memory": self.run_memory,
             "pack": self.run_pack,
+            "scale": self.run_scale,
         }
         only = self.args.only.split(",") if self.args.only else list(sections)
         for name in only:
@@ -540,6 +600,12 @@ def summarize(results: dict[str, Any], plan: Plan) -> dict[str, Any]:
             "pack": pack,
             "load_1min": r.get("load_1min"),
         }
+    s["scale"] = {}
+    for lib in SCALE_LIBS:
+        for n in plan.scale_sizes:
+            rs = [r for r in runs(results, "scale", lib, n=n) if "submit_s" in r]
+            if rs:
+                s["scale"].setdefault(lib, {})[str(n)] = rs[-1]
     s["targets"] = targets(s, plan)
     return s
 
@@ -650,6 +716,22 @@ def targets(s: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
                 f"{plan.memory_n}-item map grows the driver less than submitit",
                 g < h,
                 f"{g:.1f} vs {h:.1f} MiB",
+            )
+    big, small = str(plan.scale_sizes[0]), str(plan.scale_sizes[-1])
+    for lib, by_n in s.get("scale", {}).items():
+        r = by_n.get(big)
+        if r is None:
+            continue
+        add(f"{lib}: submit {big} items < 3 s", r["submit_s"] < 3.0, fmt_s(r["submit_s"]))
+        g = r["growth_mib"]
+        add(f"{lib}: {big}-item map grows the driver < 150 MB", g * 1.048576 < 150, f"{g:.1f} MiB")
+        q = by_n.get(small)
+        if q is not None:
+            add(
+                f"{lib}: scheduler queries flat in N ({small} -> {big} items, "
+                f"{r['window_s']:g} s pending)",
+                r["queries"] <= max(q["queries"], 1) + 1,
+                f"{q['queries']} -> {r['queries']}",
             )
     return out
 
@@ -811,6 +893,29 @@ def render_table(results: dict[str, Any], plan: Plan) -> str:
                 + ("" if load is None else f"  (machine load average {load:.1f})")
             )
         lines.append("")
+    scale = s.get("scale")
+    if scale:
+        lines.append(
+            "9. Maps split at MaxArraySize 1001 (a cluster of their own; held, their outcome "
+            "files written by a helper that imitates the workers)"
+        )
+        lines.append(
+            f"   {'':19} {'items':>8} {'parts':>6} {'submit':>9} {'(CPU)':>9} {'RSS +MiB':>9} "
+            f"{'queries/' + format(plan.scale_window, 'g') + ' s':>12} {'wait':>9} {'get_results':>12}"
+        )
+        for lib, by_n in scale.items():
+            for n, v in by_n.items():
+                lines.append(
+                    f"   {lib:19} {n:>8} {v['parts']:>6} {fmt_s(v['submit_s']):>9} "
+                    f"{fmt_s(v['submit_cpu_s']):>9} {v['growth_mib']:>9.1f} {v['queries']:>12} "
+                    f"{fmt_s(v.get('wait_s')):>9} {fmt_s(v.get('get_results_s')):>12}"
+                )
+        lines.append(
+            "   (queries: the driver's squeue runs or Jobs.load() RPCs while every task is "
+            "pending; RSS: peak growth over the whole run; wait and get_results() once, on "
+            f"{SCALE_LIBS[0]}: they read only the job directory)"
+        )
+        lines.append("")
     lines.append("Targets")
     for t in s["targets"]:
         mark = {True: "met   ", False: "MISSED", None: "n/a   "}[t["met"]]
@@ -872,7 +977,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated sections: submit,scope,worker,results,e2e,load,memory,pack",
+        help="comma-separated sections: submit,scope,worker,results,e2e,load,memory,pack,scale",
     )
     parser.add_argument(
         "--tmp", default=None, help="directory for job directories (default: $TMPDIR)"

@@ -15,6 +15,8 @@ Scenarios:
   results   (slurmscope) ``get_results()`` of a finished N-item map
   memory    growth of the driver's peak RSS over submitting N items and waiting on them
   small     N items of 10 ms CPU each, end to end (slurmscope with ``--pack SIZE|auto``)
+  scale     (slurmscope) a map of N items split at MaxArraySize 1001: submit time, memory,
+            scheduler queries while pending, get_results() over N outcome files
 """
 
 from __future__ import annotations
@@ -462,6 +464,71 @@ def write_results(spec: dict[str, Any]) -> None:
                 utils.cloudpickle_dump(("success", item), tmp)
 
 
+def scenario_scale(lib: Library, n: int, window: float, outcomes: bool) -> dict[str, Any]:
+    """A map of ``n`` integers on a cluster with the default MaxArraySize (1001: ``n`` /
+    1001 parts): submit time and the driver's peak-RSS growth; the scheduler queries the
+    driver's poller makes in ``window`` seconds while every task is pending (the backend's
+    own count of its ``squeue`` runs or ``Jobs.load()`` RPCs); then ``wait()`` and
+    ``get_results()`` over ``n`` outcome files written by a helper process that imitates
+    the workers (``payload.write_outcome``, as each task writes its own): ``n`` real tasks
+    would take this 2-CPU cluster hours (``outcomes``: else not; it reads only files, the
+    same on every backend). The array is held, and cancelled by bench.py."""
+    if not isinstance(lib, Slurmscope):
+        raise Unavailable("the scale scenario measures slurmscope only")
+    warm = lib.map(list(range(2)))
+    lib.cancel(warm)
+    items = list(range(n))
+    baseline = vm_hwm_kib()
+    cpu = time.process_time()
+    start = time.perf_counter()
+    handle = lib.map(items, hold=True)
+    submit_s = time.perf_counter() - start
+    submit_cpu_s = time.process_time() - cpu
+    submit_growth = (vm_hwm_kib() - baseline) / 1024
+    backend = lib.cluster.backend
+    calls = dict(backend.calls)
+    time.sleep(window)
+    queries = sum(backend.calls.get(k, 0) - calls.get(k, 0) for k in ("squeue", "load"))
+    polled_growth = (vm_hwm_kib() - baseline) / 1024
+    out = {
+        "n": n,
+        "parts": len(handle.job_ids),
+        "submit_s": submit_s,
+        "submit_cpu_s": submit_cpu_s,
+        "submit_growth_mib": submit_growth,
+        "window_s": window,
+        "queries": queries,
+        "polled_growth_mib": polled_growth,
+        "growth_mib": polled_growth,
+    }
+    if not outcomes:
+        return out
+    code = (
+        "import sys\n"
+        "from slurmscope.payload import write_outcome\n"
+        "for i in range(int(sys.argv[2])):\n"
+        "    write_outcome(sys.argv[1], i, {'ok': True, 'value': i})\n"
+    )
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, str(handle.directory), str(n)], check=True)
+    write_s = time.perf_counter() - started
+    started = time.perf_counter()
+    handle.wait(progress=False)
+    wait_s = time.perf_counter() - started
+    started = time.perf_counter()
+    results = handle.get_results(progress=False)
+    get_results_s = time.perf_counter() - started
+    if results != items:
+        raise RuntimeError("wrong results")
+    out.update(
+        outcomes_written_s=write_s,
+        wait_s=wait_s,
+        get_results_s=get_results_s,
+        growth_mib=(vm_hwm_kib() - baseline) / 1024,
+    )
+    return out
+
+
 # -- slurmscope-only scenarios -------------------------------------------------------------
 def null_cluster(root: Path) -> Any:
     """A slurmscope Cluster on ``slurmscope.testing.FakeBackend`` that records each
@@ -672,12 +739,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "scenario",
-        choices=["submit", "e2e", "memory", "scope", "worker", "results", "small", "fabricate"],
+        choices=[
+            "submit",
+            "e2e",
+            "memory",
+            "scope",
+            "worker",
+            "results",
+            "small",
+            "scale",
+            "fabricate",
+        ],
     )
     parser.add_argument("library", choices=[*LIBRARIES, "none"])
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--window", type=float, default=20.0)
+    parser.add_argument("--outcomes", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--spec", default=None)
     parser.add_argument("--pack", default=None, help="slurmscope's map(pack=): SIZE or auto")
@@ -701,14 +780,17 @@ def main(argv: list[str] | None = None) -> int:
                 lib.pack = args.pack if args.pack == "auto" else int(args.pack)
             result["setup_s"] = time.perf_counter() - setup_start
             mark_start()
-            scenario = {
-                "submit": scenario_submit,
-                "e2e": scenario_e2e,
-                "memory": scenario_memory,
-                "results": scenario_results,
-                "small": scenario_small,
-            }[args.scenario]
-            result.update(scenario(lib, args.n))
+            if args.scenario == "scale":
+                result.update(scenario_scale(lib, args.n, args.window, bool(args.outcomes)))
+            else:
+                scenario = {
+                    "submit": scenario_submit,
+                    "e2e": scenario_e2e,
+                    "memory": scenario_memory,
+                    "results": scenario_results,
+                    "small": scenario_small,
+                }[args.scenario]
+                result.update(scenario(lib, args.n))
     except Unavailable as exc:
         result["unavailable"] = str(exc)
     finally:

@@ -57,6 +57,7 @@ _EXPORTS = {
     "JobNotCompletedError": "slurmscope.errors",
     "JobNotFoundError": "slurmscope.errors",
     "UnsatisfiableRequestError": "slurmscope.errors",
+    "ClusterFullError": "slurmscope.errors",
     "JobCannotRunError": "slurmscope.errors",
     "GraphvizNotFoundError": "slurmscope.errors",
     "UnsafeJobDirectoryError": "slurmscope.errors",
@@ -77,6 +78,7 @@ __all__ = [
     "CallSite",
     "Checkpointable",
     "Cluster",
+    "ClusterFullError",
     "Dependency",
     "DependencyError",
     "DependencyRequest",
@@ -147,6 +149,7 @@ if TYPE_CHECKING:
     from .errors import (
         ArrayAlreadySubmittedError,
         BackendUnavailableError,
+        ClusterFullError,
         DependencyError,
         GraphvizNotFoundError,
         InvalidInputError,

@@ -20,11 +20,11 @@ def outcome_or_error(handle: Handle, index: int, each_file: bool = True) -> Any:
     :class:`JobCannotRunError`, :class:`JobNotCompletedError` naming the cause)."""
     sub = handle.submission
     outcome = sub.directory.read_outcome(index, each_file)
+    if outcome is not None and outcome["ok"]:
+        return outcome["value"]
     job_id = sub.locate(index)[0].job_id
     position = index if sub.is_array else None
     if outcome is not None:
-        if outcome["ok"]:
-            return outcome["value"]
         error = TaskFailedError(
             job_id, position, outcome["type"], outcome["message"], outcome["traceback"]
         )

@@ -113,6 +113,19 @@ class UnsatisfiableRequestError(InvalidInputError, SubmissionError):
         self.problem = problem
 
 
+class ClusterFullError(SubmissionError):
+    """The controller would refuse the submission for the number of jobs it holds (Slurm's
+    ``MaxJobCount``). Refused before anything was submitted; the message names the limit."""
+
+    def __init__(self, task: str, problem: str, backend: str) -> None:
+        super().__init__(
+            f"task {task} cannot be submitted: {problem}. Backend: {backend}. Nothing was "
+            "submitted."
+        )
+        self.task = task
+        self.problem = problem
+
+
 class JobCannotRunError(JobError):
     """The scheduler keeps the job pending for a reason that never clears by waiting
     (``PartitionConfig``, ``PartitionTimeLimit``, ``BadConstraints``...). The job is still

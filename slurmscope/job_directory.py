@@ -27,7 +27,7 @@ import os
 import sys
 import time
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,6 +64,43 @@ _OK_KEY = b"\x8c\x02ok\x94"
 _OUTCOME_HEAD = 64
 
 
+class PackedItems:
+    """A map's pickled items already laid out as ``items.bin`` and ``items.idx`` hold them:
+    their bytes end to end and the offset of each (8 bytes an item). A million items cost
+    the bytes themselves, not a million ``bytes`` objects (about 50 bytes of overhead each).
+    """
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.offsets = array("Q", [0])
+        #: Size of the largest item, in bytes.
+        self.largest = 0
+
+    def extend(self, blobs: list[bytes]) -> None:
+        """Append items (a chunk of them: their list is dropped by the caller)."""
+        sizes = list(map(len, blobs))
+        if sizes:
+            self.largest = max(self.largest, max(sizes))
+        ends = accumulate(sizes, initial=len(self.data))
+        next(ends)  # ``initial``: the last offset already in the index
+        self.offsets.extend(ends)
+        self.data += b"".join(blobs)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def size(self, index: int) -> int:
+        return self.offsets[index + 1] - self.offsets[index]
+
+    def first_over(self, limit: int) -> int:
+        """The index of the first item larger than ``limit`` bytes (-1: none)."""
+        offsets = self.offsets
+        return next((i for i in range(len(self)) if offsets[i + 1] - offsets[i] > limit), -1)
+
+    def __getitem__(self, index: int) -> bytes:
+        return bytes(self.data[self.offsets[index] : self.offsets[index + 1]])
+
+
 class JobDirectory:
     """One submission's directory. Cheap to construct; nothing is read until asked."""
 
@@ -90,19 +127,25 @@ class JobDirectory:
         payload_guard.check_directory(str(self.path), f"the job directory {self.path}")
 
     def write_payload(
-        self, function: bytes, items: Iterable[bytes], driver: DriverInfo | None = None
+        self,
+        function: bytes,
+        items: Iterable[bytes] | PackedItems,
+        driver: DriverInfo | None = None,
     ) -> int:
         """Write the function and the items with their offset index, and what the driver
         recorded for the worker (plain data); returns the number of items."""
-        items = items if isinstance(items, list) else list(items)
         mode = payload_guard.file_mode(self.path.stat().st_mode)
         write_new(self.path / FUNCTION, function, mode)
         if driver is not None:
             write_new(self.path / DRIVER, dumps(driver, protocol=5), mode)
-        write_new(self.path / ITEMS, b"".join(items), mode)
-        offsets = array("Q", [0])  # a packed buffer, not a list of ints: 8 bytes per item
-        offsets.extend(accumulate(map(len, items)))
+        if not isinstance(items, PackedItems):
+            packed = PackedItems()
+            packed.extend(items if isinstance(items, list) else list(items))
+            items = packed
+        write_new(self.path / ITEMS, items.data, mode)
+        offsets = items.offsets
         if sys.byteorder == "big":
+            offsets = array("Q", offsets)
             offsets.byteswap()  # the index is little-endian
         write_new(self.path / INDEX, offsets.tobytes(), mode)
         return len(items)
@@ -136,12 +179,17 @@ class JobDirectory:
 
     def finished(self) -> list[int]:
         """Indices of the tasks whose outcome file exists: one directory listing."""
-        indices = []
-        for name in os.listdir(self.path / RESULTS):
-            stem, _, ext = name.partition(".")  # "12.pkl"; temporary files start with "."
-            if ext == "pkl" and stem.isdigit():
-                indices.append(int(stem))
-        return indices
+        return list(self.iter_finished())
+
+    def iter_finished(self) -> Iterator[int]:
+        """:meth:`finished` one index at a time, the listing read as it goes (a million
+        result files are not a million names in memory at once). ``OSError`` at the first
+        ``next()`` when the directory cannot be listed."""
+        with os.scandir(self.path / RESULTS) as entries:
+            for entry in entries:
+                stem, _, ext = entry.name.partition(".")  # "12.pkl"; temporary: ".12.pkl..."
+                if ext == "pkl" and stem.isdigit():
+                    yield int(stem)
 
     def outcome_ok(self, index: int) -> bool | None:
         """Whether task ``index`` succeeded, from its outcome file (``None``: no file yet).
@@ -217,6 +265,10 @@ class JobDirectory:
         """Link ``by-id/<cluster_name>/<job_id>`` under ``root`` to this directory (private
         folders, as the job directories; not in a folder someone else could write into,
         where :meth:`find` would refuse the link anyway)."""
+        self.register_ids(root, cluster_name, [job_id])
+
+    def register_ids(self, root: Path, cluster_name: str, job_ids: Sequence[str]) -> None:
+        """:meth:`register_id` for every part of a map: the folders made and checked once."""
         folder = root / BY_ID / cluster_name
         mode = payload_guard.dir_mode(bool(self.path.stat().st_mode & 0o050))
         for path in (folder.parent, folder):
@@ -224,10 +276,11 @@ class JobDirectory:
                 payload_guard.make_dir(str(path), mode)
             if payload_guard.problem(path.lstat(), directory=True) is not None:
                 return
-        link = folder / job_id
-        tmp = folder / f".{job_id}.{os.urandom(4).hex()}"
-        os.symlink(os.path.relpath(self.path, folder), tmp)
-        os.replace(tmp, link)
+        target = os.path.relpath(self.path, folder)
+        for job_id in job_ids:
+            tmp = folder / f".{job_id}.{os.urandom(4).hex()}"
+            os.symlink(target, tmp)
+            os.replace(tmp, folder / job_id)
 
     @staticmethod
     def find(root: Path, cluster_name: str, job_id: str) -> JobDirectory | None:

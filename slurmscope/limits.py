@@ -144,3 +144,55 @@ def refusal(resources: Resources, parts: Sequence[PartitionLimits] | None) -> st
             return None
         reasons.extend(found)
     return "; ".join(reasons)
+
+
+# -- how many jobs the controller holds (MaxJobCount) ------------------------------------------
+#: A map smaller than this share of ``MaxJobCount``, in one array, is submitted without first
+#: counting the jobs in the system (one more scheduler query on every small submission);
+#: should the controller be that full, it refuses the array itself, and nothing of the map
+#: was submitted. Larger maps, and maps split over several arrays, are counted first.
+COUNT_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class JobCapacity:
+    """The controller's ``MaxJobCount`` and the job records it holds now, as slurmctld
+    counts them: one per job, one per task of an array (pending tasks included), ended jobs
+    until they are purged (``MinJobAge`` after their end)."""
+
+    max_job_count: int
+    in_system: int | None = None
+
+
+def needs_count(tasks: int, parts: int, max_job_count: int) -> bool:
+    """Whether a submission of ``tasks`` tasks in ``parts`` arrays should count the jobs in
+    the system first (see :data:`COUNT_SHARE`)."""
+    return parts > 1 or tasks >= COUNT_SHARE * max_job_count
+
+
+def job_count_refusal(tasks: int, capacity: JobCapacity) -> str | None:
+    """Why the controller would refuse ``tasks`` more tasks (``None``: it would take them).
+
+    slurmctld (``job_allocate``) refuses a submission when the jobs it holds plus the tasks
+    of the new array exceed ``MaxJobCount``; every task counts, pending or not, and so does
+    every ended job it has not purged yet.
+    """
+    limit, held = capacity.max_job_count, capacity.in_system or 0
+    if held + tasks <= limit:
+        return None
+    if tasks > limit:
+        return (
+            f"{tasks} tasks is more than the cluster's MaxJobCount of {limit}: Slurm counts "
+            "every task of an array as a job. Split the work into maps of at most "
+            f"{limit - held} items submitted one after another (wait for one before the "
+            'next), pack several items into one task (map(items, pack="auto") packs to '
+            "fit), or ask the administrators to raise MaxJobCount in slurm.conf"
+        )
+    return (
+        f"the cluster holds {held} jobs (every array task, and ended jobs until MinJobAge "
+        f"purges them, counts) and its MaxJobCount is {limit}: {tasks} more tasks would "
+        f"exceed it by {held + tasks - limit}. Submit at most {max(limit - held, 0)} items "
+        "now, wait for jobs to end (and be purged) before the rest, pack several items into "
+        'one task (map(items, pack="auto") packs to fit), or ask the administrators to raise '
+        "MaxJobCount in slurm.conf"
+    )

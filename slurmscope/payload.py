@@ -59,7 +59,9 @@ _OFFSET = struct.Struct("<Q")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 
 
-def write_new(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> None:
+def write_new(
+    path: str | os.PathLike[str], data: bytes | bytearray, mode: int | None = None
+) -> None:
     """Write a new file ``path`` with exactly ``mode`` (default: that of its directory's
     files, :func:`payload_guard.file_mode`), whatever the umask."""
     path = os.fspath(path)

@@ -11,6 +11,7 @@ import cloudpickle
 
 from .errors import InvalidInputError
 from .handle import Handle
+from .job_directory import PackedItems
 from .payload import ResultRef
 from .sizes import human_size, largest_captures
 
@@ -82,19 +83,26 @@ def pickle_function(fn: Callable[..., Any], name: str) -> bytes:
 _SCALARS = frozenset(_PLAIN)
 
 
-def pickle_scalars(calls: Sequence[Any]) -> list[bytes] | None:
+def pickle_scalars(calls: Sequence[Any]) -> PackedItems | None:
     """The items of a map whose every item is a plain scalar (``range(n)``, a list of paths
-    or numbers), pickled in one pass with the C pickler; ``None`` when any item is not.
+    or numbers), pickled with the C pickler straight into the layout of the payload files;
+    ``None`` when any item is not.
 
     The bytes are those of :func:`pickle_item` (``((item,), {})``), without cloudpickle's
-    per-call set-up or the search for job handles: 10,000 items take milliseconds.
+    per-call set-up or the search for job handles: 10,000 items take milliseconds, and a
+    million take the memory of their bytes (they are pickled a chunk at a time).
     """
-    scalars = _SCALARS
-    for call in calls:
-        if type(call) not in scalars:
-            return None
+    if not set(map(type, calls)) <= _SCALARS:
+        return None
     dumps, no_kwargs = pickle.dumps, dict[str, Any]()  # one empty dict for all: the same bytes
-    return [dumps(((call,), no_kwargs), 5) for call in calls]
+    packed = PackedItems()
+    for start in range(0, len(calls), _CHUNK):
+        packed.extend([dumps(((call,), no_kwargs), 5) for call in calls[start : start + _CHUNK]])
+    return packed
+
+
+#: Items pickled at a time by :func:`pickle_scalars`.
+_CHUNK = 65536
 
 
 def pickle_item(args: Any, kwargs: Any, index: int | None) -> bytes:

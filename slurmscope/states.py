@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from . import reasons
@@ -54,8 +54,67 @@ class TaskState:
         return self.state == "PENDING" and reasons.never_clears(self.reason)
 
 
+_INTERNED: dict[tuple[str, str | None, str | None], TaskState] = {}
+
+
+def task_state(state: str, reason: str | None = None, exit_code: str | None = None) -> TaskState:
+    """The one :class:`TaskState` object of these values: the states a backend answers are
+    the very objects the poller keeps, so that a million tasks whose state did not change
+    are told unchanged by identity, in C (``list.count``), not one comparison each."""
+    key = (state, reason, exit_code)
+    found = _INTERNED.get(key)
+    if found is None:
+        if len(_INTERNED) > 10_000:  # reasons are few; never let odd ones pile up
+            _INTERNED.clear()
+        found = _INTERNED[key] = TaskState(state, reason, exit_code)
+    return found
+
+
 #: job id -> {task index: state}; a single job has the one index 0.
 StateMap = Mapping[str, Mapping[int, TaskState]]
+
+
+class TaskStates(Mapping[int, TaskState]):
+    """The states of one array's tasks as the scheduler answers them: tasks one by one
+    (started or ended ones) and spans of tasks in one state (the still-pending ones, one
+    record for all of them in Slurm), without a dict entry per pending task: an array of
+    a million pending tasks is one span."""
+
+    def __init__(self) -> None:
+        self.single: dict[int, TaskState] = {}
+        self.spans: list[tuple[range, TaskState]] = []
+
+    def add(self, indices: range, state: TaskState) -> None:
+        if len(indices) == 1:
+            self.single[indices[0]] = state
+        elif indices:
+            self.spans.append((indices, state))
+
+    def get(self, index: int, default: TaskState | None = None) -> TaskState | None:  # type: ignore[override]
+        found = self.single.get(index)
+        if found is not None:
+            return found
+        for indices, state in self.spans:
+            if index in indices:
+                return state
+        return default
+
+    def __getitem__(self, index: int) -> TaskState:
+        found = self.single.get(index)
+        if found is not None:
+            return found
+        for indices, state in self.spans:
+            if index in indices:
+                return state
+        raise KeyError(index)
+
+    def __iter__(self) -> Iterator[int]:
+        yield from self.single
+        for indices, _ in self.spans:
+            yield from (i for i in indices if i not in self.single)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def exit_code_in_words(exit_code: str | None) -> str | None:

@@ -9,8 +9,10 @@ poller's condition (:attr:`slurmscope.poller.Poller.cond`), by the poller and by
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from . import reasons
@@ -19,7 +21,7 @@ from .dependency import Dependency
 from .errors import JobCannotRunError
 from .job_directory import JobDirectory
 from .log import log
-from .states import TERMINAL_STATES, StateMap, TaskState
+from .states import TERMINAL_STATES, StateMap, TaskState, TaskStates
 
 _COMPLETED = TaskState("COMPLETED", "None")
 _FAILED = TaskState("FAILED", "NonZeroExitCode")
@@ -66,6 +68,7 @@ class Submission:
         self.size = size
         self.is_array = is_array
         self.parts = tuple(parts)
+        self._offsets = [part.offset for part in self.parts]  # ascending: items in order
         self.dependencies = tuple(dependencies)
         self.states: list[TaskState | None] = [None] * size
         self.remaining = size
@@ -189,9 +192,12 @@ class Submission:
             )
 
     def locate(self, index: int) -> tuple[Part, int]:
-        """The part holding global item ``index``, and the index within that part."""
-        for part in self.parts:
-            if part.offset <= index < part.offset + part.count:
+        """The part holding global item ``index``, and the index within that part (a
+        binary search: a map of a million items has a thousand parts)."""
+        number = bisect.bisect_right(self._offsets, index) - 1
+        if number >= 0:
+            part = self.parts[number]
+            if index < part.offset + part.count:
                 return part, index - part.offset
         raise IndexError(index)
 
@@ -239,7 +245,9 @@ class Submission:
                     self.directory.forget_missing(part.job_id)  # it was a controller's blip
                 job_gone = False
             behind: dict[int, int] = {}  # running task -> the item it runs now
-            for local in range(part.count):
+            bulk_changed, rest = self._bulk(known, part)
+            changed |= bulk_changed
+            for local in rest:
                 index = part.offset + local
                 old = self.states[index]
                 if old is not None and old.terminal:
@@ -299,6 +307,60 @@ class Submission:
             behind[number] = index  # the items before it in its pack all have outcomes
         return task if behind[number] == index else _PACKED_BEHIND
 
+    def _bulk(
+        self, known: Mapping[int, TaskState] | None, part: Part
+    ) -> tuple[bool, Iterable[int]]:
+        """Apply the spans of tasks an answer gives as one state (an array's pending tasks)
+        at once where every task of the span had that state already, or none yet; returns
+        whether anything changed and the indices within ``part`` left to look at one by one.
+        A span of packed tasks stands for their items; a running pack is looked at item by
+        item (its items differ), as are spans holding an item cancelled on its own.
+        Told in C (``list.count`` by identity: backends answer interned states,
+        :func:`~slurmscope.states.task_state`), so that a poll of a million pending tasks
+        does not visit each."""
+        if not isinstance(known, TaskStates) or not known.spans:
+            return False, range(part.count)
+        pack = part.pack
+        changed = False
+        done: list[tuple[int, int]] = []
+        states = self.states
+        for span, state in known.spans:
+            if (
+                span.step != 1
+                or span.start < 0
+                or span.stop > part.tasks
+                or state.terminal
+                or state.state == "UNKNOWN"
+                or any(i in span for i in known.single)  # a task told apart wins
+                or (pack > 1 and state.state == "RUNNING")
+            ):
+                continue
+            first, last = span.start * pack, min(span.stop * pack, part.count)  # its items
+            low, high = part.offset + first, part.offset + last
+            if pack > 1 and any(low <= i < high for i in self.cancelled):
+                continue
+            current = states[low:high]
+            if current.count(state) == last - first:
+                done.append((first, last))
+            elif current.count(None) == last - first:  # first seen: nothing to compare
+                states[low:high] = [state] * (last - first)
+                changed = True
+                if state.state == "PENDING" and not reasons.is_routine(state.reason):
+                    self._note_reason(part.job_id, low, state)
+                if state.never_runs:
+                    self.stuck.update(i for i in range(low, high) if i not in self.cancelled)
+                done.append((first, last))
+        if not done:
+            return changed, range(part.count)
+        gaps: list[range] = []
+        at = 0
+        for start, stop in sorted(done):
+            if start > at:
+                gaps.append(range(at, start))
+            at = max(at, stop)
+        gaps.append(range(at, part.count))
+        return changed, itertools.chain.from_iterable(gaps)
+
     def _note_requeues(self, requeues: dict[int, list[str]]) -> bool:
         """Requeues the job directory records that were not seen happen (a task that
         requeued itself between two polls): each logged once, with its reason."""
@@ -347,13 +409,17 @@ class Submission:
         applies the answer.
         """
         started = time.monotonic()
-        try:
-            indices = self.directory.finished()
-        except OSError:  # not there (yet), or the filesystem hiccuped: the scheduler tells
-            return {}
         found: dict[int, bool] = {}
+        try:
+            self._read_outcomes(found)
+        except OSError:  # not there (yet), or the filesystem hiccuped: the scheduler tells
+            return found
+        self.looked_at = started
+        return found
+
+    def _read_outcomes(self, found: dict[int, bool]) -> None:
         states = self.states
-        for index in indices:
+        for index in self.directory.iter_finished():
             if not 0 <= index < self.size:
                 continue
             old = states[index]
@@ -362,8 +428,6 @@ class Submission:
             ok = self.directory.outcome_ok(index)
             if ok is not None:
                 found[index] = ok
-        self.looked_at = started
-        return found
 
     def looked_recently(self) -> bool:
         """Whether the states in memory reflect the result files of moments ago."""

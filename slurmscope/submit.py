@@ -17,14 +17,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import checkpoint, ledger, packing, scope
+from .backends.submit_many import submit_all
 from .callsite import CallSite
 from .checkpoint import DEFAULT_MAX_REQUEUES, DEFAULT_WARNING
 from .dependency import VIA_DATA_ARGUMENT, Dependency, DependencyClauses, Provenance, merge
 from .dependency import never_satisfied as never_satisfied_by
 from .errors import DependencyError, InvalidInputError, SubmissionError
 from .handle import Handle
-from .job_directory import JobDirectory
+from .job_directory import JobDirectory, PackedItems
 from .jobs import ArrayJob, Job
+from .limits import needs_count
 from .log import log
 from .origin import driver_info
 from .packed_maps import function_key, item_checks, pack_size, slurm_kind
@@ -81,13 +83,15 @@ def submit(
     # 2. Pickle the payload; handles inside arguments become data dependencies.
     function_blob = pickle_function(fn, name)
     check_function_size(fn, name, function_blob, limit)
-    item_blobs = pickle_scalars(calls) if array else None
-    if item_blobs is not None:  # plain scalars: no handles inside, one fast pass
-        if item_blobs and max(map(len, item_blobs)) > limit:
-            index = next(i for i, b in enumerate(item_blobs) if len(b) > limit)
-            refuse_too_big(name, index, len(item_blobs[index]), array, limit)
+    packed = pickle_scalars(calls) if array else None
+    item_blobs: PackedItems | list[bytes]
+    if packed is not None:  # plain scalars: no handles inside, one fast pass
+        if packed.largest > limit:
+            index = packed.first_over(limit)
+            refuse_too_big(name, index, packed.size(index), array, limit)
+        item_blobs = packed
     else:
-        item_blobs = []
+        item_blobs = blobs = []
         for index, call in enumerate(calls):
             found: list[tuple[Handle, str]] = []
             args, kwargs = split_call(call, array)
@@ -100,7 +104,7 @@ def submit(
             blob = pickle_item(args, kwargs, index if array else None)
             if len(blob) > limit:
                 refuse_too_big(name, index, len(blob), array, limit)
-            item_blobs.append(blob)
+            blobs.append(blob)
     # 3. Merge, check, and drop what is already satisfied.
     kept, dropped = merge(gathered)
     for dup in dropped:
@@ -124,6 +128,8 @@ def submit(
     if reused is not None:
         return reused
     per_task = pack_size(runtime, fn, name, size, asked_pack, resources)
+    # MaxJobCount: refused before anything is written or submitted (pack="auto" packs to fit)
+    per_task = _fit_job_count(runtime, name, size, array, per_task, asked_pack == "auto")
     directory = JobDirectory.create(runtime.root, name, runtime.share_with_group)
     try:
         directory.write_payload(function_blob, item_blobs, driver_info(fn, by_value))
@@ -156,14 +162,13 @@ def submit(
     manifest["parts"] = [p.__dict__ for p in parts]
     manifest["state"] = "submitted"
     directory.write_manifest(manifest, dependencies=deps_json)
-    for part in parts:
-        directory.register_id(runtime.root, runtime.name, part.job_id)
+    directory.register_ids(runtime.root, runtime.name, [part.job_id for part in parts])
     submission = Submission(directory, name, size, array, parts, kept)
     job_ids = [p.job_id for p in parts]
     items = size if array else None
-    packed = per_task if asked_pack is not None else None
+    logged_pack = per_task if asked_pack is not None else None
     _log_submit(
-        runtime, name, job_ids, items, site, kept, str(directory.path), len(dropped), packed
+        runtime, name, job_ids, items, site, kept, str(directory.path), len(dropped), logged_pack
     )
     runtime.poller.watch(submission)
     made: Job[Any] | ArrayJob[Any] = Job(submission, runtime)
@@ -171,6 +176,38 @@ def submit(
         made = ArrayJob(submission, runtime)
     ledger.after_submit(runtime, planned, made)  # the run's ledger line
     return made
+
+
+def _fit_job_count(
+    runtime: Runtime, name: str, size: int, array: bool, per_task: int, auto: bool
+) -> int:
+    """Items per task such that the controller's ``MaxJobCount`` takes the map: as given,
+    or, for ``pack="auto"`` (the user allowed packing), packed to the room the controller
+    has; raises :class:`ClusterFullError` (naming the limit) when it would still refuse."""
+    backend = runtime.backend
+    tasks = -(-size // per_task) if array else 1
+    arrays = -(-tasks // (backend.max_array_size or tasks)) if array else 1
+    if auto and array:
+        capacity = backend.job_capacity(count=False)
+        if capacity is not None and needs_count(tasks, arrays, capacity.max_job_count):
+            capacity = backend.job_capacity(count=True) or capacity
+        room = None if capacity is None else capacity.max_job_count - (capacity.in_system or 0)
+        if room is not None and 0 < room < tasks:
+            fitted = -(-size // room)
+            log.info(
+                "slurmscope.pack.fitted",
+                task=name,
+                items=size,
+                pack=fitted,
+                was=per_task,
+                max_job_count=capacity.max_job_count if capacity else None,
+                room=room,
+            )
+            per_task = fitted
+            tasks = -(-size // per_task)
+            arrays = -(-tasks // (backend.max_array_size or tasks))
+    backend.refuse_too_many(name, tasks, arrays)
+    return per_task
 
 
 def _log_submit(
@@ -356,23 +393,24 @@ def _submit_parts(
                 "(the two arrays were split at different MaxArraySize)."
             )
     logs = directory.path / "logs"
-    parts: list[Part] = []
-    try:
-        for number, (offset, count) in enumerate(bounds):
-            only = None if rerun is None else rerun.indices_in(offset, count, pack)
-            kept = rerun.earlier_part(offset, count) if rerun and only == () else None
-            if kept is not None:  # every task of it succeeded in the earlier array
-                parts.append(kept)
-                continue
-            command: tuple[str, ...] = (
-                sys.executable,
-                "-m",
-                "slurmscope.worker",
-                str(directory.path),
-            )
-            if offset:
-                command += (str(offset),)
-            spec = JobSpec(
+    parts: list[Part | None] = []
+    specs: list[JobSpec] = []
+    for number, (offset, count) in enumerate(bounds):
+        only = None if rerun is None else rerun.indices_in(offset, count, pack)
+        kept = rerun.earlier_part(offset, count) if rerun and only == () else None
+        if kept is not None:  # every task of it succeeded in the earlier array
+            parts.append(kept)
+            continue
+        command: tuple[str, ...] = (
+            sys.executable,
+            "-m",
+            "slurmscope.worker",
+            str(directory.path),
+        )
+        if offset:
+            command += (str(offset),)
+        specs.append(
+            JobSpec(
                 name=resources.job_name or name,
                 command=command,
                 workdir=os.getcwd(),
@@ -384,15 +422,15 @@ def _submit_parts(
                 environment=_environment(directory, resources, backend.kind)
                 | ({packing.ENVIRONMENT: f"{pack}:{size}"} if packed else {}),
             )
-            parts.append(Part(backend.submit(spec), offset, count, pack))
-    except BaseException:
-        for part in parts:
-            try:
-                backend.cancel(part.job_id)
-            except Exception as exc:  # pragma: no cover - best effort
-                log.warning("slurmscope.cancel.failed", job_id=part.job_id, error=str(exc))
-        raise
-    return parts
+        )
+        parts.append(None)  # submitted below, in this place
+    # In order, or several at once where the backend gains by it; all or none (a part kept
+    # from an earlier run is not this submission's to cancel).
+    job_ids = iter(submit_all(backend, specs))
+    return [
+        part if part is not None else Part(next(job_ids), offset, count, pack)
+        for part, (offset, count) in zip(parts, bounds, strict=True)
+    ]
 
 
 def checkpointing(fn: Callable[..., Any], resources: Resources) -> Resources:

@@ -28,6 +28,7 @@ SECTIONS = (
     "6. get_results()",
     "7. Driver peak RSS",
     "items of 10 ms CPU each",
+    "9. Maps split at MaxArraySize 1001",
     "Targets",
 )
 
@@ -70,6 +71,11 @@ def test_quick_benchmark_runs_every_measurement(tmp_path: Path) -> None:
     assert set(summary["load"]) == {"slurmscope-sbatch", "submitit"}
     assert set(summary["memory"]) == {"slurmscope-sbatch", "submitit"}
     assert {"scope", "worker", "results"} <= set(summary)
+    scale = summary["scale"]
+    assert set(scale) == {"slurmscope-pyslurm", "slurmscope-sbatch"}, scale
+    for by_n in scale.values():
+        assert sorted(by_n) == ["300", "3000"], by_n
+        assert [by_n[n]["parts"] for n in ("300", "3000")] == [1, 3], by_n
     assert summary["targets"], "no targets"
     assert all(t["met"] is not None for t in summary["targets"]), summary["targets"]
     png = tmp_path / "benchmarks-quick.png"

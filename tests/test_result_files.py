@@ -137,7 +137,15 @@ def test_outcome_ok_reads_the_head_and_falls_back(tmp_path: Path) -> None:
 
 def test_scalar_items_pickle_as_before() -> None:
     items = [0, -1, 2**70, 1.5, "path/é", b"raw", True, None, 3 + 4j]
-    assert pickle_scalars(items) == [pickle_item((x,), {}, i) for i, x in enumerate(items)]
+    packed = pickle_scalars(items)
+    assert packed is not None and len(packed) == len(items)
+    assert [packed[i] for i in range(len(items))] == [
+        pickle_item((x,), {}, i) for i, x in enumerate(items)
+    ]
+    assert packed.largest == max(packed.size(i) for i in range(len(items)))
+    sizes = [packed.size(i) for i in range(len(items))]
+    assert packed.first_over(min(sizes)) == next(i for i, n in enumerate(sizes) if n > min(sizes))
+    assert packed.first_over(packed.largest) == -1
     assert pickle_scalars([1, (1, 2)]) is None
     assert pickle_scalars([1, ResultRef("/x")]) is None
 

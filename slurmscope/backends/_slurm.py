@@ -131,19 +131,65 @@ def expand_array_range(text: str) -> list[int]:
     brackets are allowed (``[1-3]``). A range cut short with ``...`` (``SLURM_BITSTR_LEN``)
     gives the indices before the cut: the last, incomplete piece is dropped.
     """
+    return [i for span in array_range_spans(text) for i in span]
+
+
+def tasks_per_array(max_array_size: int, scheduler_parameters: Mapping[str, object]) -> int:
+    """How many tasks one array may hold: ``MaxArraySize``, or ``max_array_tasks`` of
+    ``SchedulerParameters`` where that is smaller (slurmctld refuses an array of more tasks
+    than either allows, ``_valid_array_inx``)."""
+    value = scheduler_parameters.get("max_array_tasks")
+    try:
+        tasks = int(str(value))
+    except ValueError:
+        return max_array_size
+    return min(max_array_size, tasks) if tasks > 0 else max_array_size
+
+
+def scheduler_parameters(text: str) -> dict[str, str]:
+    """``SchedulerParameters`` as ``scontrol show config`` prints it, as a dict."""
+    out = {}
+    for item in text.split(","):
+        key, _, value = item.strip().partition("=")
+        if key:
+            out[key] = value
+    return out
+
+
+#: What a controller that holds ``MaxJobCount`` jobs answers a submission with: EAGAIN
+#: ("Resource temporarily unavailable"; sbatch itself retries it for two minutes, saying
+#: "temporarily unable to accept job") or, since 23.02, "MaxJobCount limit reached".
+FULL_ERRNOS = frozenset({EAGAIN, ESLURM_ERROR_ON_DESC_TO_RECORD_COPY})
+FULL_MESSAGES = (
+    "Resource temporarily unavailable",
+    "temporarily unable to accept job",
+    "job queue full",
+    "MaxJobCount",
+)
+
+
+def array_range_spans(text: str) -> list[range]:
+    """The task indices of a range as Slurm prints it, as spans, without listing them
+    (``0-3,7,9-10%2`` -> [range(0, 4), range(7, 8), range(9, 11)]): a pending array of
+    1,000,000 tasks is one span. A range cut short with ``...`` loses its last piece."""
     text = text.strip().split("%")[0].strip("[]")
     truncated = text.endswith("...")
     pieces = text.removesuffix("...").split(",")
     if truncated:
         pieces = pieces[:-1]
-    out: list[int] = []
+    spans = []
     for piece in pieces:
         span, _, step = piece.partition(":")
         lo, _, hi = span.partition("-")
         if not lo.isdigit() or (hi and not hi.isdigit()) or (step and not step.isdigit()):
             continue
-        out.extend(range(int(lo), int(hi or lo) + 1, int(step or 1) or 1))
-    return out
+        spans.append(range(int(lo), int(hi or lo) + 1, int(step or 1) or 1))
+    return spans
+
+
+def count_array_range(text: str) -> int:
+    """How many task indices a range as Slurm prints it holds (``0-3,7,9-10%2`` -> 7)."""
+    return sum(map(len, array_range_spans(text)))
 
 
 def slurm_conf_problem(slurm_conf: str | None = None) -> str | None:

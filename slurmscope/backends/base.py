@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import limits
-from ..errors import UnsatisfiableRequestError
+from ..errors import ClusterFullError, UnsatisfiableRequestError
 from ..spec import JobSpec, Resources
 from ..states import StateMap
 
@@ -59,6 +59,17 @@ class Backend(ABC):
         """How many tasks one array may hold (Slurm's ``MaxArraySize``); ``None``: no limit."""
         return None
 
+    #: How many submissions of one split map may be in flight at once (the parts of a map
+    #: larger than ``MaxArraySize``): more than one where a submission waits on something
+    #: other than this process (the ``sbatch`` command's start and the controller's answer).
+    parallel_submissions: int = 1
+
+    def job_capacity(self, count: bool) -> limits.JobCapacity | None:
+        """The controller's ``MaxJobCount`` and, when ``count``, the job records it holds
+        now (every array task counts); ``None`` where there is no such limit or it is not
+        known: then the scheduler alone judges."""
+        return None
+
     def request_limits(self, resources: Resources) -> list[limits.PartitionLimits] | None:
         """The limits of the partitions a request may run in (read once per backend), or
         ``None`` where they are not known: then the scheduler alone judges the request."""
@@ -70,6 +81,21 @@ class Backend(ABC):
         problem = limits.refusal(spec.resources, self.request_limits(spec.resources))
         if problem:
             raise UnsatisfiableRequestError(spec.name, problem, self.kind)
+
+    def refuse_too_many(self, name: str, tasks: int, parts: int) -> None:
+        """Raise :class:`ClusterFullError` when the controller would refuse ``tasks`` more
+        tasks (in ``parts`` arrays) for its ``MaxJobCount``: before anything of a map is
+        submitted, so that a split map is never left half-submitted. The jobs in the system
+        are counted only for maps that are large against the limit or split
+        (:func:`limits.needs_count`); a small one the controller refuses itself."""
+        capacity = self.job_capacity(count=False)
+        if capacity is None:
+            return
+        if limits.needs_count(tasks, parts, capacity.max_job_count):
+            capacity = self.job_capacity(count=True) or capacity
+        problem = limits.job_count_refusal(tasks, capacity)
+        if problem:
+            raise ClusterFullError(name, problem, self.kind)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds. Submitted jobs are not cancelled."""

@@ -64,23 +64,26 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import limits
-from ..errors import BackendUnavailableError, SchedulerError, SubmissionError
+from ..errors import BackendUnavailableError, ClusterFullError, SchedulerError, SubmissionError
 from ..log import log
 from ..spec import JobSpec, Resources
-from ..states import TERMINAL_STATES, StateMap, TaskState
+from ..states import TERMINAL_STATES, StateMap, TaskStates
 from ._slurm import (
     ALREADY_ENDED_ERRNOS,
     ESLURM_DEPENDENCY,
     ESLURM_INVALID_ARRAY,
     ESLURM_INVALID_PARTITION_NAME,
+    FULL_ERRNOS,
     FULL_RANGES,
     VERSION_ERRNOS,
     check_scancel,
+    count_array_range,
     is_transient,
     local_node_names,
     partial_output,
     retry_transient,
     slurm_conf_problem,
+    tasks_per_array,
 )
 from .base import Backend
 from .pyslurm_description import description_fields
@@ -174,7 +177,29 @@ class PyslurmBackend(Backend):
 
     @property
     def max_array_size(self) -> int | None:
-        return self._info.max_array_size or 1001
+        return tasks_per_array(self._info.max_array_size or 1001, self._info.scheduler_parameters)
+
+    def job_capacity(self, count: bool) -> limits.JobCapacity | None:
+        """``MaxJobCount`` from the configuration read at start; the jobs in the system from
+        one ``Jobs.load()`` (an array's pending tasks are one record with their range)."""
+        if not self._info.max_job_count:
+            return None
+        if not count:
+            return limits.JobCapacity(self._info.max_job_count)
+        try:
+            return self._call("load", self._capacity)
+        except self._pyslurm.RPCError as exc:
+            log.info("slurmscope.limits.unknown", backend=self.kind, error=str(exc.msg))
+            return limits.JobCapacity(self._info.max_job_count)
+
+    def _capacity(self) -> limits.JobCapacity:
+        """On the RPC thread: every job record, each pending-tasks record counted by its
+        range, as slurmctld counts them."""
+        held = 0
+        for job in self._load_jobs().values():
+            waiting = job.array_tasks_waiting if job.array_task_id is None else None
+            held += count_array_range(waiting) if waiting else 1
+        return limits.JobCapacity(self._info.max_job_count or 0, held)
 
     def close(self) -> None:
         """Stop the RPC thread; a later call (a handle still waiting) starts a new one."""
@@ -204,11 +229,20 @@ class PyslurmBackend(Backend):
                 fields["nodes"] = f"1-{most}"
         pyslurm = self._pyslurm
 
+        tasks = len(spec.array.indices) if spec.array else 1
+
         def submit() -> int:
             # A new description every attempt, and dependencies as a string: pyslurm
             # modifies a dependency dict in place.
-            with given_environment_only(pyslurm.JobSubmitDescription):
-                job_id: int = pyslurm.JobSubmitDescription(**fields).submit()
+            try:
+                with given_environment_only(pyslurm.JobSubmitDescription):
+                    job_id: int = pyslurm.JobSubmitDescription(**fields).submit()
+            except pyslurm.RPCError as exc:
+                if exc.errno in FULL_ERRNOS:  # retried unless the controller is full
+                    problem = limits.job_count_refusal(tasks, self._capacity())
+                    if problem:
+                        raise ClusterFullError(spec.name, problem, self.kind) from exc
+                raise
             return job_id
 
         try:
@@ -227,12 +261,12 @@ class PyslurmBackend(Backend):
         except self._pyslurm.RPCError as exc:
             raise self._error("pyslurm.Jobs.load() failed", exc, SchedulerError) from exc
         wanted = set(job_ids)
-        answer: dict[str, dict[int, TaskState]] = {}
-        for job_id, indices, state in records:
+        answer: dict[str, TaskStates] = {}
+        for job_id, spans, state in records:
             if job_id in wanted:
-                tasks = answer.setdefault(job_id, {})
-                for index in indices:
-                    tasks[index] = state
+                tasks = answer.setdefault(job_id, TaskStates())
+                for span in spans:
+                    tasks.add(span, state)
         return answer
 
     def cancel(self, job_id: str, index: int | None = None) -> None:

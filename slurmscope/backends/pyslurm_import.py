@@ -37,6 +37,10 @@ class ClusterInfo:
     cluster_name: str
     #: ``MaxArraySize`` (``None`` where pyslurm does not say).
     max_array_size: int | None
+    #: ``MaxJobCount`` (``None`` where pyslurm does not say).
+    max_job_count: int | None
+    #: ``SchedulerParameters`` as a dict (``max_array_tasks`` caps the tasks of one array).
+    scheduler_parameters: dict[str, object]
     slurm_version: str
     pyslurm_version: str
 
@@ -225,6 +229,8 @@ def probe(slurm_conf: str | None = None, timeout: float = 60.0) -> tuple[ModuleT
         ),
         cluster_name=str(config.cluster_name or "slurm"),
         max_array_size=config.max_array_size,
+        max_job_count=getattr(config, "max_job_count", None),
+        scheduler_parameters=dict(getattr(config, "scheduler_parameters", None) or {}),
         slurm_version=str(config.version),
         pyslurm_version=str(pyslurm.__version__),
     )

@@ -14,29 +14,30 @@ from types import ModuleType
 from typing import Any
 
 from .. import limits
-from ..states import TERMINAL_STATES, TaskState
-from ._slurm import expand_array_range
+from ..states import TERMINAL_STATES, TaskState, task_state
+from ._slurm import array_range_spans
 
 #: One job record of ``pyslurm.Jobs.load()``: the job id as submitted (an array's id for
-#: each of its tasks), the task indices the record stands for, and their state.
-JobRecord = tuple[str, list[int], TaskState]
+#: each of its tasks), the task indices the record stands for (as spans: the record of an
+#: array's pending tasks may stand for a million), and their state.
+JobRecord = tuple[str, list[range], TaskState]
 
 
 def job_records(jobs: Iterable[Any]) -> list[JobRecord]:
     """Every job record (``pyslurm.Job`` objects) as (job id, task indices, state)."""
     out: list[JobRecord] = []
     for job in jobs:
-        state = TaskState(job.state, job.state_reason, exit_code(job))
+        state = task_state(job.state, job.state_reason, exit_code(job))
         if job.array_id is None:  # a single job
-            out.append((str(job.id), [0], state))
+            out.append((str(job.id), [range(1)], state))
             continue
-        indices: list[int]
+        indices: list[range]
         if job.array_task_id is not None:
-            indices = [job.array_task_id]
+            indices = [range(job.array_task_id, job.array_task_id + 1)]
         elif job.array_tasks_waiting:  # the record of the still-pending tasks
-            indices = expand_array_range(job.array_tasks_waiting)
+            indices = array_range_spans(job.array_tasks_waiting)
         else:  # task 0: pyslurm reads the index 0 back as None
-            indices = [0]
+            indices = [range(1)]
         out.append((str(job.array_id), indices, state))
     return out
 

@@ -14,25 +14,36 @@ import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import limits
 from ..dependency import render
-from ..errors import BackendUnavailableError, SchedulerError, SubmissionError
+from ..errors import BackendUnavailableError, ClusterFullError, SchedulerError, SubmissionError
 from ..log import log
 from ..spec import JobSpec, Resources
-from ..states import TERMINAL_STATES, StateMap, TaskState, exit_code_in_words
+from ..states import (
+    TERMINAL_STATES,
+    StateMap,
+    TaskState,
+    TaskStates,
+    exit_code_in_words,
+    task_state,
+)
 from ._slurm import (
+    FULL_MESSAGES,
     FULL_RANGES,
+    array_range_spans,
     check_scancel,
-    expand_array_range,
+    count_array_range,
     is_transient,
     local_node_names,
     partial_output,
     retry_transient,
+    scheduler_parameters,
     slurm_conf_problem,
+    tasks_per_array,
 )
 from .base import Backend
 from .inherited import child_environment
@@ -127,6 +138,9 @@ class SbatchBackend(Backend):
     #: and a process here, so it is asked only when the files have been quiet for a while.
     poll_interval = (0.25, 2.0)
     query_interval = (2.0, 5.0)
+    #: ``sbatch`` processes of one split map run at once: each spends most of its time
+    #: starting and waiting for the controller, which takes submissions one at a time.
+    parallel_submissions = 4
 
     def __init__(
         self,
@@ -185,8 +199,32 @@ class SbatchBackend(Backend):
 
     @property
     def max_array_size(self) -> int | None:
-        value = self.config().get("MaxArraySize", "1001").split()[0]
-        return int(value) if value.isdigit() else 1001
+        config = self.config()
+        value = config.get("MaxArraySize", "1001").split()[0]
+        size = int(value) if value.isdigit() else 1001
+        return tasks_per_array(size, scheduler_parameters(config.get("SchedulerParameters", "")))
+
+    def job_capacity(self, count: bool) -> limits.JobCapacity | None:
+        """``MaxJobCount`` from ``scontrol show config``; the jobs in the system from one
+        ``squeue --states=all`` of every job (pending array tasks as one range a record)."""
+        value = self.config().get("MaxJobCount", "").split()[0:1]
+        if not value or not value[0].isdigit():
+            return None
+        if not count:
+            return limits.JobCapacity(int(value[0]))
+        proc = self._call(
+            ["squeue", "--noheader", "--states=all", "--format=%i"],
+            what="squeue",
+            env={**_environment(self.slurm_conf), **FULL_RANGES},
+        )
+        if proc.returncode != 0:
+            log.info("slurmscope.limits.unknown", backend=self.kind, error=proc.stderr.strip())
+            return limits.JobCapacity(int(value[0]))
+        held = 0
+        for line in proc.stdout.split():
+            _, _, index = line.partition("_")
+            held += count_array_range(index) if index.startswith("[") else 1
+        return limits.JobCapacity(int(value[0]), held)
 
     # -- the seam -----------------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> str:
@@ -197,7 +235,14 @@ class SbatchBackend(Backend):
         # (sbatch would apply it to this one, and pass it on).
         env = child_environment(_environment(self.slurm_conf))
         env.update(spec.environment)
-        out = self._run(args, what="sbatch", stdin=batch_script(spec), env=env, submit=True)
+        out = self._run(
+            args,
+            what="sbatch",
+            stdin=batch_script(spec),
+            env=env,
+            submit=True,
+            full=lambda: self._full(spec),
+        )
         job_id = out.strip().split(";")[0]
         if not job_id.isdigit():
             raise SubmissionError(f"sbatch printed {out!r} instead of a job id")
@@ -211,7 +256,8 @@ class SbatchBackend(Backend):
             [
                 "squeue",
                 "--noheader",
-                "--array",
+                # No --array: an array's pending tasks come as one line, 12_[5-999999], not
+                # as a line each (a million lines for a map of a million pending tasks).
                 "--states=all",
                 # Each field ends with "|" and has no width: nothing padded, nothing cut.
                 "--Format=JobArrayID:|,State:|,Reason:|,exit_code:",
@@ -225,9 +271,9 @@ class SbatchBackend(Backend):
             if "Invalid job id" in proc.stderr:  # every one of them is forgotten
                 return {}
             raise SchedulerError(f"squeue failed: {proc.stderr.strip()}")
-        answer: dict[str, dict[int, TaskState]] = {}
-        # One TaskState per (state, reason, exit code), shared: a map of 100,000 pending
-        # tasks is 100,000 lines, and the poller keeps every task's state.
+        answer: dict[str, TaskStates] = {}
+        # One TaskState per (state, reason, exit code), shared: the poller keeps every
+        # task's state.
         shared: dict[tuple[str, str, str], TaskState] = {}
         for line in proc.stdout.splitlines():
             fields = line.strip().split("|")
@@ -238,7 +284,7 @@ class SbatchBackend(Backend):
             state = state.split()[0].rstrip("+")
             task = shared.get((state, reason, status))
             if task is None:
-                task = shared[state, reason, status] = TaskState(
+                task = shared[state, reason, status] = task_state(
                     state,
                     reason,
                     wait_status_exit_code(status) if state in TERMINAL_STATES else None,
@@ -246,14 +292,14 @@ class SbatchBackend(Backend):
             job_id, _, index = ident.partition("_")
             if job_id not in wanted:
                 continue
-            tasks = answer.setdefault(job_id, {})
+            tasks = answer.setdefault(job_id, TaskStates())
             if not index:
-                tasks[0] = task
+                tasks.add(range(1), task)
             elif (m := _RANGE.match(ident)) is not None:
-                for i in expand_array_range(m.group(2)):
-                    tasks[i] = task
+                for span in array_range_spans(m.group(2)):
+                    tasks.add(span, task)
             else:
-                tasks[int(index)] = task
+                tasks.add(range(int(index), int(index) + 1), task)
         return answer
 
     def cancel(self, job_id: str, index: int | None = None) -> None:
@@ -289,6 +335,16 @@ class SbatchBackend(Backend):
         value = self.show_job(job_id).get("Dependency", "(null)")
         return "" if value == "(null)" else value
 
+    def _full(self, spec: JobSpec) -> None:
+        """After sbatch gave up on a controller that kept saying "try again": raise
+        :class:`ClusterFullError` if that is because it holds ``MaxJobCount`` jobs (trying
+        again would only wait two more minutes per attempt)."""
+        capacity = self.job_capacity(count=True)
+        tasks = len(spec.array.indices) if spec.array else 1
+        problem = None if capacity is None else limits.job_count_refusal(tasks, capacity)
+        if problem:
+            raise ClusterFullError(spec.name, problem, self.kind)
+
     # -- running commands ---------------------------------------------------------------------
     def _call(
         self,
@@ -298,8 +354,11 @@ class SbatchBackend(Backend):
         stdin: str | None = None,
         env: dict[str, str] | None = None,
         retries: int | None = None,
+        full: Callable[[], None] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a Slurm command; retry transient controller errors with backoff."""
+        """Run a Slurm command; retry transient controller errors with backoff (``full``,
+        if given, is asked first when the controller refused for lack of room, and raises
+        where retrying cannot help)."""
 
         def attempt() -> subprocess.CompletedProcess[str]:
             self.calls[what] = self.calls.get(what, 0) + 1
@@ -323,6 +382,8 @@ class SbatchBackend(Backend):
                     + (f"; it said: {said}" if said else ""),
                 )
             if proc.returncode != 0 and is_transient(proc.stderr):
+                if full is not None and any(m in proc.stderr for m in FULL_MESSAGES):
+                    full()
                 raise _Transient(proc)
             return proc
 
@@ -345,8 +406,9 @@ class SbatchBackend(Backend):
         stdin: str | None = None,
         env: dict[str, str] | None = None,
         submit: bool = False,
+        full: Callable[[], None] | None = None,
     ) -> str:
-        proc = self._call(args, what=what, stdin=stdin, env=env)
+        proc = self._call(args, what=what, stdin=stdin, env=env, full=full)
         if proc.returncode != 0:
             message = proc.stderr.strip() or proc.stdout.strip()
             if submit:
