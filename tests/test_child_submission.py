@@ -387,3 +387,50 @@ def test_a_child_submitted_from_inside_a_job_gets_exactly_its_own_resources(
     assert step["env"]["SLURM_JOB_PARTITION"] == "debug"
     assert out["after_result"] == 3
     _check_provenance(out, str(out["parent"]), str(out["parent_dir"]), root, own_cluster)
+
+
+# -- a driver run as a job (`slurmscope run`) keeps its shell's SBATCH_* for its stages --------
+def test_the_submitting_shell_s_sbatch_settings_reach_the_stages() -> None:
+    shell = {"SBATCH_ACCOUNT": "physics", "SBATCH_TIMELIMIT": "00:07:00"}
+    driver_job = {
+        **PARENT_JOB,
+        inherited.SUBMITTER_OPTIONS: json.dumps({**shell, "NOT_SBATCH": "x"}),
+    }
+    child = inherited.child_environment(driver_job)
+    assert {k: child[k] for k in shell} == shell  # the shell's, not the parent job's "10"
+    assert "NOT_SBATCH" not in child and "SBATCH_PARTITION" not in child
+    broken = {**PARENT_JOB, inherited.SUBMITTER_OPTIONS: "{not json"}
+    assert not [k for k in inherited.child_environment(broken) if k.startswith("SBATCH_")]
+
+
+STAGE_LIMIT = """
+import subprocess
+import slurmscope
+
+@slurmscope.task
+def stage():
+    return 1
+
+job = stage()
+job.get_result(timeout=120)
+shown = subprocess.run(["scontrol", "show", "job", job.job_id], capture_output=True, text=True)
+print("STAGE", [w for w in shown.stdout.split() if w.startswith("TimeLimit=")], flush=True)
+"""
+
+
+@pytest.mark.backends("sbatch")
+def test_slurmscope_run_gives_its_stages_the_shell_s_sbatch_settings(
+    tmp_path: Path, driver_env: dict[str, str]
+) -> None:
+    """``SBATCH_TIMELIMIT=00:07:00 slurmscope run script.py``: the stage the driver job
+    submits (sbatch) has the 7-minute limit, as when the script runs from that shell."""
+    from test_run_driver import cli, driver_ended, ok, start, wait_for
+
+    root = tmp_path / "jobs"
+    script = tmp_path / "stage_limit.py"
+    script.write_text(STAGE_LIMIT)
+    env = {**driver_env, "SBATCH_TIMELIMIT": "00:07:00"}
+    driver = start(root, env, "sbatch", script)["driver_job"]
+    done = wait_for("the driver job", lambda: driver_ended(root, env, driver), 240)
+    assert [t["state"] for t in done["tasks"]] == ["COMPLETED"], done
+    assert "STAGE ['TimeLimit=00:07:00']" in ok(cli(root, env, "logs", driver))

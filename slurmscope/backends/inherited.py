@@ -35,6 +35,7 @@ Outside a job, the environment is passed on as it is.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 #: The prefixes of Slurm's variables: every one that Slurm sets in a job, and every one that
@@ -73,13 +74,35 @@ def describes_job(name: str) -> bool:
     return name.startswith(SLURM_PREFIXES) or name in TASK_VARIABLES
 
 
+#: The ``SBATCH_*`` settings of the shell a pipeline was started from (``slurmscope run``
+#: puts them here, as JSON, in its driver job's environment): a driver run as a job submits
+#: its stages with them, as the same script run from that shell would.
+SUBMITTER_OPTIONS = "SLURMSCOPE_SUBMITTER_SBATCH"
+
+
+def submitter_options(environ: Mapping[str, str]) -> dict[str, str]:
+    """The ``SBATCH_*`` settings that :data:`SUBMITTER_OPTIONS` of ``environ`` carries
+    (none when it is unset or unreadable)."""
+    try:
+        found = json.loads(environ.get(SUBMITTER_OPTIONS) or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {
+        str(k): str(v) for k, v in found.items() if str(k).startswith("SBATCH_") and v is not None
+    }
+
+
 def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """The environment a submission made by a process whose environment is ``environ``
-    passes on: inside a job, without what describes that job (:func:`describes_job`);
-    elsewhere, all of it."""
+    passes on: inside a job, without what describes that job (:func:`describes_job`) but
+    with the ``SBATCH_*`` settings of the shell the pipeline was started from
+    (:func:`submitter_options`); elsewhere, all of it."""
     if not inside_job(environ):
         return dict(environ)
-    return {name: value for name, value in environ.items() if not describes_job(name)}
+    kept = {name: value for name, value in environ.items() if not describes_job(name)}
+    return kept | submitter_options(environ)
 
 
 def left_out(environ: Mapping[str, str]) -> list[str]:

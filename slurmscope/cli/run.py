@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import Cluster, Job, Task
+from ..backends.inherited import SUBMITTER_OPTIONS
 from ..driver_script import run_script
 from ..errors import InvalidInputError, SlurmscopeError
 from ..job_directory import JobDirectory
@@ -117,6 +118,9 @@ def submit_driver(cluster: Cluster, request: dict[str, Any]) -> Job[int]:
     }
     if request["resume"]:
         environment[RESUME_ENV] = "1"
+    shell = {k: v for k, v in os.environ.items() if k.startswith("SBATCH_")}
+    if shell:  # the stages get them as the script run from this shell would
+        environment[SUBMITTER_OPTIONS] = json.dumps(shell, sort_keys=True)
     resources = Resources.from_kwargs(request["resources"])
     name = f"driver:{Path(request['script']).name}"
     task = Task(run_script, resources, cluster=cluster, name=name)
