@@ -723,12 +723,12 @@ def render_table(results: dict[str, Any], plan: Plan) -> str:
             f"{plan.e2e_rounds}; {plan.e2e_rounds_others} for submitit and slurm-sdk), ratio to the floor"
         )
         lines.append(
-            f"   {'':19} {'median':>9} {'vs floor':>9} {'all runs':>24} {'files/task':>11} {'sched.queries':>14} {'in-job RPC/task':>16}"
+            f"   {'':24} {'median':>9} {'vs floor':>9} {'all runs':>24} {'files/task':>11} {'sched.queries':>14} {'in-job RPC/task':>16}"
         )
         for lib, v in e2e.items():
             every = " ".join(f"{x:.1f}" for x in v["all_s"])
             lines.append(
-                f"   {lib:19} {fmt_s(v['median_s']):>9} {fmt_x(ratio(v['median_s'], floor)):>9} {every:>24} "
+                f"   {lib:24} {fmt_s(v['median_s']):>9} {fmt_x(ratio(v['median_s'], floor)):>9} {every:>24} "
                 f"{v['files_per_task']:>11.2f} {v['scheduler_queries']:>14g} {v['in_job_rpcs_per_task']:>16.2f}"
             )
         lines.append(
