@@ -99,7 +99,7 @@ SUBMIT_LIBS = (
     "submitit",
     "slurm-sdk",
 )
-E2E_LIBS = ("floor", "slurmscope-sbatch", "submitit", "slurm-sdk")
+E2E_LIBS = ("floor", "slurmscope-sbatch", "slurmscope-sbatch-script", "submitit", "slurm-sdk")
 LOAD_LIBS = ("slurmscope-sbatch", "submitit")
 SCALE_LIBS = ("slurmscope-pyslurm", "slurmscope-sbatch")
 MEMORY_LIBS = ("slurmscope-sbatch", "submitit")
@@ -648,6 +648,13 @@ def targets(s: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
         add(f"e2e {plan.e2e_n} tasks: <= 1.10x the floor", r <= 1.10, f"{r:.2f}x")
     else:
         add(f"e2e {plan.e2e_n} tasks: <= 1.10x the floor", None, "n/a")
+    for lib, what in (("slurmscope-sbatch", "imported"), ("slurmscope-sbatch-script", "script")):
+        name = f"e2e {plan.e2e_n} tasks, task {what}: <= 1.05x the floor"
+        if lib in e2e and "floor" in e2e:
+            r = e2e[lib]["median_s"] / e2e["floor"]["median_s"]
+            add(name, r <= 1.05, f"{r:.2f}x")
+        else:
+            add(name, None, "n/a")
     scope = s.get("scope")
     if scope and "per_level_s" in scope:
         add(
@@ -798,12 +805,12 @@ def render_table(results: dict[str, Any], plan: Plan) -> str:
             f"{plan.e2e_rounds}; {plan.e2e_rounds_others} for submitit and slurm-sdk), ratio to the floor"
         )
         lines.append(
-            f"   {'':19} {'median':>9} {'vs floor':>9} {'all runs':>24} {'files/task':>11} {'sched.queries':>14} {'in-job RPC/task':>16}"
+            f"   {'':24} {'median':>9} {'vs floor':>9} {'all runs':>24} {'files/task':>11} {'sched.queries':>14} {'in-job RPC/task':>16}"
         )
         for lib, v in e2e.items():
             every = " ".join(f"{x:.1f}" for x in v["all_s"])
             lines.append(
-                f"   {lib:19} {fmt_s(v['median_s']):>9} {fmt_x(ratio(v['median_s'], floor)):>9} {every:>24} "
+                f"   {lib:24} {fmt_s(v['median_s']):>9} {fmt_x(ratio(v['median_s'], floor)):>9} {every:>24} "
                 f"{v['files_per_task']:>11.2f} {v['scheduler_queries']:>14g} {v['in_job_rpcs_per_task']:>16.2f}"
             )
         lines.append(
@@ -852,6 +859,15 @@ def render_table(results: dict[str, Any], plan: Plan) -> str:
             f"5. Worker: python -c pass {fmt_s(w['python_pass_s'])}; worker {fmt_s(w['worker_item0_s'])} "
             f"(overhead {fmt_s(w['overhead_s'])} per task); item {w['n'] - 1}: {fmt_s(w['worker_itemlast_s'])}"
         )
+        if "worker_script_item0_s" in w:
+            lines.append(
+                f"   task defined in the driver script (by value): {fmt_s(w['worker_script_item0_s'])} "
+                f"(overhead {fmt_s(w['script_overhead_s'])}); python -S -c pass {fmt_s(w['python_S_pass_s'])}"
+            )
+            lines.append(
+                f"   started as python -m slurmscope.worker (site, runpy): imported {fmt_s(w['worker_m_item0_s'])}, "
+                f"script-defined {fmt_s(w['worker_m_script_item0_s'])}; the command given to tasks: {' '.join(w['command'][1:3])}"
+            )
         lines.append(
             f"   loading one item of {w['n']}: item 0 {fmt_s(w['load_item0_s'])}, item {w['n'] - 1} {fmt_s(w['load_itemlast_s'])}"
         )

@@ -5,7 +5,8 @@ threads or memory, and the peak RSS is the driver's own. It prints one JSON obje
 last line of output.
 
 Libraries: ``floor`` (hand-written ``sbatch --array``), ``slurmscope-sbatch``,
-``slurmscope-local``, ``slurmscope-pyslurm``, ``submitit``, ``slurm-sdk``.
+``slurmscope-sbatch-script`` (the same, with the task defined in this script: shipped by
+value), ``slurmscope-local``, ``slurmscope-pyslurm``, ``submitit``, ``slurm-sdk``.
 
 Scenarios:
   submit    time one map of N trivial items, from call to return; count the files written
@@ -42,6 +43,7 @@ import bench_tasks  # noqa: E402  (after the path is set)
 SLURM_LIBRARIES = (
     "floor",
     "slurmscope-sbatch",
+    "slurmscope-sbatch-script",
     "slurmscope-sbatch-22.05",
     "slurmscope-pyslurm",
     "submitit",
@@ -160,7 +162,7 @@ class Slurmscope(Library):
     backend = "sbatch"
 
     def __init__(self, workdir: Path) -> None:
-        self.name = f"slurmscope-{self.backend}"
+        self.name = self.name or f"slurmscope-{self.backend}"
         super().__init__(workdir)
         import slurmscope
 
@@ -230,6 +232,23 @@ class SlurmscopeSbatchCompat(Slurmscope):
         super().__init__(workdir)
         self.name = "slurmscope-sbatch-22.05"
         self.note = f"sbatch backend on Slurm {slurm('sinfo', '--version').split()[-1]}"
+
+
+def echo_script(x):
+    """``bench_tasks.echo``, defined in the driver script as most users define their tasks:
+    shipped by value (``__main__`` cannot be imported in the job)."""
+    return x
+
+
+class SlurmscopeScript(Slurmscope):
+    """The sbatch backend running :func:`echo_script`, the task defined in this script."""
+
+    name = "slurmscope-sbatch-script"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.task = self.cluster.task(echo_script)
+        self.held = self.cluster.task(echo_script, extra=("--hold",))
 
 
 class SlurmscopeLocal(Slurmscope):
@@ -332,6 +351,7 @@ def make_library(name: str, workdir: Path) -> Library:
     classes = {
         "floor": Floor,
         "slurmscope-sbatch": Slurmscope,
+        "slurmscope-sbatch-script": SlurmscopeScript,
         "slurmscope-sbatch-22.05": SlurmscopeSbatchCompat,
         "slurmscope-local": SlurmscopeLocal,
         "slurmscope-pyslurm": SlurmscopePyslurm,
@@ -628,15 +648,21 @@ def scenario_scope(workdir: Path, rounds: int, per_round: int) -> dict[str, Any]
 
 
 def scenario_worker(workdir: Path, n: int, repeats: int) -> dict[str, Any]:
-    """The worker's wall time above ``python -c pass``; loading item 0 against item n-1."""
-    from slurmscope.payload import read_item
+    """The worker's wall time above ``python -c pass``, with the command the driver gives
+    every task: for a task imported from a module and one defined in this script (shipped
+    by value), item 0 against item n-1; and the same tasks started the older way,
+    ``python -m slurmscope.worker`` (``site`` and ``runpy`` at start). Each run has its
+    task's outcome removed first, so every one runs the task."""
+    from slurmscope.bootstrap import command
+    from slurmscope.payload import read_item, result_file
 
     cluster = null_cluster(workdir / "worker")
     array = cluster.task(bench_tasks.echo).map(list(range(n)))
-    directory = str(array.directory)
+    script_array = cluster.task(echo_script).map(list(range(n)))
+    directory, script_directory = str(array.directory), str(script_array.directory)
     cluster.close()
 
-    def run(args: list[str], index: int | None = None) -> float:
+    def run(args: list[str] | tuple[str, ...], index: int | None = None) -> float:
         env = dict(os.environ)
         if index is not None:
             env["SLURM_ARRAY_TASK_ID"] = str(index)
@@ -644,14 +670,33 @@ def scenario_worker(workdir: Path, n: int, repeats: int) -> dict[str, Any]:
         subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL)
         return time.perf_counter() - start
 
-    bare: list[float] = []
-    first: list[float] = []
-    last: list[float] = []
-    worker = [sys.executable, "-m", "slurmscope.worker", directory]
+    def task(args: list[str] | tuple[str, ...], folder: str, index: int) -> float:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(result_file(folder, index))
+        return run(args, index)
+
+    times: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "pass",
+            "pass_S",
+            "item0",
+            "itemlast",
+            "script",
+            "m_item0",
+            "m_script",
+        )
+    }
+    m_command = [sys.executable, "-m", "slurmscope.worker"]
     for _ in range(repeats):
-        bare.append(run([sys.executable, "-c", "pass"]))
-        first.append(run(worker, 0))
-        last.append(run(worker, n - 1))
+        times["pass"].append(run([sys.executable, "-c", "pass"]))
+        times["pass_S"].append(run([sys.executable, "-S", "-c", "pass"]))
+        times["item0"].append(task(command(directory, 0), directory, 0))
+        times["itemlast"].append(task(command(directory, 0), directory, n - 1))
+        times["script"].append(task(command(script_directory, 0), script_directory, 0))
+        times["m_item0"].append(task([*m_command, directory], directory, 0))
+        times["m_script"].append(task([*m_command, script_directory], script_directory, 0))
+    med = {k: statistics.median(v) for k, v in times.items()}
 
     def load_time(index: int, reps: int = 2000) -> float:
         times = []
@@ -663,10 +708,16 @@ def scenario_worker(workdir: Path, n: int, repeats: int) -> dict[str, Any]:
 
     out: dict[str, Any] = {
         "n": n,
-        "python_pass_s": statistics.median(bare),
-        "worker_item0_s": statistics.median(first),
-        "worker_itemlast_s": statistics.median(last),
-        "overhead_s": statistics.median(first) - statistics.median(bare),
+        "command": list(command(directory, 0))[:3],
+        "python_pass_s": med["pass"],
+        "python_S_pass_s": med["pass_S"],
+        "worker_item0_s": med["item0"],
+        "worker_itemlast_s": med["itemlast"],
+        "worker_script_item0_s": med["script"],
+        "worker_m_item0_s": med["m_item0"],
+        "worker_m_script_item0_s": med["m_script"],
+        "overhead_s": med["item0"] - med["pass"],
+        "script_overhead_s": med["script"] - med["pass"],
         "load_item0_s": load_time(0),
         "load_itemlast_s": load_time(n - 1),
     }

@@ -3,12 +3,19 @@ them become result references, and data dependencies), and the size checks on bo
 
 from __future__ import annotations
 
+import contextlib
+import dis
+import io
+import marshal
 import pickle
-from collections.abc import Callable, Sequence
+import sys
+import types
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
 import cloudpickle
 
+from . import rebuild
 from .errors import InvalidInputError
 from .handle import Handle
 from .job_directory import PackedItems
@@ -66,9 +73,113 @@ def by_value(obj: Any) -> bool:
         return getattr(obj, "__module__", None) == "__main__"
 
 
+#: What the rebuilt function's globals keep of its module's (as cloudpickle does): what
+#: relative imports inside the function need, and ``__name__`` (``"__main__"``).
+_MODULE_KEYS = ("__package__", "__name__", "__path__", "__file__")
+_GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL"})
+
+
+def _codes(code: types.CodeType) -> Iterator[types.CodeType]:
+    """``code`` and every code object nested in it."""
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        yield c
+        stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+
+
+def _global_names(code: types.CodeType) -> list[str]:
+    """The names ``code`` (and the code nested in it) reads, writes or deletes as globals,
+    in a stable order."""
+    names: dict[str, None] = {}
+    for c in _codes(code):
+        for instruction in dis.get_instructions(c):
+            if instruction.opname in _GLOBAL_OPS:
+                names[instruction.argval] = None
+    return list(names)
+
+
+def _submodules(code: types.CodeType, values: list[Any]) -> list[types.ModuleType]:
+    """The imported submodules that ``code`` reaches as attributes of a module among
+    ``values`` (``os.path`` through ``os``): the job imports them when the function loads."""
+    names: set[str] = set()
+    for c in _codes(code):
+        names.update(c.co_names)
+    found: list[types.ModuleType] = []
+    for value in values:
+        if not isinstance(value, types.ModuleType):
+            continue
+        prefix = value.__name__ + "."
+        for name, module in list(sys.modules.items()):
+            if (
+                name.startswith(prefix)
+                and isinstance(module, types.ModuleType)
+                and set(name[len(prefix) :].split(".")) <= names
+            ):
+                found.append(module)
+    return found
+
+
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+    """cloudpickle's pickler, but functions shipped by value, their code and the modules
+    they refer to are written with :mod:`slurmscope.rebuild`'s reconstructors, which the
+    job loads without importing cloudpickle. Everything else (classes defined in the
+    script, enums, dynamic modules, ...) keeps cloudpickle's reductions."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=5)
+        self._module_globals: dict[int, dict[str, Any]] = {}
+
+    def reducer_override(self, obj: Any) -> Any:
+        kind = type(obj)
+        if kind is types.FunctionType and by_value(obj):
+            return self._reduce_function(obj)
+        if kind is types.CodeType:
+            return rebuild.code, (marshal.dumps(obj),)
+        if kind is types.ModuleType and not by_value(obj):
+            return rebuild.module, (obj.__name__,)
+        return super().reducer_override(obj)
+
+    def _reduce_function(self, fn: types.FunctionType) -> tuple[Any, ...]:
+        module_globals = fn.__globals__
+        shared = self._module_globals.get(id(module_globals))
+        if shared is None:  # one dictionary per module: its functions share it in the job
+            shared = {k: module_globals[k] for k in _MODULE_KEYS if k in module_globals}
+            self._module_globals[id(module_globals)] = shared
+        names = _global_names(fn.__code__)
+        used = {k: module_globals[k] for k in names if k in module_globals}
+        closure: dict[int, Any] = {}
+        for position, cell in enumerate(fn.__closure__ or ()):
+            with contextlib.suppress(ValueError):  # an empty cell stays empty
+                closure[position] = cell.cell_contents
+        state = {
+            "globals": used,
+            "closure": closure,
+            "defaults": fn.__defaults__,
+            "kwdefaults": fn.__kwdefaults__,
+            "annotations": fn.__annotations__,
+            "name": fn.__name__,
+            "qualname": fn.__qualname__,
+            "module": fn.__module__,
+            "doc": fn.__doc__,
+            "dict": dict(fn.__dict__),
+            "submodules": _submodules(fn.__code__, [*used.values(), *closure.values()]),
+        }
+        cells = len(fn.__closure__ or ())
+        return rebuild.function, (fn.__code__, shared, cells), state, None, None, rebuild.set_state
+
+
+def dumps(obj: Any) -> bytes:
+    """``obj`` pickled (protocol 5) as cloudpickle would, but loadable in the job without
+    cloudpickle where it holds no more than functions (see :class:`_Pickler`)."""
+    with io.BytesIO() as buffer:
+        _Pickler(buffer).dump(obj)
+        return buffer.getvalue()
+
+
 def pickle_function(fn: Callable[..., Any], name: str) -> bytes:
     try:
-        blob: bytes = cloudpickle.dumps(fn, protocol=5)
+        blob: bytes = dumps(fn)
         return blob
     except Exception as exc:
         raise InvalidInputError(
@@ -107,7 +218,7 @@ _CHUNK = 65536
 
 def pickle_item(args: Any, kwargs: Any, index: int | None) -> bytes:
     try:
-        blob: bytes = cloudpickle.dumps((args, kwargs), protocol=5)
+        blob: bytes = dumps((args, kwargs))
         return blob
     except Exception as exc:
         what = "the arguments" if index is None else f"item {index}"

@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import checkpoint, ledger, packing, scope
 from .backends.submit_many import submit_all
+from .bootstrap import command as worker_command
 from .callsite import CallSite
 from .checkpoint import DEFAULT_MAX_REQUEUES, DEFAULT_WARNING
 from .dependency import VIA_DATA_ARGUMENT, Dependency, DependencyClauses, Provenance, merge
@@ -401,14 +401,7 @@ def _submit_parts(
         if kept is not None:  # every task of it succeeded in the earlier array
             parts.append(kept)
             continue
-        command: tuple[str, ...] = (
-            sys.executable,
-            "-m",
-            "slurmscope.worker",
-            str(directory.path),
-        )
-        if offset:
-            command += (str(offset),)
+        command = worker_command(str(directory.path), offset)
         specs.append(
             JobSpec(
                 name=resources.job_name or name,

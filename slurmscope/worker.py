@@ -16,8 +16,11 @@ whose outcome is already written (requeued after it) exits 0 at once.
 It imports the standard library and the job directory layer (``slurmscope.payload``,
 ``slurmscope.payload_ended``, ``slurmscope.origin``, ``slurmscope.checkpoint``) only, and of the standard library only
 what a successful task needs (``traceback`` when a task fails, ``json`` when an upstream
-task has no result): each import is paid by every task (cloudpickle is imported by
-``pickle`` itself when the function needs it).
+task has no result): each import is paid by every task (functions shipped by value load
+through :mod:`slurmscope.rebuild`; cloudpickle is imported by ``pickle`` itself only when
+the payload holds what only cloudpickle rebuilds, such as a class defined in the script).
+Tasks start it through :mod:`slurmscope.bootstrap` (``python -S -c ...``: no ``site`` at
+start), which calls :func:`main`.
 """
 
 from __future__ import annotations

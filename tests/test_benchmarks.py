@@ -67,7 +67,14 @@ def test_quick_benchmark_runs_every_measurement(tmp_path: Path) -> None:
     assert summary["submit"], "no submit rows"
     for lib in ("floor", "slurmscope-sbatch", "slurmscope-local", "submitit", "slurm-sdk"):
         assert all(lib in row for row in summary["submit"].values()), lib
-    assert set(summary["e2e"]) == {"floor", "slurmscope-sbatch", "submitit", "slurm-sdk"}
+    assert set(summary["e2e"]) == {
+        "floor",
+        "slurmscope-sbatch",
+        "slurmscope-sbatch-script",
+        "submitit",
+        "slurm-sdk",
+    }
+    assert "script_overhead_s" in summary["worker"], summary["worker"]
     assert set(summary["load"]) == {"slurmscope-sbatch", "submitit"}
     assert set(summary["memory"]) == {"slurmscope-sbatch", "submitit"}
     assert {"scope", "worker", "results"} <= set(summary)

@@ -161,14 +161,18 @@ def test_result_ref_is_an_immutable_value() -> None:
 
 def test_the_worker_imports_little() -> None:
     """Every task of every map pays for each module the worker imports."""
-    code = "import sys, slurmscope.worker; print(' '.join(sorted(sys.modules)))"
+    code = (  # the job's start (bootstrap), its worker, and what loads script-defined functions
+        "import sys, slurmscope.bootstrap, slurmscope.worker, slurmscope.rebuild; "
+        "print(' '.join(sorted(sys.modules)))"
+    )
     env = dict(os.environ, PYTHONPATH=str(REPO))
     out = subprocess.run(
         [sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, check=True
     ).stdout.split()
     heavy = {"typing", "dataclasses", "inspect", "secrets", "json", "traceback", "importlib.util"}
     heavy |= {"pathlib", "re", "pickle", "contextlib"}
-    heavy |= {"cloudpickle", "structlog", "logging", "subprocess", "threading"}
+    heavy |= {"cloudpickle", "structlog", "logging", "subprocess", "threading", "dis", "site"}
+    assert {"slurmscope.bootstrap", "slurmscope.rebuild"} <= set(out)
     assert not heavy & set(out), heavy & set(out)
 
 
