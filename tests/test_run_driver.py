@@ -26,7 +26,7 @@ from slurmscope.runs import read_run
 
 #: A three-stage pipeline: squares of 0..N-1 (an array), their total, a label of the total.
 PIPELINE = """
-import json, sys, time
+import json, os, sys, time
 import slurmscope
 
 tag = sys.argv[2]
@@ -48,6 +48,9 @@ n, pause = int(sys.argv[1]), float(sys.argv[3])
 print("pipeline starting", n, tag, flush=True)
 first = square.map([(i, pause) for i in range(n)])
 print("stage one submitted", first.job_id, flush=True)
+gate = os.environ.get("PIPELINE_GATE")  # the driver waits here while this file exists
+while gate and os.path.exists(gate):
+    time.sleep(0.2)
 second = total(first)
 third = label(second, tag)
 print("RESULT " + json.dumps({"label": third.get_result(timeout=300)}), flush=True)
@@ -347,6 +350,13 @@ def test_resume_after_the_driver_was_killed(
     script = tmp_path / "pipeline.py"
     script.write_text(PIPELINE)
     tag = f"rs{os.getpid()}x{time.time_ns() % 10**6}"
+    gate = tmp_path / "gate"
+    if backend == "local":
+        # The embedded scheduler lives in the driver's process: what it has not finished
+        # when that process dies is lost with it (docs/pipelines.md), so stage one ends
+        # first, while the driver waits at the gate before stage two.
+        gate.touch()
+        driver_env = {**driver_env, "PIPELINE_GATE": str(gate)}
     started = start(root, driver_env, backend, script, "3", tag, "8")
     driver, run_id = started["driver_job"], started["run"]
     wait_for(
@@ -354,8 +364,6 @@ def test_resume_after_the_driver_was_killed(
         lambda: status(root, driver_env, driver)["driver_of"]["submissions"],
     )
     if backend == "local":
-        # The embedded scheduler lives in the driver's process: what it has not finished
-        # when that process dies is lost with it (docs/pipelines.md), so stage one ends first.
         one = status(root, driver_env, driver)["driver_of"]["submissions"][0]["job_ids"][0]
         wait_for(
             "stage one to end",
@@ -366,6 +374,7 @@ def test_resume_after_the_driver_was_killed(
     else:
         subprocess.run(["scancel", driver], check=True)
     wait_for("the driver job to end", lambda: driver_ended(root, driver_env, driver))
+    gate.unlink(missing_ok=True)
     resumed = json.loads(
         ok(cli(root, driver_env, "run", "--json", "--resume", run_id, cwd=tmp_path))
     )
