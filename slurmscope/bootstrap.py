@@ -161,7 +161,14 @@ class _SiteOnDemand:
     ) -> ModuleSpec | None:
         if _SiteOnDemand.ran:
             return None
-        if self.names is not None and name.partition(".")[0] not in self.names:
+        top = name.partition(".")[0]
+        if self.names is not None and top not in self.names:
+            return None
+        if self.names is None and (path is not None or top in sys.stdlib_module_names):
+            # An optional module of the standard library missing here (``_winapi``, ``nt``
+            # and ``msvcrt``, tried by pathlib and others inside their own import: running
+            # site then would load ``.pth`` hooks against a half-imported module), or a
+            # submodule of a package found already: nothing site adds would find it.
             return None
         _SiteOnDemand.ran = True
         import site

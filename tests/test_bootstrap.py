@@ -93,6 +93,7 @@ def test_what_a_task_sees_at_start(
 FINDER = """
 import importlib.util
 import sys
+from pathlib import Path  # as setuptools' editable finders do
 
 SOURCE = {source!r}
 
@@ -126,6 +127,8 @@ cluster = slurmscope.Cluster("local", root=sys.argv[1], set_as_default=False)
 
 
 def in_task(x):
+    import pathlib  # tries optional modules (_winapi, nt) while half-imported: site must wait
+
     import hooked as again  # only the .pth's hook finds it
 
     return {
