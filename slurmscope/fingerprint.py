@@ -6,13 +6,20 @@ run's. Every digest is a hex string; equal digests mean "the same", different on
 
 - **Function**: the bytecode of the function and of everything it defines inside (nested
   functions, lambdas, comprehensions), its constants, names, defaults and closure values,
-  and, followed by name, the functions, classes and values of its own module (or of any
-  module shipped by value, such as ``__main__``) that it refers to. Line numbers and file
-  names are left out: moving a function, or editing another one it does not use, changes
-  nothing. Functions of other (installed) modules count by their qualified name only.
+  and, followed by name, the functions, classes and values of the user's own code that it
+  refers to (its own module, ``__main__``, and any module :func:`own_module` says is the
+  user's, also as ``module.name``); a slurmscope ``Task`` counts as the function it runs.
+  Line numbers and file names are left out: moving a function, or editing another one it
+  does not use, changes nothing. Functions and classes of other (installed, standard
+  library, slurmscope) modules count by their qualified name only. A class of the user's
+  counts by its code: its bases, methods and class attributes (enum members by name and
+  value). Whatever refers to itself is fed once ("again").
 - **Arguments**: every argument (or every item of a map) walked as data: scalars by type
   and exact ``repr``, lists, tuples and dicts in order, sets sorted, job handles by the job
-  directory they name, anything else by its pickle.
+  directory they name, enum members by class and name, anything else by its pickle, in
+  which the user's own classes and functions are written as the digest of their code (so
+  an instance of a dataclass defined in the script is its class's code and its state, the
+  same in every process).
 - **Dependencies**: each merged dependency's kind and target, the target named by its job
   directory (so a target that was resubmitted is a changed dependency) or, for a job id
   given as text, by that id.
@@ -202,30 +209,40 @@ def _feed_value(
         what = "all" if value.whole_array else str(value.indices.start)
         _tag(h, f"job:{value.directory}:{what}")
         return
+    if seen is None:
+        seen = set()
     if depth < _MAX_DEPTH and walk_objects:
-        if kind in (list, tuple):
-            _tag(h, f"{kind.__name__}:{len(value)}")
-            for v in value:
-                _feed_value(h, v, seen, home, depth + 1)
-            return
-        if kind is dict:
-            _tag(h, f"dict:{len(value)}")
-            for k, v in value.items():
-                _feed_value(h, k, seen, home, depth + 1)
-                _feed_value(h, v, seen, home, depth + 1)
+        if kind in (list, tuple, dict):
+            # A list or dict that holds itself: said once, not walked again (the keys of
+            # the containers being walked are their negated ids, those of the callables
+            # fed so far their ids).
+            if -id(value) in seen:
+                _tag(h, f"cycle:{kind.__name__}")
+                return
+            seen.add(-id(value))
+            try:
+                _tag(h, f"{kind.__name__}:{len(value)}")
+                if kind is dict:
+                    for k, v in value.items():
+                        _feed_value(h, k, seen, home, depth + 1)
+                        _feed_value(h, v, seen, home, depth + 1)
+                else:
+                    for v in value:
+                        _feed_value(h, v, seen, home, depth + 1)
+            finally:
+                seen.discard(-id(value))
             return
         if kind in (set, frozenset):
             parts = sorted(value_digest(v) for v in value)
             _tag(h, f"{kind.__name__}:{','.join(parts)}")
             return
-    if seen is None:
-        seen = set()
     if isinstance(value, (types.FunctionType, type)):
         _feed_reference(h, value, seen, home, depth)
         return
-    if isinstance(value, enum.Enum):  # its class (by code, if the user's) and its name
+    if isinstance(value, enum.Enum):  # its class (by code, if the user's), name and value
         _tag(h, f"enum:{value.name}")
         _feed_reference(h, kind, seen, home, depth + 1)
+        _feed_value(h, value._value_, seen, home, depth + 1)
         return
     buffer = io.BytesIO()
     try:
@@ -307,8 +324,9 @@ def own_module(name: str) -> bool:
     if found is not None:
         return found
     own = _decide_own(name)
-    with _OWN_LOCK:
-        _OWN[name] = own
+    if name in sys.modules:  # not one that is not imported (yet): it may be later
+        with _OWN_LOCK:
+            _OWN[name] = own
     return own
 
 

@@ -550,6 +550,9 @@ def test_argument_digests_do_not_depend_on_the_process() -> None:
     }
     assert len(outs) == 1 and outs.pop().strip()
     assert value_digest([1, 2]) != value_digest([2, 1])
+    looped: list[Any] = []
+    looped += [looped, {"again": looped}]  # walked once, not 2**40 times
+    assert value_digest(looped) == value_digest(looped) != value_digest([[], {"again": []}])
     assert arguments_digest([1, 2], True) != arguments_digest([1, 2], False)
 
 
