@@ -259,7 +259,8 @@ class _DigestPickler(cloudpickle.Pickler):  # type: ignore[misc]
     or of the user's modules, which cloudpickle ships by value with an id that is new in
     every process) are written as the digest of their code. Instances of such classes are
     then pickled by their state (``__reduce_ex__``: ``__dict__``, slots, dataclass fields)
-    next to that digest, the same in every process."""
+    next to that digest, the same in every process. Sets are written as their items'
+    digests, sorted (their order in a pickle follows the process's hash seed)."""
 
     def __init__(self, file: io.BytesIO, seen: set[int], home: str | None, depth: int) -> None:
         super().__init__(file, protocol=5)
@@ -267,7 +268,11 @@ class _DigestPickler(cloudpickle.Pickler):  # type: ignore[misc]
         self._home = home
         self._depth = depth
 
-    def persistent_id(self, obj: Any) -> str | None:
+    def persistent_id(self, obj: Any) -> Any:
+        kind = type(obj)
+        if kind is set or kind is frozenset:
+            # in the order of its items' digests, not the process's hash order
+            return (kind.__name__, tuple(sorted(value_digest(v) for v in obj)))
         if not isinstance(obj, (types.FunctionType, type)) or not _followed(obj, self._home):
             return None
         h = hashlib.sha256()
@@ -283,6 +288,7 @@ _CLASS_MACHINERY = frozenset(
     {
         "__dict__",
         "__weakref__",
+        "__doc__",  # text (a dataclass's shows its defaults' repr, a set's in hash order)
         "__dataclass_fields__",
         "__dataclass_params__",
         "__match_args__",

@@ -534,9 +534,17 @@ def test_a_task_used_by_a_function_is_followed_and_cycles_end() -> None:
 
 def test_argument_digests_do_not_depend_on_the_process() -> None:
     code = (
-        "from slurmscope.fingerprint import value_digest, arguments_digest;"
+        "import dataclasses, enum\n"
+        "from slurmscope.fingerprint import value_digest, arguments_digest\n"
+        "@dataclasses.dataclass(frozen=True)\n"
+        "class Tagged:\n"
+        "    tags: frozenset = frozenset({'x', 'y', 'zz', 'w'})\n"
+        "    extra: set = dataclasses.field(default_factory=lambda: {'p', 'q', 'rr'})\n"
+        "class Mode(enum.Enum):\n"
+        "    FAST = 1\n"
         "print(value_digest({'a', 'b', 'c', frozenset({'x', 'y'})}),"
-        " arguments_digest([((1, 'a', {'k': 2.5}), {})], False))"
+        " arguments_digest([((1, 'a', {'k': 2.5}), {})], False),"
+        " value_digest(Tagged()), value_digest([Mode.FAST, Tagged, {'in': [Tagged()]}]))\n"
     )
     outs = {
         subprocess.run(
@@ -548,7 +556,7 @@ def test_argument_digests_do_not_depend_on_the_process() -> None:
         ).stdout
         for seed in ("1", "2", "3")
     }
-    assert len(outs) == 1 and outs.pop().strip()
+    assert len(outs) == 1 and len(outs.pop().split()) == 4
     assert value_digest([1, 2]) != value_digest([2, 1])
     looped: list[Any] = []
     looped += [looped, {"again": looped}]  # walked once, not 2**40 times
