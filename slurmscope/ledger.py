@@ -1,6 +1,7 @@
 """Runs: a driver's submissions recorded in a ledger, and matched against it on resume.
 
-A run has an id (``[A-Za-z0-9._-]`` only) and a folder ``ROOT/runs/<id>/`` in the job
+A run has an id (checked by :func:`slurmscope.runs.check_run_id`, the one rule: 1 to 100
+of ``[A-Za-z0-9._-]``, not only dots) and a folder ``ROOT/runs/<id>/`` in the job
 root. This module owns ``ledger.jsonl`` there: one JSON line per submission the run made,
 in program order, each appended with one ``write()`` on a file opened ``O_APPEND`` and
 then closed (and ``fsync``-ed), so a driver killed at any moment leaves whole lines behind
@@ -28,7 +29,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
 import threading
 import time
@@ -46,6 +46,7 @@ from .fingerprint import arguments_digest, dependencies_digest, function_digest
 from .job_directory import JobDirectory
 from .jobs import ArrayJob, Job
 from .log import log
+from .runs import check_run_id
 from .runtime import Runtime
 from .submission import Part
 
@@ -58,7 +59,6 @@ RUNS = "runs"
 #: submissions, if any, record in no ledger and resume nothing).
 TASK_ENVIRONMENT = {ENV_RUN: "", ENV_RESUME: ""}
 LEDGER = "ledger.jsonl"
-_SAFE = re.compile(r"[A-Za-z0-9._-]+")
 _VERSION = 1
 
 #: Reasons a submission is made anew (the ``reason`` of ``slurmscope.resume.resubmitted``).
@@ -69,22 +69,6 @@ EARLIER_FAILED = "earlier job failed"
 EARLIER_CANCELLED = "earlier job cancelled"
 EARLIER_GONE = "earlier job directory unreadable"
 NOT_IN_EARLIER = "not in the earlier run"
-
-
-def check_run_id(value: object) -> str:
-    """``value`` if it is a valid run id, else ``InvalidInputError`` saying what is."""
-    if (
-        not isinstance(value, str)
-        or not _SAFE.fullmatch(value)
-        or value in (".", "..")
-        or len(value) > 200
-    ):
-        raise InvalidInputError(
-            f"a run id is 1 to 200 of the characters A-Z a-z 0-9 . _ - (and not '.' or "
-            f"'..'), not {value!r}: it names the folder runs/<id>/ in the job root. Choose "
-            "another name."
-        )
-    return value
 
 
 def run_folder(root: Path, run_id: str) -> Path:
@@ -431,11 +415,15 @@ _OPEN_LOCK = threading.Lock()
 
 
 def open_run(root: Path, run_id: str, resume: bool, share_with_group: bool = False) -> Run:
-    """Run ``run_id`` under ``root``, one object per process while a cluster uses it (every
-    cluster of a driver records in the same ledger, with one count of each key)."""
+    """Run ``run_id`` under ``root``: one object per process for the life of the process,
+    whatever clusters come and go (every cluster of a driver records in the same ledger,
+    in the same attempt, with one count of each key), so a script that closes its cluster
+    and makes another goes on where it was. One exception: ``resume=True`` asked for a run
+    this process opened to record, and that no open cluster uses any more, begins the next
+    attempt (the script resumes, in one process, what it recorded itself)."""
     with _OPEN_LOCK:
         found = _OPEN.get((str(root), run_id))
-        if found is None:
+        if found is None or (resume and not found.resume and found.users <= 0):
             found = _OPEN[(str(root), run_id)] = Run(root, run_id, resume, share_with_group)
         found.users += 1
         return found
@@ -451,7 +439,8 @@ def _exists(run_id: str, ledger: Path, count: int) -> RunExistsError:
 
 def refuse_existing(root: Path, run_id: str, resume: bool) -> None:
     """``RunExistsError`` when run ``run_id`` has a ledger, is not to be resumed and is not
-    open in this process already (another cluster of the same driver records in it)."""
+    this process's run already (another cluster of the same driver, open or closed,
+    recorded in it)."""
     if resume:
         return
     with _OPEN_LOCK:
@@ -464,11 +453,10 @@ def refuse_existing(root: Path, run_id: str, resume: bool) -> None:
 
 
 def release(run: Run) -> None:
-    """A cluster using ``run`` was closed; the last one lets a later cluster open it anew."""
+    """A cluster using ``run`` was closed. The run stays this process's (see
+    :func:`open_run`): a later cluster goes on in the same attempt."""
     with _OPEN_LOCK:
         run.users -= 1
-        if run.users <= 0:
-            _OPEN.pop((str(run.folder.parent.parent), run.id), None)
 
 
 def before_submit(

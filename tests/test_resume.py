@@ -23,8 +23,8 @@ import pytest
 from conftest import driver_result
 
 import slurmscope
-from slurmscope import ledger
-from slurmscope.fingerprint import arguments_digest, function_digest, value_digest
+from slurmscope import ledger, runs
+from slurmscope.fingerprint import arguments_digest, function_digest, own_module, value_digest
 
 PIPELINE = r"""
 import json, os, sys, time
@@ -411,8 +411,18 @@ def test_resume_in_python_with_threads_and_handles(tmp_path: Path) -> None:
     for array in [*arrays, *threaded.values()]:  # closing cancels what still runs
         array.wait(timeout=60)
     first_cluster.close()
-    with pytest.raises(slurmscope.RunExistsError, match="resume=True"):
-        slurmscope.Cluster("local", root=root, run="py", set_as_default=False)
+    refused = subprocess.run(  # another process may not record in it again
+        [
+            sys.executable,
+            "-c",
+            f"import slurmscope; slurmscope.Cluster('local', root={str(root)!r}, run='py')",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode != 0 and "RunExistsError" in refused.stderr
+    assert "resume=True" in refused.stderr
     again = slurmscope.Cluster("local", root=root, run="py", resume=True, set_as_default=False)
     # another cluster of the same driver records in the same run (no RunExistsError)
     beside = slurmscope.Cluster("local", root=root, run="py", set_as_default=False)
@@ -446,10 +456,15 @@ def _add(a: Any, b: Any) -> Any:
 
 
 def test_run_ids_are_checked_before_anything(tmp_path: Path) -> None:
-    for bad in ("a/b", "..", "", "x y", "é"):
+    # one rule, that of `slurmscope run` (runs.check_run_id): 1 to 100 characters, not only dots
+    assert ledger.check_run_id is runs.check_run_id
+    for bad in ("a/b", "..", "...", "", "x y", "é", "a" * 101):
         with pytest.raises(slurmscope.InvalidInputError, match="run id"):
             slurmscope.Cluster("local", root=tmp_path / "j", run=bad, set_as_default=False)
+        with pytest.raises(slurmscope.InvalidInputError, match="run id"):
+            ledger.requested(bad, True)
     assert not (tmp_path / "j" / "runs").exists()
+    assert ledger.requested("a" * 100, None) == ("a" * 100, False)
     with pytest.raises(slurmscope.InvalidInputError, match="needs a run"):
         slurmscope.Cluster("local", root=tmp_path / "j", resume=True, set_as_default=False)
 
@@ -484,11 +499,52 @@ def test_what_a_function_digest_sees() -> None:
     assert function_digest(e["f"]) != function_digest(k["f"])  # a global it reads changed
 
 
+def test_which_modules_are_the_users_own() -> None:
+    """Followed into: the script, the user's modules (a file outside the standard library
+    and installed packages). Not: the standard library, installed packages, slurmscope."""
+    assert own_module("__main__")
+    assert own_module("conftest")  # tests/conftest.py, beside this file
+    assert not own_module("json") and not own_module("json.decoder")
+    assert not own_module("sys")  # built in: no file
+    assert not own_module("pytest") and not own_module("cloudpickle")  # installed
+    assert not own_module("slurmscope.ledger")
+
+
+def test_a_task_used_by_a_function_is_followed_and_cycles_end() -> None:
+    source = (
+        "import slurmscope\n"
+        "@slurmscope.task\n"
+        "def inner(x):\n    return x + 1\n"
+        "def outer(x):\n    return inner.fn(x) + ping(x)\n"
+        "def ping(x):\n    return pong(x - 1) if x else 0\n"
+        "def pong(x):\n    return ping(x)\n"
+        "class Node:\n    def me(self):\n        return Node\n"
+        "Node.ME = Node\n"
+        "Node.SELF = Node()\n"
+        "def node(x):\n    return Node().me()\n"
+    )
+    a: dict[str, Any] = {"__name__": "m"}
+    b: dict[str, Any] = {"__name__": "m"}
+    exec(compile(source, "a.py", "exec"), a)
+    exec(compile(source.replace("x + 1", "x + 2"), "b.py", "exec"), b)
+    assert function_digest(a["outer"]) != function_digest(b["outer"])  # the inner task changed
+    assert function_digest(a["node"]) == function_digest(b["node"])  # cycles end, same result
+    assert function_digest(a["ping"]) == function_digest(b["ping"])
+
+
 def test_argument_digests_do_not_depend_on_the_process() -> None:
     code = (
-        "from slurmscope.fingerprint import value_digest, arguments_digest;"
+        "import dataclasses, enum\n"
+        "from slurmscope.fingerprint import value_digest, arguments_digest\n"
+        "@dataclasses.dataclass(frozen=True)\n"
+        "class Tagged:\n"
+        "    tags: frozenset = frozenset({'x', 'y', 'zz', 'w'})\n"
+        "    extra: set = dataclasses.field(default_factory=lambda: {'p', 'q', 'rr'})\n"
+        "class Mode(enum.Enum):\n"
+        "    FAST = 1\n"
         "print(value_digest({'a', 'b', 'c', frozenset({'x', 'y'})}),"
-        " arguments_digest([((1, 'a', {'k': 2.5}), {})], False))"
+        " arguments_digest([((1, 'a', {'k': 2.5}), {})], False),"
+        " value_digest(Tagged()), value_digest([Mode.FAST, Tagged, {'in': [Tagged()]}]))\n"
     )
     outs = {
         subprocess.run(
@@ -500,8 +556,11 @@ def test_argument_digests_do_not_depend_on_the_process() -> None:
         ).stdout
         for seed in ("1", "2", "3")
     }
-    assert len(outs) == 1 and outs.pop().strip()
+    assert len(outs) == 1 and len(outs.pop().split()) == 4
     assert value_digest([1, 2]) != value_digest([2, 1])
+    looped: list[Any] = []
+    looped += [looped, {"again": looped}]  # walked once, not 2**40 times
+    assert value_digest(looped) == value_digest(looped) != value_digest([[], {"again": []}])
     assert arguments_digest([1, 2], True) != arguments_digest([1, 2], False)
 
 
@@ -526,3 +585,208 @@ def test_the_environment_says_which_run_and_whether_to_resume(
     monkeypatch.setenv(ledger.ENV_RESUME, "maybe")
     with pytest.raises(slurmscope.InvalidInputError, match="SLURMSCOPE_RESUME must be 1 or 0"):
         ledger.requested("x", None)
+
+
+# -- what makes two submissions the same, across processes --------------------------------------
+SAME = r"""
+import dataclasses, enum, json, os, sys
+import structlog
+import slurmscope
+import helpers
+
+events = []
+
+
+def keep(logger, method, event_dict):
+    if event_dict["event"].startswith("slurmscope.resume."):
+        events.append([event_dict["task"], event_dict["event"], event_dict["reason"]])
+    raise structlog.DropEvent
+
+
+structlog.configure(processors=[keep])
+cluster = slurmscope.Cluster("local", root=sys.argv[1], run=sys.argv[2])
+
+
+@dataclasses.dataclass
+class Config:
+    n: int = int(os.environ.get("FIELD", "3"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Frozen:
+    n: int = 3
+
+
+class Mode(enum.Enum):
+    FAST = 1
+
+
+CONFIG = Config()
+
+
+@slurmscope.task
+def uses_global(x):
+    return CONFIG.n + x
+
+
+@slurmscope.task
+def takes_values(mode, config):
+    return [mode.name, config.n]
+
+
+@slurmscope.task
+def with_default(x, c=Config(), f=Frozen()):
+    return x + c.n + f.n
+
+
+@slurmscope.task
+def uses_helper(x):
+    return helpers.scale(x)
+
+
+if os.environ.get("INNER") == "changed":
+
+    @slurmscope.task
+    def inner(x):
+        return x + 100
+
+else:
+
+    @slurmscope.task
+    def inner(x):
+        return x + 1
+
+
+@slurmscope.task
+def outer(x):
+    return inner.fn(x)
+
+
+jobs = {
+    "uses_global": uses_global(1),
+    "takes_values": takes_values(Mode.FAST, Config(5)),
+    "with_default": with_default(1),
+    "uses_helper": uses_helper(2),
+    "outer": outer(1),
+}
+results = {name: job.get_result(timeout=120) for name, job in jobs.items()}
+print("RESULT " + json.dumps({"results": results, "events": events}))
+cluster.close()
+"""
+
+
+def test_the_users_classes_modules_and_tasks_match_by_what_they_are(tmp_path: Path) -> None:
+    """Dataclasses (also frozen) and enums defined in the script, as a global, a default and
+    arguments, match in a new process when nothing changed (cloudpickle gives them a new id
+    in every process), and stop matching when a field changes; a helper of the user's own
+    module beside the script, and a task another task calls, are followed into: changing
+    them resubmits, with the new result."""
+    script = tmp_path / "same.py"
+    script.write_text(SAME)
+    helpers = tmp_path / "helpers.py"
+    helpers.write_text("FACTOR = 3\n\n\ndef scale(x):\n    return x * FACTOR\n")
+    root = tmp_path / "jobs"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURMSCOPE_")}
+
+    def run(resume: bool, seed: str, **more: str) -> dict[str, Any]:
+        extra = {ledger.ENV_RESUME: "1"} if resume else {}
+        return driver_result(
+            [sys.executable, str(script), str(root), "same"],
+            env={**env, "PYTHONHASHSEED": seed, **extra, **more},
+            timeout=240,
+            cwd=str(tmp_path),
+        )
+
+    def decisions(found: dict[str, Any]) -> dict[str, str]:
+        return {
+            task: f"{event.rsplit('.', 1)[-1]}: {reason}" for task, event, reason in found["events"]
+        }
+
+    first = run(False, "1")
+    assert first["results"] == {
+        "uses_global": 4,
+        "takes_values": ["FAST", 5],
+        "with_default": 7,
+        "uses_helper": 6,
+        "outer": 2,
+    }
+    assert first["events"] == []
+    again = run(True, "2")  # nothing changed
+    reused = "reused: unchanged, earlier job succeeded"
+    assert decisions(again) == dict.fromkeys(first["results"], reused)
+    assert again["results"] == first["results"]
+    changed = run(True, "3", FIELD="4")  # a field's default, so the global's value too
+    assert decisions(changed) == {
+        "uses_global": f"resubmitted: {ledger.FUNCTION_CHANGED}",
+        "takes_values": f"resubmitted: {ledger.ARGUMENTS_CHANGED}",
+        "with_default": f"resubmitted: {ledger.FUNCTION_CHANGED}",
+        "uses_helper": reused,
+        "outer": reused,
+    }
+    assert changed["results"]["uses_global"] == 5
+    assert changed["results"]["with_default"] == 8
+    helpers.write_text("FACTOR = 5\n\n\ndef scale(x):\n    return x * FACTOR\n")
+    later = run(True, "4", FIELD="4", INNER="changed")
+    assert decisions(later) == {
+        "uses_global": reused,
+        "takes_values": reused,
+        "with_default": reused,
+        "uses_helper": f"resubmitted: {ledger.FUNCTION_CHANGED}",
+        "outer": f"resubmitted: {ledger.FUNCTION_CHANGED}",
+    }
+    assert later["results"]["uses_helper"] == 10
+    assert later["results"]["outer"] == 101
+
+
+CLOSE_AND_OPEN = r"""
+import json, sys
+import slurmscope
+
+
+@slurmscope.task
+def work(x):
+    return x
+
+
+a = slurmscope.Cluster("local", root=sys.argv[1])
+j1 = work(1)
+j1.get_result(timeout=60)
+a.close()
+b = slurmscope.Cluster("local", root=sys.argv[1])
+j2 = work(1)
+j2.get_result(timeout=60)
+j3 = work(1)
+j3.get_result(timeout=60)
+b.close()
+print("RESULT " + json.dumps([j1.job_id, j2.job_id, j3.job_id]))
+"""
+
+
+def test_a_process_keeps_its_run_whatever_clusters_come_and_go(tmp_path: Path) -> None:
+    """A driver that closes its cluster and makes another goes on in the same run and
+    attempt: no RunExistsError when recording, and on resume each submission matches its
+    own counterpart in program order (not the first submission of the same key again)."""
+    script = tmp_path / "close_and_open.py"
+    script.write_text(CLOSE_AND_OPEN)
+    root = tmp_path / "jobs"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURMSCOPE_")}
+    env[ledger.ENV_RUN] = "kept"
+    args = [sys.executable, str(script), str(root)]
+    first = driver_result(args, env=env, timeout=120)
+    assert len(set(first)) == 3
+    again = driver_result(args, env={**env, ledger.ENV_RESUME: "1"}, timeout=120)
+    assert again == first  # each reattached to its own earlier job
+    lines = [
+        json.loads(x)
+        for x in (root / "runs" / "kept" / "ledger.jsonl").read_text().split("\n")
+        if x
+    ]
+    assert [(e["attempt"], e["occurrence"], e["decision"]) for e in lines] == [
+        (1, 0, "new"),
+        (1, 1, "new"),
+        (1, 2, "new"),
+        (2, 0, "reused"),
+        (2, 1, "reused"),
+        (2, 2, "reused"),
+    ]
+    assert [e["seq"] for e in lines] == [1, 2, 3, 1, 2, 3]
