@@ -62,7 +62,7 @@ class Cluster:
       unpickled (by this driver, ``attach``, the command line or the worker) unless the file
       and its job directory are yours and writable by no one else (docs/reliability.md,
       "Security"); ``UnsafeJobDirectoryError`` says which path failed and what to do.
-    - ``run`` (default ``$SLURMSCOPE_RUN``): a run id (``[A-Za-z0-9._-]``): every
+    - ``run`` (default ``$SLURMSCOPE_RUN``; ``None`` given: no run): a run id (``[A-Za-z0-9._-]``): every
       submission made here is recorded in that run's ledger, ``ROOT/runs/<id>/ledger.jsonl``.
       A run that already has a ledger is refused (``RunExistsError``) unless it is resumed.
     - ``resume`` (default ``$SLURMSCOPE_RESUME``, and True in a driver job that Slurm
@@ -105,7 +105,10 @@ class Cluster:
             raise InvalidInputError(
                 f"cancel_on_interrupt must be True or False, not {cancel_on_interrupt!r}."
             )
-        run_id, resume = ledger.requested(options.pop("run", None), options.pop("resume", None))
+        run_given = "run" in options  # run=None: no run, whatever $SLURMSCOPE_RUN says
+        run_id, resume = ledger.requested(
+            options.pop("run", None), options.pop("resume", None), run_given
+        )
         check_options(backend, options)  # before the root or a backend is created
         make_root(root_dir, share_with_group)
         check_writers(root_dir, "", share_with_group, allow_writable)

@@ -83,11 +83,23 @@ def _env_flag(name: str) -> bool:
     return text in ("1", "true", "yes")
 
 
-def requested(run: str | None, resume: bool | None) -> tuple[str | None, bool]:
+def requested(
+    run: str | None, resume: bool | None, run_given: bool = False
+) -> tuple[str | None, bool]:
     """The run id and whether to resume it, from ``Cluster(run=, resume=)`` and, where not
-    given, ``$SLURMSCOPE_RUN`` and ``$SLURMSCOPE_RESUME``. A driver that is a Slurm job
-    requeued by Slurm (``SLURM_RESTART_COUNT`` > 0) resumes its run by itself."""
-    if run is None:
+    given, ``$SLURMSCOPE_RUN`` and ``$SLURMSCOPE_RESUME`` (``run_given``: ``run=None`` was
+    passed, no run whatever the environment says). A driver that is a Slurm job
+    requeued by Slurm (``SLURM_RESTART_COUNT`` > 0) resumes its run by itself. In a driver
+    job of ``slurmscope run``, a run other than the job's own is refused."""
+    driven = os.environ.get(ENV_RUN) if os.environ.get("SLURMSCOPE_DRIVER_JOB") else None
+    if run is not None and driven and run != driven:
+        raise InvalidInputError(
+            f"Cluster(run={run!r}) in a driver job of `slurmscope run`, which runs run "
+            f"{driven!r}: its submissions would be recorded in another run than the one "
+            f"`slurmscope runs {driven}`, `status` and `--resume` follow. Drop run= (the "
+            "driver job's run is the default), or run the script directly with python."
+        )
+    if run is None and not run_given:
         run = os.environ.get(ENV_RUN) or None
     if run is None:
         if resume:
@@ -302,6 +314,7 @@ class Run:
                 "decision": planned.decision,
                 "reason": planned.reason,
                 "pid": os.getpid(),
+                "driver_job": os.environ.get("SLURMSCOPE_DRIVER_JOB") or None,
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
             line = json.dumps(entry, sort_keys=True).encode() + b"\n"

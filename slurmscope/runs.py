@@ -17,10 +17,12 @@ The driver job's process has ``SLURMSCOPE_RUN``, ``SLURMSCOPE_ROOT``, ``SLURMSCO
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,10 @@ DRIVER_DIR_ENV = "SLURMSCOPE_DRIVER_DIR"
 #: The folder of the runs in a job root, and the record of each run in its folder.
 RUNS = "runs"
 RUN_FILE = "run.json"
+#: The ledger of a run (:mod:`slurmscope.ledger`), and the lock ``slurmscope run`` holds on
+#: a run's folder from its checks to writing ``run.json``.
+LEDGER_FILE = "ledger.jsonl"
+LOCK_FILE = ".lock"
 
 _ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
@@ -96,6 +102,43 @@ def write_run(root: Path, record: dict[str, Any], share_with_group: bool = False
     folder = make_run_folder(root, record["id"], share_with_group)
     atomic_write(folder / RUN_FILE, (json.dumps(record, indent=1) + "\n").encode())
     return folder / RUN_FILE
+
+
+@contextlib.contextmanager
+def run_lock(root: Path, run_id: str, share_with_group: bool = False) -> Iterator[Path]:
+    """Hold the lock of run ``run_id`` (``fcntl.flock`` on ``ROOT/runs/ID/.lock``, the
+    folder made if missing): one ``slurmscope run`` at a time checks, submits and records a
+    driver job of a run. Yields the run's folder. A lock file whose folder was removed
+    meanwhile (by a ``slurmscope run`` that failed) is not a lock: taken again."""
+    while True:
+        folder = make_run_folder(root, run_id, share_with_group)
+        path = folder / LOCK_FILE
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:  # the folder went between making it and opening
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                yield folder
+                return
+        finally:
+            os.close(fd)  # releases the lock
+
+
+def ledger_only_runs(root: Path) -> list[str]:
+    """The ids of the runs of ``root`` that have a ledger and no ``run.json`` (made in
+    Python with ``Cluster(run=ID)``, not by ``slurmscope run``)."""
+    return [
+        path.parent.name
+        for path in sorted((Path(root) / RUNS).glob(f"*/{LEDGER_FILE}"))
+        if not (path.parent / RUN_FILE).exists()
+    ]
 
 
 def all_runs(root: Path) -> list[dict[str, Any]]:

@@ -4,13 +4,16 @@ submissions -> tasks) and cancelling them."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import SlurmscopeError
 from ..job_directory import MANIFEST, JobDirectory
-from ..runs import runs_of_driver
+from ..ledger import read_ledger
+from ..runs import LEDGER_FILE, run_folder, runs_of_driver
 from ..tree import Row, ended, summary
 from . import handles
 from .errors import CliError
@@ -32,8 +35,57 @@ def driver_id(manifest: dict[str, Any]) -> str:
 
 
 def submissions(root: Path, cluster: str, job_id: str) -> list[JobDirectory]:
-    """The job directories of what driver job ``job_id`` of ``cluster`` submitted (and the
-    scheduler has ids for), in the order it submitted them."""
+    """The job directories driver job ``job_id`` of ``cluster`` uses: those it submitted and
+    those of an earlier attempt of its run it reattached to (resume), in program order."""
+    return [directory for directory, _ in used(root, cluster, job_id)]
+
+
+def used(root: Path, cluster: str, job_id: str) -> list[tuple[JobDirectory, str | None]]:
+    """What driver job ``job_id`` of ``cluster`` uses, each job directory with the driver
+    job it was reused from (``""``: reused from an attempt that had no driver job, a run
+    made in Python), or ``None`` when this driver submitted it. The run's ledger says what
+    each attempt used, reused or new, in program order (each line names the driver job of
+    its attempt); what the driver submitted that the ledger has no line for yet (a line is
+    written once the scheduler answered) follows."""
+    own = {os.path.realpath(p): p for p in _own(root, cluster, job_id)}
+    found: list[tuple[JobDirectory, str | None]] = []
+    seen: set[str] = set()
+    for entry in _ledger_lines(root, cluster, job_id):
+        path = Path(entry["directory"])
+        real = os.path.realpath(path)
+        if real in seen or not (path / MANIFEST).is_file():
+            continue
+        seen.add(real)
+        if real in own:
+            found.append((JobDirectory(own[real]), None))
+            continue
+        try:
+            earlier = JobDirectory(path).read_manifest()
+        except Exception:  # noqa: BLE001 - unreadable: not shown
+            continue
+        if earlier.get("parts") and earlier.get("cluster") == cluster:
+            found.append((JobDirectory(path), str(earlier.get("driver_job") or "")))
+    found += [(JobDirectory(p), None) for real, p in own.items() if real not in seen]
+    checked = handles.checked([d for d, _ in found])
+    reused = {d.path: r for d, r in found}
+    return [(d, reused[d.path]) for d in checked]
+
+
+def _ledger_lines(root: Path, cluster: str, job_id: str) -> list[dict[str, Any]]:
+    """The ledger lines (of its run) written by driver job ``job_id``."""
+    lines: list[dict[str, Any]] = []
+    for record in runs_of_driver(root, cluster, job_id):
+        try:
+            entries = read_ledger(run_folder(root, record["id"]) / LEDGER_FILE)
+        except SlurmscopeError:  # an unsafe ledger: what the manifests say only
+            continue
+        lines += [e for e in entries if str(e.get("driver_job")) == job_id]
+    return lines
+
+
+def _own(root: Path, cluster: str, job_id: str) -> list[Path]:
+    """The job directories driver job ``job_id`` submitted (and the scheduler has ids
+    for), in the order it submitted them."""
     found = []
     for path in root.glob(f"*/{MANIFEST}"):
         try:
@@ -49,7 +101,7 @@ def submissions(root: Path, cluster: str, job_id: str) -> list[JobDirectory]:
             first = manifest["parts"][0]["job_id"]
             found.append((str(manifest.get("created", "")), _number(first), path.parent))
     found.sort()
-    return handles.checked([JobDirectory(p) for *_, p in found])
+    return [p for *_, p in found]
 
 
 def _number(job_id: str) -> int:
@@ -64,7 +116,8 @@ def tree(
     data."""
     job_id, cluster = driver_id(manifest), str(manifest["cluster"])
     runs = runs_of_driver(root, cluster, job_id)
-    directories = submissions(root, cluster, job_id)
+    using = used(root, cluster, job_id)
+    directories = [d for d, _ in using]
     found = handles.rows_of_many(root, directories)
     run = runs[0]["id"] if runs else None
     lines = [f"driver job {job_id}  {summary(rows)}" + (f"  (run {run})" if run else "")]
@@ -74,12 +127,21 @@ def tree(
         sub = directory.read_manifest()
         ids = "+".join(p["job_id"] for p in sub["parts"]) or "(nothing submitted)"
         states = summary(task_rows) if isinstance(task_rows, list) else task_rows
-        lines.append(f"{'└── ' if last else '├── '}{sub['name']}  job {ids}  {states}")
+        reused = using[number][1]
+        mark = (
+            ""
+            if reused is None
+            else f"  (reused from driver {reused})"
+            if reused
+            else "  (reused from an earlier attempt)"
+        )
+        lines.append(f"{'└── ' if last else '├── '}{sub['name']}  job {ids}  {states}{mark}")
         pad = "    " if last else "│   "
         entry: dict[str, Any] = {
             "name": sub["name"],
             "job_ids": [p["job_id"] for p in sub["parts"]],
             "directory": str(directory.path),
+            "reused_from": reused,
             "tasks": [],
         }
         if isinstance(task_rows, list):

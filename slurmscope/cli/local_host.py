@@ -24,7 +24,14 @@ def main() -> int:
     request = json.loads(sys.stdin.readline())
     reply: dict[str, str]
     try:
-        cluster = Cluster("local", root=request["root"], set_as_default=False, **request["options"])
+        cluster = Cluster(
+            "local",
+            root=request["root"],
+            set_as_default=False,
+            run=None,  # the driver's submission is no submission of a run
+            resume=False,
+            **request["options"],
+        )
         job = submit_driver(cluster, request)
         reply = {"job_id": job.job_id, "directory": str(job.directory)}
     except SlurmscopeError as exc:

@@ -32,13 +32,16 @@ from ..driver_script import run_script
 from ..errors import InvalidInputError, SlurmscopeError
 from ..job_directory import JobDirectory
 from ..runs import (
+    LEDGER_FILE,
     RESUME_ENV,
     RUN_ENV,
+    RUN_FILE,
     check_run_id,
     make_run_folder,
     new_run_id,
     read_run,
     run_folder,
+    run_lock,
     write_run,
 )
 from ..spec import Resources
@@ -55,12 +58,41 @@ def run(args: argparse.Namespace) -> int:
     root = handles.root_of(args).absolute()
     request = _request(root, args)
     cluster = _cluster(root, args.backend or request.get("backend") or "auto")
+    # From the checks to run.json, one `slurmscope run` of this run at a time: two at once
+    # would each submit a driver job, and run.json keep one of them.
+    made = not run_folder(root, request["run"]).exists()
+    try:
+        with run_lock(root, request["run"]):
+            job_id, directory, record = _submit_and_record(root, request, cluster)
+    except BaseException:
+        if made and not (run_folder(root, request["run"]) / RUN_FILE).exists():
+            shutil.rmtree(run_folder(root, request["run"]), ignore_errors=True)
+        raise
+    finally:
+        cluster.close()
+    _report(args, root, record, job_id, directory, request)
+    return 0
+
+
+def _submit_and_record(
+    root: Path, request: dict[str, Any], cluster: Cluster
+) -> tuple[str, str, dict[str, Any]]:
+    """Check again (under the run's lock) that the run may have a new driver job, submit
+    it, and add it to the run's record."""
+    if request["resume"]:
+        earlier = read_run(root, request["run"])
+        if earlier is None:  # removed meanwhile
+            raise CliError(f"no run {request['run']} under {root}. Nothing was submitted.")
+        _refuse_running(root, earlier)
+    else:
+        earlier = None
+        _refuse_taken(root, request["run"])
     backend, name = cluster.backend.kind, cluster.runtime.name
-    earlier = request.pop("earlier", None)
     if earlier is not None and (earlier["backend"], earlier["cluster"]) != (backend, name):
         raise CliError(
             f"run {request['run']} ran on {earlier['backend']}:{earlier['cluster']}, not on "
-            f"{backend}:{name}: resume it there (pass --backend {earlier['backend']})."
+            f"{backend}:{name}: resume it there (pass --backend {earlier['backend']}). "
+            "Nothing was submitted."
         )
     request["backend"] = backend
     if backend == "local":
@@ -105,8 +137,7 @@ def run(args: argparse.Namespace) -> int:
             f"cannot write the record of run {record['id']} under {root} ({exc}); its driver "
             f"job {job_id} was cancelled."
         ) from None
-    _report(args, root, record, job_id, directory)
-    return 0
+    return job_id, directory, record
 
 
 def submit_driver(cluster: Cluster, request: dict[str, Any]) -> Job[int]:
@@ -134,10 +165,22 @@ def _request(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     resources = _resources(args)
     if args.resume is not None:
         if args.run_id is not None:
-            raise CliError("give --resume RUN or --run-id ID, not both")
+            raise CliError(
+                "give --resume RUN (a new driver job for run RUN) or --run-id ID (the id of "
+                "a new run), not both. Nothing was submitted.",
+                code=2,
+            )
         run_id = _checked_id(args.resume, "--resume")
         earlier = read_run(root, run_id)
         if earlier is None:
+            if (run_folder(root, run_id) / LEDGER_FILE).exists():
+                raise CliError(
+                    f"run {run_id} under {root} was made in Python (Cluster(run={run_id!r})): "
+                    "it has a ledger but no record of `slurmscope run`, so there is no script "
+                    f"to run again. Resume it as it was made: Cluster(run={run_id!r}, "
+                    f"resume=True), or SLURMSCOPE_RUN={run_id} SLURMSCOPE_RESUME=1 python "
+                    "SCRIPT. Nothing was submitted."
+                )
             raise CliError(
                 f"no run {run_id} under {root} (`slurmscope runs` lists the runs there; "
                 "pass --root if it is elsewhere). Nothing was submitted."
@@ -161,21 +204,25 @@ def _request(root: Path, args: argparse.Namespace) -> dict[str, Any]:
             if args.run_id is not None
             else new_run_id(args.script)
         )
-        if read_run(root, run_id) is not None:
-            raise CliError(
-                f"run {run_id} already exists under {root}: resume it with "
-                f"`slurmscope run --resume {run_id}`, or give another --run-id. "
-                "Nothing was submitted."
-            )
+        _refuse_taken(root, run_id)
         earlier, script, script_args, cwd = None, args.script, list(args.args), os.getcwd()
     path = Path(cwd, script)
+    elsewhere = earlier is not None and not Path(script).is_absolute() and cwd != os.getcwd()
+    against = (
+        f" (with --resume the script is resolved against the run's directory {cwd}, not "
+        "this one: give it relative to that directory, or its absolute path)"
+        if elsewhere
+        else ""
+    )
     if not path.is_file():
         raise CliError(
             f"no script {script}"
             + (f" in {cwd}" if not Path(script).is_absolute() else "")
             + (" (it is a directory)" if path.is_dir() else "")
+            + against
             + ": give the path of a Python file. Nothing was submitted."
         )
+    _refuse_bad_syntax(path, script)
     return {
         "run": run_id,
         "script": script,
@@ -186,7 +233,39 @@ def _request(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         "resume": args.resume is not None,
         "backend": earlier["backend"] if earlier else None,
         "earlier": earlier,
+        "elsewhere": elsewhere,
     }
+
+
+def _refuse_taken(root: Path, run_id: str) -> None:
+    """A new run's id must be free: no run.json, and no ledger of a run made in Python."""
+    if read_run(root, run_id) is not None:
+        raise CliError(
+            f"run {run_id} already exists under {root}: resume it with "
+            f"`slurmscope run --resume {run_id}`, or give another --run-id. "
+            "Nothing was submitted."
+        )
+    if (run_folder(root, run_id) / LEDGER_FILE).exists():
+        raise CliError(
+            f"run {run_id} already exists under {root}, made in Python "
+            f"(Cluster(run={run_id!r})): it has a ledger, which a driver job of "
+            "`slurmscope run` would refuse to record in. Give another --run-id, or resume it "
+            f"in Python (Cluster(run={run_id!r}, resume=True)). Nothing was submitted."
+        )
+
+
+def _refuse_bad_syntax(path: Path, script: str) -> None:
+    """A script Python cannot compile is refused here, not in the queue."""
+    try:
+        compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        where = f"line {exc.lineno}" if exc.lineno else "somewhere"
+        raise CliError(
+            f"{script} is not valid Python ({where}: {exc.msg}): fix it and run again. "
+            "Nothing was submitted."
+        ) from None
+    except (ValueError, OSError) as exc:  # null bytes, unreadable
+        raise CliError(f"cannot compile {script} ({exc}). Nothing was submitted.") from None
 
 
 def _checked_id(text: str, option: str) -> str:
@@ -233,7 +312,16 @@ def _refuse_running(root: Path, earlier: dict[str, Any]) -> None:
 
 def _cluster(root: Path, backend: str) -> Cluster:
     try:
-        return Cluster(backend, root=root, set_as_default=False, **handles.cluster_options)
+        # run=None, resume=False: the driver's submission is no submission of a run, whatever
+        # $SLURMSCOPE_RUN / $SLURMSCOPE_RESUME say in this shell.
+        return Cluster(
+            backend,
+            root=root,
+            set_as_default=False,
+            run=None,
+            resume=False,
+            **handles.cluster_options,
+        )
     except SlurmscopeError as exc:
         raise CliError(_nothing_submitted(str(exc))) from None
 
@@ -245,34 +333,23 @@ def _nothing_submitted(message: str) -> str:
 def _submit_locally(root: Path, request: dict[str, Any]) -> tuple[str, str]:
     """Have a detached process (:mod:`.local_host`) submit the driver job to an embedded
     scheduler of its own and run it; its id and job directory, once submitted."""
-    folder = run_folder(root, request["run"])
-    made = not folder.exists()
-    make_run_folder(root, request["run"])
-    try:
-        with open(folder / "local-scheduler.log", "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "slurmscope.cli.local_host"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                cwd=request["cwd"],
-                start_new_session=True,  # not stopped by the terminal's hangup or Ctrl-C
-            )
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(
-            json.dumps({**request, "options": handles.cluster_options}).encode() + b"\n"
+    folder = make_run_folder(root, request["run"])
+    with open(folder / "local-scheduler.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "slurmscope.cli.local_host"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd=request["cwd"],
+            start_new_session=True,  # not stopped by the terminal's hangup or Ctrl-C
         )
-        proc.stdin.close()
-        line = proc.stdout.readline()
-        proc.stdout.close()
-        reply = json.loads(line) if line.strip() else {"error": _no_reply(proc, folder)}
-    except BaseException:
-        if made:
-            shutil.rmtree(folder, ignore_errors=True)
-        raise
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps({**request, "options": handles.cluster_options}).encode() + b"\n")
+    proc.stdin.close()
+    line = proc.stdout.readline()
+    proc.stdout.close()
+    reply = json.loads(line) if line.strip() else {"error": _no_reply(proc, folder)}
     if "error" in reply:
-        if made:
-            shutil.rmtree(folder, ignore_errors=True)
         raise CliError(_nothing_submitted(reply["error"]))
     return str(reply["job_id"]), str(reply["directory"])
 
@@ -288,7 +365,12 @@ def _no_reply(proc: subprocess.Popen[bytes], folder: Path) -> str:
 
 
 def _report(
-    args: argparse.Namespace, root: Path, record: dict[str, Any], job_id: str, directory: str
+    args: argparse.Namespace,
+    root: Path,
+    record: dict[str, Any],
+    job_id: str,
+    directory: str,
+    request: dict[str, Any],
 ) -> None:
     if args.json:
         print(
@@ -311,6 +393,8 @@ def _report(
         f"submitted driver job {job_id} ({how} {record['id']}: {command}) "
         f"[{record['backend']}:{record['cluster']}]"
     )
+    if request["elsewhere"]:
+        print(f"  in the run's directory {record['cwd']} (the script is resolved against it)")
     print(f"  follow it:  slurmscope {given}status {job_id}   (the driver and what it submitted)")
     print(f"              slurmscope {given}logs {job_id}     (what the script prints)")
     print(f"  cancel it:  slurmscope {given}cancel --all {job_id}")
