@@ -7,6 +7,11 @@ and its submissions name this driver job; :mod:`slurmscope.runs`), sets ``sys.ar
 ``sys.path[0]`` as Python does for a script, and runs it with :mod:`runpy` as ``__main__``.
 A driver job that Slurm requeued (``SLURM_RESTART_COUNT`` above 0) resumes its run.
 
+Unless the script configures logging itself (structlog, or a handler of the standard
+library's root logger), the ``slurmscope.resume.*`` events -- why each submission of a
+resumed run was reused or submitted anew -- are printed to the driver job's log (stderr),
+with every warning of slurmscope as before.
+
 On the local backend the script's jobs run under an embedded scheduler of the driver's own
 process: when the driver job is cancelled (SIGTERM), it cancels them first, and then ends
 as the signal would end it. (On Slurm they are jobs of their own, which a cancelled driver
@@ -16,6 +21,7 @@ leaves alone; ``slurmscope cancel --all`` cancels them too.)
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import runpy
 import signal
@@ -23,6 +29,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
+
+import structlog
 
 from .backends import local
 from .runs import DRIVER_DIR_ENV, DRIVER_JOB_ENV, RESUME_ENV, RUN_ENV, record_restart
@@ -50,6 +58,7 @@ def run_script(script: str, args: Sequence[str], cwd: str, environment: Mapping[
             )
     if os.environ.get("SLURMSCOPE_BACKEND") == "local":
         signal.signal(signal.SIGTERM, _cancelled_locally)
+    show_resume_events()
     os.chdir(cwd)
     path = os.path.abspath(script)
     sys.argv = [script, *args]
@@ -64,6 +73,53 @@ def run_script(script: str, args: Sequence[str], cwd: str, environment: Mapping[
         if exc.code not in (None, 0):
             raise ScriptExitError(f"{script} exited with status {exc.code!r}") from None
     return 0
+
+
+#: The events a driver job prints to its log when the script configured no logging.
+SHOWN_EVENTS = "slurmscope.resume."
+
+
+def show_resume_events() -> None:
+    """Print the ``slurmscope.resume.*`` events to stderr (the job's log) while the script
+    has configured no logging: nothing changes where it configured structlog or the root
+    logger (then its configuration decides), before or after this call. Warnings and errors
+    of slurmscope still show as Python shows them without a handler."""
+    logger = logging.getLogger("slurmscope")
+    if structlog.is_configured() or logging.getLogger().handlers or logger.level:
+        return  # configured already: not ours to change
+    if any(isinstance(f, _Unconfigured) for f in logger.filters):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    handler.addFilter(_Shown())
+    logger.addHandler(handler)
+    logger.addFilter(_Unconfigured())
+    logger.setLevel(logging.INFO)
+
+
+def _configured() -> bool:
+    return bool(logging.getLogger().handlers)
+
+
+class _Unconfigured(logging.Filter):
+    """On the ``slurmscope`` logger, whose level is lowered to INFO for the resume events:
+    any other record passes only where it would have without that (the root logger's
+    level), so a root handler the script adds sees what it would have seen."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.getLogger().getEffectiveLevel():
+            return True
+        return record.getMessage().startswith(SHOWN_EVENTS) and not _configured()
+
+
+class _Shown(logging.Filter):
+    """The driver's own handler: the resume events, and the warnings Python's last-resort
+    handler would print, while the script configured no root handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _configured():
+            return False
+        return record.levelno >= logging.WARNING or record.getMessage().startswith(SHOWN_EVENTS)
 
 
 def _cancelled_locally(signum: int, frame: FrameType | None) -> None:

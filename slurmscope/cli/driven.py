@@ -5,6 +5,7 @@ submissions -> tasks) and cancelling them."""
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -161,6 +162,21 @@ def tree(
     if not directories:
         lines.append("└── (nothing submitted yet)")
     return lines, data
+
+
+def command_of(root: Path, manifest: dict[str, Any]) -> str | None:
+    """The command that submitted driver job ``manifest`` (``slurmscope run SCRIPT ARGS``,
+    in the run's directory), from its run's record; ``None`` when no run names it."""
+    if not is_driver(manifest):
+        return None
+    job_id = driver_id(manifest)
+    for record in runs_of_driver(root, str(manifest["cluster"]), job_id):
+        for driver in record["drivers"]:
+            if str(driver["job_id"]) == job_id:
+                resume = f"--resume {record['id']} " if driver.get("resume") else ""
+                command = shlex.join([driver["script"], *driver["args"]])
+                return f"`slurmscope run {resume}{command}` in {record['cwd']}"
+    return None
 
 
 def origin_line(root: Path, manifest: dict[str, Any]) -> str | None:

@@ -22,7 +22,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(tree | {"driver_job": directory.read_manifest().get("driver_job")}))
         return 0
-    site = CallSite.from_json(tree["submitted_from"])  # with the job it came from, if any
+    # A driver job's call site is the command's own code: the command line says more.
+    command = driven.command_of(root, directory.read_manifest())
+    site = command or CallSite.from_json(tree["submitted_from"])  # with its origin job, if any
     what = f"task {asked}" if "_" in asked else f"job {', '.join(tree['job_ids'])}"
     print(f"{tree['name']} ({what}): {tree['summary']}\n  submitted at {site}")
     origin = driven.origin_line(root, directory.read_manifest())
