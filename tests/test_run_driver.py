@@ -23,6 +23,7 @@ import pytest
 
 import slurmscope
 from slurmscope.runs import read_run
+from slurmscope.spec import Resources
 
 #: A three-stage pipeline: squares of 0..N-1 (an array), their total, a label of the total.
 PIPELINE = """
@@ -270,7 +271,9 @@ def test_bad_input_is_refused_before_anything_is_submitted(
         ("run", "--resume", ".."): "invalid run id '..'",
         ("run", "--resume", "never-ran"): "no run never-ran under",
         ("run", "--backend", backend): "give the script to run",
+        ("run", "--backend", backend, "bad.py"): "bad.py is not valid Python (line 2:",
     }
+    (tmp_path / "bad.py").write_text("print('fine')\ndef broken(:\n")
     for argv, message in cases.items():
         proc = cli(root, driver_env, *argv, cwd=tmp_path)
         assert proc.returncode != 0 and message in proc.stderr, (argv, proc.stderr)
@@ -298,6 +301,21 @@ def test_bad_input_is_refused_before_anything_is_submitted(
     )
     assert proc.returncode == 1 and "run taken already exists" in proc.stderr, proc.stderr
     assert (root / "runs" / "taken" / "run.json").read_text() == before
+    # --resume with --run-id: a usage error (status 2), which says nothing was submitted.
+    proc = cli(root, driver_env, "run", "--resume", "taken", "--run-id", "y", cwd=tmp_path)
+    assert proc.returncode == 2 and "Nothing was submitted" in proc.stderr, proc.stderr
+    # --resume from another directory: the script given is the run's directory's.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "other.py").write_text("print('other')\n")
+    proc = cli(root, driver_env, "run", "--resume", "taken", "other.py", cwd=elsewhere)
+    assert proc.returncode == 1, proc.stderr
+    assert f"resolved against the run's directory {tmp_path}" in proc.stderr, proc.stderr
+    assert (root / "runs" / "taken" / "run.json").read_text() == before
+    # explain of the driver job: the command that submitted it, not the command's code.
+    said = ok(cli(root, driver_env, "explain", first["driver_job"]))
+    assert f"submitted at `slurmscope run pipeline.py 1 x 0` in {tmp_path}" in said, said
+    assert "bin/slurmscope" not in said and "cli/" not in said, said
 
 
 #: A driver whose one stage submits a job of its own from inside its task.
@@ -383,10 +401,26 @@ def test_resume_after_the_driver_was_killed(
         "the resumed driver", lambda: driver_ended(root, driver_env, resumed["driver_job"]), 300
     )
     assert [t["state"] for t in done["tasks"]] == ["COMPLETED"], done
-    assert f'RESULT {{"label": "{tag}=5"}}' in ok(
-        cli(root, driver_env, "logs", resumed["driver_job"])
-    )
+    logs = ok(cli(root, driver_env, "logs", resumed["driver_job"]))
+    assert f'RESULT {{"label": "{tag}=5"}}' in logs, logs
     assert _submitted(backend, root, f"{tag}-one") == 1
+    # The resumed driver's tree: everything its attempt uses, the reused stage marked so.
+    stages = done["driver_of"]["submissions"]
+    assert [s["name"] for s in stages] == ["square", "total", "label"], stages
+    assert [s["reused_from"] for s in stages][0] == driver, stages
+    one = stages[0]["job_ids"][0]
+    text = ok(cli(root, driver_env, "status", resumed["driver_job"]))
+    assert f"├── square  job {one}  COMPLETED 3  (reused from driver {driver})" in text, text
+    assert "nothing submitted yet" not in text, text
+    # runs RUN: each attempt's decisions and their reasons, from the ledger.
+    said = ok(cli(root, driver_env, "runs", run_id))
+    attempts = said[said.index("attempt 1") :]
+    assert f"attempt 1 (driver job {driver}):" in attempts, said
+    assert f"attempt 2 (driver job {resumed['driver_job']}):" in attempts, said
+    second = attempts[attempts.index("attempt 2") :]
+    assert f"square  job {one}  reused: unchanged, earlier job succeeded" in second, said
+    # ...and the driver job's log says so, as the events of the resume.
+    assert "slurmscope.resume.reused" in logs and "task='square'" in logs, logs
 
 
 def _local_pid(root: Path, job_id: str) -> int | None:
@@ -425,3 +459,192 @@ def _submitted(backend: str, root: Path, name: str) -> int:
         check=True,
     ).stdout
     return len(set(out.split()))
+
+
+@pytest.mark.backends("sbatch", "pyslurm")
+def test_cancel_all_of_a_resumed_driver_cancels_what_it_reattached(
+    cluster: slurmscope.Cluster, backend: str, driver_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A resumed driver reattaches to the stages of the earlier one that still run: its tree
+    shows them (reused from the earlier driver), and `cancel --all` of it cancels them.
+    (Slurm only: on local the stages end with the driver that ran them.)"""
+    root = cluster.root
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW)
+    started = start(root, driver_env, backend, script)
+    driver, run_id = started["driver_job"], started["run"]
+    stages = wait_for(
+        "two submissions",
+        lambda: len(s := status(root, driver_env, driver)["driver_of"]["submissions"]) == 2 and s,
+    )
+    one, two = (s["job_ids"][0] for s in stages)
+    ok(cli(root, driver_env, "cancel", driver))  # the driver only: its stages go on
+    wait_for("the driver job to end", lambda: driver_ended(root, driver_env, driver))
+    assert scheduler_state(cluster, backend, one) in ("PENDING", "RUNNING")
+    resumed = json.loads(
+        ok(cli(root, driver_env, "run", "--json", "--resume", run_id, cwd=tmp_path))
+    )["driver_job"]
+    wait_for(  # it has reattached both (its ledger lines name it)
+        "the resumed driver to reattach",
+        lambda: len(status(root, driver_env, resumed)["driver_of"]["submissions"]) == 2,
+    )
+    tree = status(root, driver_env, resumed)["driver_of"]["submissions"]
+    assert [(s["job_ids"][0], s["reused_from"]) for s in tree] == [(one, driver), (two, driver)]
+    text = ok(cli(root, driver_env, "status", resumed))
+    assert f"├── nap  job {one}" in text and f"(reused from driver {driver})" in text, text
+    said = ok(cli(root, driver_env, "cancel", "--all", resumed))
+    assert f"cancelled 3 job(s) of driver job {resumed}" in said, said
+    for job_id in (resumed, one, two):
+        wait_for(
+            f"job {job_id} cancelled",
+            lambda j=job_id: scheduler_state(cluster, backend, j) == "CANCELLED",
+            timeout=60,
+        )
+
+
+#: A driver that waits: long enough for a second `slurmscope run` to find it running.
+WAITS = """
+import time
+time.sleep(120)
+"""
+
+
+def test_concurrent_runs_of_one_run_id_submit_one_driver(
+    cluster: slurmscope.Cluster, backend: str, driver_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Three `run --run-id X` at once: one driver job, the others refused; then three
+    `run --resume X` at once (its driver cancelled): one more driver job, run.json has both."""
+    root = cluster.root
+    script = tmp_path / "waits.py"
+    script.write_text(WAITS)
+    base = [sys.executable, "-m", "slurmscope.cli", "--root", str(root), "run", "--json"]
+
+    def at_once(*argv: str) -> list[Any]:
+        procs = [
+            subprocess.Popen(
+                [*base, "--backend", backend, *argv],
+                cwd=tmp_path,
+                env=driver_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        return [(p, *p.communicate(timeout=120)) for p in procs]
+
+    done = at_once("--run-id", "once", "waits.py")
+    started = [json.loads(out) for p, out, _ in done if p.returncode == 0]
+    refused = [err for p, _, err in done if p.returncode != 0]
+    assert len(started) == 1, done
+    assert len(refused) == 2 and all("run once already exists" in e for e in refused), refused
+    first = started[0]["driver_job"]
+    record = read_run(root, "once")
+    assert record is not None and [d["job_id"] for d in record["drivers"]] == [first]
+    drivers = [m for m in root.glob("*/manifest.json") if "driver_waits" in m.parent.name]
+    assert len(drivers) == 1, drivers
+
+    ok(cli(root, driver_env, "cancel", first))
+    wait_for("the driver job to end", lambda: driver_ended(root, driver_env, first))
+    done = at_once("--resume", "once")
+    started = [json.loads(out) for p, out, _ in done if p.returncode == 0]
+    refused = [err for p, _, err in done if p.returncode != 0]
+    assert len(started) == 1, done
+    assert len(refused) == 2 and all("still has a driver job" in e for e in refused), refused
+    second = started[0]["driver_job"]
+    record = read_run(root, "once")
+    assert record is not None and [d["job_id"] for d in record["drivers"]] == [first, second]
+    drivers = [m for m in root.glob("*/manifest.json") if "driver_waits" in m.parent.name]
+    assert len(drivers) == 2, drivers
+    ok(cli(root, driver_env, "cancel", second))
+    wait_for("the second driver job to end", lambda: driver_ended(root, driver_env, second))
+
+
+def _plus_one(x: int) -> int:
+    return x + 1
+
+
+@pytest.mark.backends("local")
+def test_a_run_made_in_python(
+    cluster: slurmscope.Cluster, backend: str, driver_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A run made in Python (a ledger, no run.json): `run --run-id` and `--resume` of it are
+    refused before anything is submitted; `runs` lists it, marked so, with its decisions."""
+    root = cluster.root
+    made = slurmscope.Cluster(backend, root=root, run="pyrun", set_as_default=False)
+    try:
+        job = slurmscope.Task(_plus_one, Resources(), cluster=made)(1)
+        assert isinstance(job, slurmscope.Job) and job.get_result(timeout=60) == 2
+    finally:
+        made.close()
+    assert (root / "runs" / "pyrun" / "ledger.jsonl").is_file()
+    script = tmp_path / "pipeline.py"
+    script.write_text(PIPELINE)
+    before = sorted(p.name for p in root.iterdir())
+    proc = cli(root, driver_env, "run", "--run-id", "pyrun", "pipeline.py", cwd=tmp_path)
+    assert proc.returncode == 1 and "made in Python" in proc.stderr, proc.stderr
+    assert "Nothing was submitted" in proc.stderr
+    proc = cli(root, driver_env, "run", "--resume", "pyrun", cwd=tmp_path)
+    assert proc.returncode == 1 and "made in Python" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in root.iterdir()) == before
+    assert not (root / "runs" / "pyrun" / "run.json").exists()
+    listed = ok(cli(root, driver_env, "runs"))
+    assert "pyrun" in listed and "(made in Python, ledger only: 1 submission(s)" in listed, listed
+    runs = json.loads(ok(cli(root, driver_env, "--json", "runs")))
+    assert [(r["id"], r.get("python")) for r in runs] == [("pyrun", True)], runs
+    said = ok(cli(root, driver_env, "runs", "pyrun"))
+    assert "made in Python" in said and "attempt 1: 1 new" in said, said
+    assert f"_plus_one  job {job.job_id}  new" in said, said
+
+
+@pytest.mark.backends("local", "sbatch")
+def test_the_command_s_own_cluster_records_in_no_run(
+    cluster: slurmscope.Cluster, backend: str, driver_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`SLURMSCOPE_RUN` / `SLURMSCOPE_RESUME` in the shell do not make the driver job's
+    submission a submission of that run."""
+    root = cluster.root
+    script = tmp_path / "pipeline.py"
+    script.write_text(PIPELINE)
+    env = driver_env | {"SLURMSCOPE_RUN": "shellrun", "SLURMSCOPE_RESUME": "1"}
+    started = start(root, env, backend, script, "1", "s", "0")
+    assert started["run"] != "shellrun"
+    done = wait_for("the driver", lambda: driver_ended(root, driver_env, started["driver_job"]))
+    assert [t["state"] for t in done["tasks"]] == ["COMPLETED"], done
+    assert not (root / "runs" / "shellrun").exists(), list((root / "runs").iterdir())
+    driver = next(
+        json.loads(m.read_text())
+        for m in root.glob("*/manifest.json")
+        if json.loads(m.read_text())["name"] == "driver:pipeline.py"
+    )
+    assert driver["run"] is None, driver
+
+
+#: A script that asks for a run of its own while `slurmscope run` runs it in another.
+OWN_RUN = """
+import slurmscope
+
+@slurmscope.task
+def one():
+    return 1
+
+slurmscope.Cluster(run="mine")
+print("RESULT", one().get_result(timeout=60), flush=True)
+"""
+
+
+@pytest.mark.backends("local")
+def test_a_script_s_own_run_is_refused_in_a_driver_job(
+    cluster: slurmscope.Cluster, backend: str, driver_env: dict[str, str], tmp_path: Path
+) -> None:
+    root = cluster.root
+    script = tmp_path / "own.py"
+    script.write_text(OWN_RUN)
+    started = start(root, driver_env, backend, script)
+    done = wait_for("the driver", lambda: driver_ended(root, driver_env, started["driver_job"]))
+    assert [t["state"] for t in done["tasks"]] == ["FAILED"], done
+    logs = cli(root, driver_env, "logs", started["driver_job"]).stdout
+    assert "Cluster(run='mine') in a driver job of `slurmscope run`" in logs, logs
+    assert f"which runs run {started['run']!r}" in logs, logs
+    assert not (root / "runs" / "mine").exists()
+    assert done["driver_of"]["submissions"] == [], done
