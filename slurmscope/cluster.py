@@ -62,8 +62,9 @@ class Cluster:
       unpickled (by this driver, ``attach``, the command line or the worker) unless the file
       and its job directory are yours and writable by no one else (docs/reliability.md,
       "Security"); ``UnsafeJobDirectoryError`` says which path failed and what to do.
-    - ``run`` (default ``$SLURMSCOPE_RUN``; ``None`` given: no run): a run id (``[A-Za-z0-9._-]``): every
-      submission made here is recorded in that run's ledger, ``ROOT/runs/<id>/ledger.jsonl``.
+    - ``run`` (default ``$SLURMSCOPE_RUN``; ``run=None`` given: no run, whatever that says):
+      a run id (``[A-Za-z0-9._-]``): every submission made here is recorded in that run's
+      ledger, ``ROOT/runs/<id>/ledger.jsonl``.
       A run that already has a ledger is refused (``RunExistsError``) unless it is resumed.
     - ``resume`` (default ``$SLURMSCOPE_RESUME``, and True in a driver job that Slurm
       requeued): resume the run: each submission that matches one of the earlier attempt
