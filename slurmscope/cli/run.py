@@ -60,14 +60,18 @@ def run(args: argparse.Namespace) -> int:
     cluster = _cluster(root, args.backend or request.get("backend") or "auto")
     # From the checks to run.json, one `slurmscope run` of this run at a time: two at once
     # would each submit a driver job, and run.json keep one of them.
-    made = not run_folder(root, request["run"]).exists()
+    folder = run_folder(root, request["run"])
+    made = not folder.exists()
     try:
         with run_lock(root, request["run"]):
-            job_id, directory, record = _submit_and_record(root, request, cluster)
-    except BaseException:
-        if made and not (run_folder(root, request["run"]) / RUN_FILE).exists():
-            shutil.rmtree(run_folder(root, request["run"]), ignore_errors=True)
-        raise
+            try:
+                job_id, directory, record = _submit_and_record(root, request, cluster)
+            except BaseException:
+                # A folder this command made is removed with nothing in it: while the lock
+                # is held, so that one waiting for it finds its lock file gone and retries.
+                if made and not (folder / RUN_FILE).exists():
+                    shutil.rmtree(folder, ignore_errors=True)
+                raise
     finally:
         cluster.close()
     _report(args, root, record, job_id, directory, request)
