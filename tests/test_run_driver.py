@@ -650,3 +650,39 @@ def test_a_script_s_own_run_is_refused_in_a_driver_job(
     assert f"which runs run {started['run']!r}" in logs, logs
     assert not (root / "runs" / "mine").exists()
     assert done["driver_of"]["submissions"] == [], done
+
+
+#: What a driver job's script logs, after `show_resume_events()` as the driver job calls it.
+LOGGING = """
+import logging, sys
+from slurmscope.driver_script import show_resume_events
+from slurmscope.log import log
+show_resume_events()
+if sys.argv[1] == "configured":
+    logging.basicConfig(level=logging.WARNING, format="ROOT %(message)s")
+log.info("slurmscope.resume.reused", task="square")
+log.info("slurmscope.submit", task="square")
+log.warning("slurmscope.poll.failed", error="x")
+"""
+
+
+@pytest.mark.backends("local")
+@pytest.mark.parametrize("how", ["unconfigured", "configured"])
+def test_a_driver_job_shows_resume_events_unless_the_script_configures_logging(
+    backend: str, how: str
+) -> None:
+    """Unconfigured: the resume events and warnings, once each. Configured by the script
+    (a root handler at WARNING): what that configuration shows, once, and no INFO."""
+    proc = subprocess.run(
+        [sys.executable, "-c", LOGGING, how], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    reused = [line for line in lines if "slurmscope.resume.reused" in line]
+    warned = [line for line in lines if "slurmscope.poll.failed" in line]
+    assert not [line for line in lines if "slurmscope.submit" in line], lines
+    assert len(warned) == 1, lines
+    if how == "unconfigured":
+        assert len(reused) == 1 and "task='square'" in reused[0], lines
+    else:
+        assert reused == [] and warned[0].startswith("ROOT "), lines
