@@ -76,7 +76,7 @@ def test_parallel_parts_keep_their_order(tmp_path: Path) -> None:
     by_id = {job_id: backend.jobs[job_id] for job_id in array.job_ids}
     # part i of the map is the array that runs items i*10 ..: whatever order they reached
     # the scheduler in
-    assert [(by_id[j].spec.command[4:] or ("0",))[0] for j in array.job_ids] == [
+    assert [_offset(by_id[j].spec.command) for j in array.job_ids] == [
         str(10 * i) for i in range(10)
     ]
     assert [by_id[j].size for j in array.job_ids] == [10] * 9 + [5]
@@ -88,7 +88,7 @@ def test_a_failing_part_cancels_every_part_submitted(tmp_path: Path) -> None:
     seen: list[str] = []
 
     def on_submit(spec: JobSpec) -> None:
-        offset = (spec.command[4:] or ("0",))[0]
+        offset = _offset(spec.command)
         seen.append(offset)
         if offset in ("0", "10", "20"):
             started.wait()  # three parts in flight at once
@@ -106,6 +106,12 @@ def test_a_failing_part_cancels_every_part_submitted(tmp_path: Path) -> None:
     assert sorted(job_id for job_id, index in backend.cancels if index is None) == sorted(submitted)
     assert not [p for p in tmp_path.iterdir() if p.name[0].isdigit()]  # no directory left
     cluster.close()
+
+
+def _offset(command: tuple[str, ...]) -> str:
+    """The offset a part's worker command gives (``slurmscope.worker DIR [OFFSET]``)."""
+    after = command[command.index("slurmscope.worker") + 2 :]
+    return after[0] if after else "0"
 
 
 # -- on a real cluster -----------------------------------------------------------------------------

@@ -123,6 +123,22 @@ def check_scancel(target: str, proc: subprocess.CompletedProcess[str]) -> None:
 #: be missing from the answer.
 FULL_RANGES = {"SLURM_BITSTR_LEN": "0"}
 
+#: ``SLURM_BITSTR_LEN`` as the user's environment had it when slurmscope was imported: the
+#: pyslurm backend sets :data:`FULL_RANGES` in the process's environment around each load
+#: (libslurm reads it there), so a copy of the environment taken meanwhile, by any thread,
+#: has it too.
+_USER_BITSTR_LEN = os.environ.get("SLURM_BITSTR_LEN")
+
+
+def users_ranges(env: dict[str, str]) -> dict[str, str]:
+    """``env`` (a copy of the process's environment, for a job) with ``SLURM_BITSTR_LEN`` as
+    the user had it, not as a load in another thread may have set it for a moment."""
+    if _USER_BITSTR_LEN is None:
+        env.pop("SLURM_BITSTR_LEN", None)
+    else:
+        env["SLURM_BITSTR_LEN"] = _USER_BITSTR_LEN
+    return env
+
 
 def expand_array_range(text: str) -> list[int]:
     """The task indices of a range as Slurm prints it.

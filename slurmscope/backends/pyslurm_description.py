@@ -10,13 +10,11 @@ from collections.abc import Sequence
 from ..dependency import render
 from ..errors import SubmissionError
 from ..spec import JobSpec
+from ._slurm import users_ranges
 from .inherited import child_environment
 from .pyslurm_environment import RLIMITS, submit_environment
 from .pyslurm_import import FALLBACK
 from .slurm_request import EXTRA_FLAGS, batch_script, requested, requeueable
-
-#: SLURM_BITSTR_LEN as the user's environment had it when slurmscope was imported.
-_USER_BITSTR_LEN = os.environ.get("SLURM_BITSTR_LEN")
 
 
 def job_environment(
@@ -27,13 +25,7 @@ def job_environment(
     :func:`~slurmscope.backends.inherited.child_environment`), the variables sbatch adds
     (:func:`~slurmscope.backends.pyslurm_environment.submit_environment`), then the spec's
     own."""
-    env = child_environment(os.environ)
-    # SLURM_BITSTR_LEN is set around each load on the RPC thread (load_jobs): a copy taken
-    # meanwhile must not hand it to the job. The user's own value is kept.
-    if _USER_BITSTR_LEN is None:
-        env.pop("SLURM_BITSTR_LEN", None)
-    else:
-        env["SLURM_BITSTR_LEN"] = _USER_BITSTR_LEN
+    env = users_ranges(child_environment(os.environ))  # not a load's SLURM_BITSTR_LEN
     r = spec.resources
     added = submit_environment(
         rlimits,

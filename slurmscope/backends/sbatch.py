@@ -44,6 +44,7 @@ from ._slurm import (
     scheduler_parameters,
     slurm_conf_problem,
     tasks_per_array,
+    users_ranges,
 )
 from .base import Backend
 from .inherited import child_environment
@@ -233,7 +234,7 @@ class SbatchBackend(Backend):
         # The environment as it is now (sbatch --export=ALL sends the current one), not as
         # it was when the backend was made; inside a job, without what describes that job
         # (sbatch would apply it to this one, and pass it on).
-        env = child_environment(_environment(self.slurm_conf))
+        env = users_ranges(child_environment(_environment(self.slurm_conf)))
         env.update(spec.environment)
         out = self._run(
             args,
