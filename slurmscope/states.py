@@ -100,13 +100,10 @@ class TaskStates(Mapping[int, TaskState]):
         return default
 
     def __getitem__(self, index: int) -> TaskState:
-        found = self.single.get(index)
-        if found is not None:
-            return found
-        for indices, state in self.spans:
-            if index in indices:
-                return state
-        raise KeyError(index)
+        found = self.get(index)
+        if found is None:
+            raise KeyError(index)
+        return found
 
     def __iter__(self) -> Iterator[int]:
         yield from self.single

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from slurmscope.job_directory import JobDirectory
 from slurmscope.states import TaskState, TaskStates, task_state
 from slurmscope.submission import Part, Submission
@@ -25,6 +27,8 @@ def test_task_states_hold_spans_and_single_tasks() -> None:
     assert states.get(1) is running and states[5] is pending and states.get(2) is None
     assert sorted(states) == [1, *range(3, 10)] and len(states) == 8
     assert dict(states) == {1: running, **dict.fromkeys(range(3, 10), pending)}
+    with pytest.raises(KeyError):
+        states[2]
 
 
 def test_bulk_update_gives_the_states_of_a_task_by_task_update(tmp_path: Path) -> None:
