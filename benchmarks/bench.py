@@ -490,6 +490,9 @@ class Bench:
         png = out / f"{stem}.png"
         if plot(self.results, png):
             print(f"wrote {png}")
+        small_png = out / f"{stem}-small.png"
+        if plot_small(self.results, small_png):
+            print(f"wrote {small_png}")
         md = out / "benchmarks.md"
         if not self.args.quick and md.exists():
             text = md.read_text()
@@ -978,6 +981,47 @@ def plot(results: dict[str, Any], path: Path) -> bool:
     )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def plot_small(results: dict[str, Any], path: Path) -> bool:
+    """The many-small-tasks section as bars: each run's end-to-end time against the ideal
+    (the work divided by the CPUs); ``False`` when there is nothing to draw."""
+    small = results["summary"].get("small") or {}
+    if not small:
+        return False
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = sorted(small.items(), key=lambda kv: kv[1]["e2e_s"], reverse=True)
+    ideal = next(iter(small.values()))["ideal_s"]
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.6))
+    labels = [("raw sbatch --array" if k == "floor" else k) for k, _ in rows]
+    colors = ["tab:blue" if k.startswith("slurmscope pack") else "tab:gray" for k, _ in rows]
+    ax.barh(labels, [v["e2e_s"] for _, v in rows], color=colors)
+    for y, (_, v) in enumerate(rows):
+        ax.text(
+            v["e2e_s"] * 1.05,
+            y,
+            f"{v['e2e_s']:.1f} s, {v['e2e_s'] / ideal:.2f}x",
+            va="center",
+            fontsize=8,
+        )
+    ax.axvline(ideal, color="k", linestyle="--", label=f"ideal: {ideal:.0f} s")
+    ax.axvline(1.5 * ideal, color="tab:red", linestyle=":", label="target: 1.5x the ideal")
+    ax.set_xscale("log")
+    ax.set_xlim(right=max(v["e2e_s"] for _, v in rows) * 3)
+    ax.set_xlabel("end to end (s), log scale")
+    n = round(ideal * next(iter(small.values()))["cpus"] / 0.010)
+    ax.set_title(f"{n} items of 10 ms CPU each, end to end", fontsize=10)
+    ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
