@@ -26,7 +26,6 @@ from .errors import DependencyError, InvalidInputError, SubmissionError
 from .handle import Handle
 from .job_directory import JobDirectory, PackedItems
 from .jobs import ArrayJob, Job
-from .limits import needs_count
 from .log import log
 from .origin import driver_info
 from .packed_maps import function_key, item_checks, pack_size, slurm_kind
@@ -185,14 +184,17 @@ def _fit_job_count(
     or, for ``pack="auto"`` (the user allowed packing), packed to the room the controller
     has; raises :class:`ClusterFullError` (naming the limit) when it would still refuse."""
     backend = runtime.backend
-    tasks = -(-size // per_task) if array else 1
-    arrays = -(-tasks // (backend.max_array_size or tasks)) if array else 1
+
+    def tasks_and_arrays(per: int) -> tuple[int, int]:
+        tasks = -(-size // per) if array else 1
+        return tasks, (-(-tasks // (backend.max_array_size or tasks)) if array else 1)
+
+    tasks, arrays = tasks_and_arrays(per_task)
+    capacity = None
     if auto and array:
-        capacity = backend.job_capacity(count=False)
-        if capacity is not None and needs_count(tasks, arrays, capacity.max_job_count):
-            capacity = backend.job_capacity(count=True) or capacity
+        capacity = backend.capacity_for(tasks, arrays)
         room = None if capacity is None else capacity.max_job_count - (capacity.in_system or 0)
-        if room is not None and 0 < room < tasks:
+        if capacity is not None and room is not None and 0 < room < tasks:
             fitted = -(-size // room)
             log.info(
                 "slurmscope.pack.fitted",
@@ -200,13 +202,12 @@ def _fit_job_count(
                 items=size,
                 pack=fitted,
                 was=per_task,
-                max_job_count=capacity.max_job_count if capacity else None,
+                max_job_count=capacity.max_job_count,
                 room=room,
             )
             per_task = fitted
-            tasks = -(-size // per_task)
-            arrays = -(-tasks // (backend.max_array_size or tasks))
-    backend.refuse_too_many(name, tasks, arrays)
+            tasks, arrays = tasks_and_arrays(per_task)
+    backend.refuse_too_many(name, tasks, arrays, capacity)  # the capacity counted above
     return per_task
 
 

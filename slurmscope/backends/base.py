@@ -82,17 +82,27 @@ class Backend(ABC):
         if problem:
             raise UnsatisfiableRequestError(spec.name, problem, self.kind)
 
-    def refuse_too_many(self, name: str, tasks: int, parts: int) -> None:
+    def capacity_for(self, tasks: int, parts: int) -> limits.JobCapacity | None:
+        """The controller's capacity as a map of ``tasks`` tasks in ``parts`` arrays needs
+        to know it: the jobs in the system are counted only for maps that are large against
+        the limit or split (:func:`limits.needs_count`); a small one the controller refuses
+        itself. ``None`` where there is no such limit."""
+        capacity = self.job_capacity(count=False)
+        if capacity is not None and limits.needs_count(tasks, parts, capacity.max_job_count):
+            capacity = self.job_capacity(count=True) or capacity
+        return capacity
+
+    def refuse_too_many(
+        self, name: str, tasks: int, parts: int, capacity: limits.JobCapacity | None = None
+    ) -> None:
         """Raise :class:`ClusterFullError` when the controller would refuse ``tasks`` more
         tasks (in ``parts`` arrays) for its ``MaxJobCount``: before anything of a map is
-        submitted, so that a split map is never left half-submitted. The jobs in the system
-        are counted only for maps that are large against the limit or split
-        (:func:`limits.needs_count`); a small one the controller refuses itself."""
-        capacity = self.job_capacity(count=False)
+        submitted, so that a split map is never left half-submitted. ``capacity``: as
+        :meth:`capacity_for` gave it for this map already (not asked again)."""
+        if capacity is None:
+            capacity = self.capacity_for(tasks, parts)
         if capacity is None:
             return
-        if limits.needs_count(tasks, parts, capacity.max_job_count):
-            capacity = self.job_capacity(count=True) or capacity
         problem = limits.job_count_refusal(tasks, capacity)
         if problem:
             raise ClusterFullError(name, problem, self.kind)
