@@ -185,19 +185,25 @@ class Bench:
         subprocess.run(
             ["scancel", "--user", getpass.getuser()], env=env, capture_output=True, check=False
         )
+        states = "--states=PD,R,CG,CF,S"
+        if not self.wait_empty(env, states, timeout, 0.5):
+            print("bench.py: warning: the queue did not drain", file=sys.stderr)
+
+    def wait_empty(self, env: dict[str, str], states: str, timeout: float, every: float) -> bool:
+        """Wait until ``squeue`` (jobs in ``states``) lists nothing; ``False`` on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             out = subprocess.run(
-                ["squeue", "--noheader", "--format=%i", "--states=PD,R,CG,CF,S"],
+                ["squeue", "--noheader", "--format=%i", states],
                 capture_output=True,
                 text=True,
                 env=env,
                 check=False,
             ).stdout
             if not out.strip():
-                return
-            time.sleep(0.5)
-        print("bench.py: warning: the queue did not drain", file=sys.stderr)
+                return True
+            time.sleep(every)
+        return False
 
     # -- running one driver -------------------------------------------------------------------
     def driver(
@@ -384,19 +390,8 @@ class Bench:
         """Wait until the scale cluster has purged the cancelled arrays (they count against
         MaxJobCount until MinJobAge after their end)."""
         env = dict(self.env, SLURM_CONF=conf)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            out = subprocess.run(
-                ["squeue", "--noheader", "--states=all", "--format=%i"],
-                capture_output=True,
-                text=True,
-                env=env,
-                check=False,
-            ).stdout
-            if not out.strip():
-                return
-            time.sleep(2)
-        print("bench.py: warning: the scale cluster did not purge its jobs", file=sys.stderr)
+        if not self.wait_empty(env, "--states=all", timeout, 2):
+            print("bench.py: warning: the scale cluster did not purge its jobs", file=sys.stderr)
 
     def run(self) -> int:
         config = self.check_cluster()
